@@ -1,0 +1,65 @@
+"""Reproduce the study's comparison on the full flower_photos dataset (the models whose weights exist here).
+
+    python benchmarks/study.py [--data DIR] [--only cnn,mobilenet_v2] [--out-runs runs/bench]
+
+Trains each configuration with `edgeflower train` defaults, writes benchmarks/results/study.json (metrics,
+training times and the environment) and re-renders the README table. Run time on the 2-core dev machine: see the
+JSON's `wall_seconds` (about 40-60 minutes for all four runs, nearly all of it the CNN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgeflower._env import environment  # noqa: E402
+from edgeflower._util import write_json  # noqa: E402
+from edgeflower.train.loop import TrainConfig, train  # noqa: E402
+
+STUDY = {"cnn": 0.7278, "mobilenet_v2": 0.9111, "resnet50": 0.9306}
+CONFIGS = {
+    "mobilenet_v2": dict(model="mobilenet_v2", augment=False),
+    "mobilenet_v2_aug": dict(model="mobilenet_v2", augment=True),
+    "cnn": dict(model="cnn", augment=False),
+    "cnn_aug": dict(model="cnn", augment=True),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--only", default=",".join(CONFIGS))
+    ap.add_argument("--out-runs", default="runs/bench")
+    ap.add_argument("--results", default=str(ROOT / "benchmarks/results/study.json"))
+    args = ap.parse_args()
+    results_path = Path(args.results)
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
+    for name in args.only.split(","):
+        kw = CONFIGS[name]
+        t0 = time.perf_counter()
+        r = train(TrainConfig(data=args.data, out=f"{args.out_runs}/{name}", force=True, **kw))
+        m = r.metrics
+        results["runs"][name] = {
+            "command": f"edgeflower train --model {kw['model']} {'--augment' if kw['augment'] else '--no-augment'}",
+            "model": kw["model"], "augment": kw["augment"], "run_dir": str(r.run_dir),
+            "test_accuracy": m["test"]["accuracy"], "val_accuracy": m["val"]["accuracy"],
+            "train_accuracy": m["train"]["accuracy"], "test_loss": m["test"]["loss"],
+            "macro_f1": m["test"]["macro_f1"], "per_class_f1": {c: v["f1"] for c, v in m["test"]["per_class"].items()},
+            "params": m["params"], "epochs_run": len(next(iter(r.history.values()))["loss"]),
+            "train_seconds": r.config["train_seconds"], "timings": r.config["timings"],
+            "wall_seconds": time.perf_counter() - t0, "study_test_accuracy": STUDY.get(kw["model"]),
+        }
+        results["environment"] = environment()
+        results["date"] = time.strftime("%Y-%m-%d")
+        write_json(results_path, results)
+        print(f"{name}: test {m['test']['accuracy'] * 100:.2f}% in {r.config['train_seconds']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Decoded, preprocessed splits as uint8 arrays, cached on disk so training never re-decodes JPEGs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeflower._util import atomic_path, cache_dir, progress
+from edgeflower.data.split import Manifest, split_items, verify_files
+from edgeflower.edge.preprocess import PREPROCESSING, preprocess
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitArrays:
+    x: np.ndarray  # uint8 (N, H, W, 3)
+    y: np.ndarray  # int64 (N,)
+    paths: list[str]
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def load_split(root: str | os.PathLike, manifest: Manifest, split: str, size: int,
+               limit_per_class: int | None = None, use_cache: bool = True, verify: bool = True,
+               exclude: set[str] | None = None) -> SplitArrays:
+    """Verify the split's files against the manifest, then decode them (or read the cached array)."""
+    root = Path(root)
+    items = split_items(manifest, split, limit_per_class)
+    if exclude:
+        items = [it for it in items if it[0] not in exclude]
+    if verify:
+        verify_files(root, items)
+    paths = [rel for rel, _, _ in items]
+    y = np.array([lab for _, lab, _ in items], dtype=np.int64)
+    key = hashlib.sha256(json.dumps([manifest.sha256, split, size, [it[2] for it in items], PREPROCESSING],
+                                    sort_keys=True).encode()).hexdigest()[:20]
+    cache = cache_dir() / "arrays" / f"{split}-{size}-{key}.npy"
+    if use_cache and cache.is_file():
+        x = np.load(cache, mmap_mode="r")
+        if x.shape == (len(items), size, size, 3):
+            return SplitArrays(np.asarray(x), y, paths, list(manifest.classes))
+    x = np.empty((len(items), size, size, 3), dtype=np.uint8)
+    for i, rel in enumerate(progress(paths, total=len(paths), desc=f"decoding {split}")):
+        x[i] = preprocess(root / rel, size)
+    if use_cache:
+        try:
+            with atomic_path(cache, suffix=".npy") as tmp:
+                np.save(tmp, x)
+        except OSError as exc:  # a read-only cache must not stop training
+            log.warning("could not write the image cache %s: %s", cache, exc)
+    return SplitArrays(x, y, paths, list(manifest.classes))

@@ -1,0 +1,215 @@
+"""Interpreter backends behind one small interface: ai-edge-litert, tflite-runtime (legacy), onnxruntime.
+
+Each backend is built once per model; ``run`` takes an input already in the model's dtype.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeflower.errors import BackendError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float = 0.0  # 0 means "not quantized"
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
+
+
+def _pkg_version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class Backend:
+    """One loaded model. Subclasses set ``input``/``output`` and implement ``run``."""
+
+    name = "base"
+    dist = ""
+    input: TensorInfo
+    output: TensorInfo
+    session: Any = None
+
+    def run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # Split API so that a benchmark can time the interpreter call alone.
+    def set_input(self, x: np.ndarray) -> None:
+        self._x = x
+
+    def invoke(self) -> None:
+        self._y = self.run(self._x)
+
+    def get_output(self) -> np.ndarray:
+        return self._y
+
+    @property
+    def version(self) -> str:
+        return _pkg_version(self.dist)
+
+
+class _TFLiteBackend(Backend):
+    module = ""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        mod = _import(self.module, self.dist)
+        kwargs: dict[str, Any] = {"model_path": os.fspath(path)}
+        if threads:
+            kwargs["num_threads"] = int(threads)
+        try:
+            self.interpreter = mod.Interpreter(**kwargs)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"{self.name} cannot load {path}: {str(exc).splitlines()[0]}") from exc
+        inp = self.interpreter.get_input_details()[0]
+        out = self.interpreter.get_output_details()[0]
+        self.input = _tflite_info(inp)
+        self.output = _tflite_info(out)
+        self._in_idx = inp["index"]
+        self._out_idx = out["index"]
+        self._batch = int(inp["shape"][0]) if len(inp["shape"]) else 1
+
+    def _resize(self, n: int) -> None:
+        if n != self._batch:
+            shape = list(self.input.shape)
+            shape[0] = n
+            self.interpreter.resize_tensor_input(self._in_idx, shape)
+            self.interpreter.allocate_tensors()
+            self._batch = n
+
+    def set_input(self, x: np.ndarray) -> None:
+        self._resize(x.shape[0])
+        self.interpreter.set_tensor(self._in_idx, x)
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
+    def get_output(self) -> np.ndarray:
+        return self.interpreter.get_tensor(self._out_idx)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.set_input(x)
+        self.invoke()
+        return self.get_output().copy()
+
+
+def _tflite_info(d: dict) -> TensorInfo:
+    scale, zp = d.get("quantization", (0.0, 0))
+    return TensorInfo(d["name"], tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]), float(scale), int(zp))
+
+
+class LiteRTBackend(_TFLiteBackend):
+    name = "litert"
+    module = "ai_edge_litert.interpreter"
+    dist = "ai-edge-litert"
+
+
+class TFLiteRuntimeBackend(_TFLiteBackend):
+    name = "tflite-runtime"
+    module = "tflite_runtime.interpreter"
+    dist = "tflite-runtime"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        if int(np.__version__.split(".")[0]) >= 2:
+            # tflite-runtime 2.14 imports under numpy 2 but fails inside model loading.
+            raise BackendError(
+                f"tflite-runtime needs numpy<2 but numpy {np.__version__} is installed: "
+                "use the default backend (pip install ai-edge-litert) or pip install \"numpy<2\""
+            )
+        super().__init__(path, threads)
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    dist = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        ort = _import("onnxruntime", self.dist)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(os.fspath(path), sess_options=opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception classes
+            raise BackendError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
+        i = self.session.get_inputs()[0]
+        o = self.session.get_outputs()[0]
+        self.input = TensorInfo(i.name, tuple(s if isinstance(s, int) else -1 for s in i.shape), _ort_dtype(i.type))
+        self.output = TensorInfo(o.name, tuple(s if isinstance(s, int) else -1 for s in o.shape), _ort_dtype(o.type))
+        self._out_name = o.name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self._out_name], {self.input.name: x})[0]
+
+
+def _ort_dtype(t: str) -> np.dtype:
+    table = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
+             "tensor(float16)": np.float16, "tensor(double)": np.float64}
+    return np.dtype(table.get(t, np.float32))
+
+
+def _import(module: str, dist: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"backend package {dist} is not installed: pip install \"edgeflower[edge]\" (or pip install {dist})"
+        ) from exc
+
+
+BACKENDS: dict[str, type[Backend]] = {
+    "litert": LiteRTBackend,
+    "tflite-runtime": TFLiteRuntimeBackend,
+    "onnxruntime": OnnxRuntimeBackend,
+}
+
+# Preference order per file type.
+_BY_SUFFIX = {".tflite": ["litert", "tflite-runtime"], ".onnx": ["onnxruntime"]}
+
+
+def load_backend(path: str | Path, backend: str | None = None, threads: int | None = None) -> Backend:
+    """Load ``path`` with the named backend, or the first one installed for its file type."""
+    path = Path(path)
+    if not path.is_file():
+        raise BackendError(f"model file not found: {path}")
+    if threads is not None and threads < 1:
+        raise BackendError(f"threads must be at least 1, got {threads}")
+    suffix = path.suffix.lower()
+    if backend is not None:
+        if backend not in BACKENDS:
+            raise BackendError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+        if suffix in _BY_SUFFIX and backend not in _BY_SUFFIX[suffix]:
+            raise BackendError(f"backend {backend} cannot run {suffix} files; use one of {_BY_SUFFIX[suffix]}")
+        return BACKENDS[backend](path, threads)
+    if suffix not in _BY_SUFFIX:
+        raise BackendError(f"{path.name}: unknown model type {suffix!r}; expected .tflite or .onnx")
+    missing = []
+    for name in _BY_SUFFIX[suffix]:
+        try:
+            return BACKENDS[name](path, threads)
+        except MissingDependencyError as exc:
+            missing.append(str(exc))
+    raise MissingDependencyError(f"no backend installed for {suffix}: " + "; ".join(missing))

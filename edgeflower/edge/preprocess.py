@@ -1,0 +1,126 @@
+"""The one preprocessing function: training, export checks and the device all see the same pixels.
+
+Decode with Pillow, honour EXIF orientation, convert to RGB, resize (bilinear, no aspect preservation:
+the whole photo is squeezed into the model's square input, as the study did) and return uint8 HxWx3.
+Models take raw 0-255 pixels and scale them inside their own graph, so nothing else is needed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from edgeflower.errors import ImageError
+
+ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+
+#: Written into every artifact so the device can check it applies the same steps.
+PREPROCESSING = {
+    "library": "Pillow",
+    "color": "RGB",
+    "exif_transpose": True,
+    "resize": "bilinear",
+    "aspect": "stretch",
+    "jpeg_draft": True,
+    "dtype": "uint8",
+    "range": [0, 255],
+    "layout": "HWC",
+}
+
+# Pillow's bilinear filter (antialiased when shrinking).
+_RESAMPLE = Image.Resampling.BILINEAR
+
+
+def _as_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) from an int or a pair."""
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode (L, P, RGBA, LA, CMYK, I;16, F...) to RGB; transparent areas become white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(scaled.astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def open_image(src: str | os.PathLike | bytes, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode an image file (or bytes) into an RGB Pillow image, EXIF orientation applied.
+
+    ``draft_size`` (height, width) lets JPEG decoding skip detail that the resize would throw away
+    (DCT scaling by 1/2, 1/4 or 1/8, never below the requested size).
+    """
+    name = "<bytes>" if isinstance(src, (bytes, bytearray)) else os.fspath(src)
+    try:
+        fp = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else open(src, "rb")
+    except OSError as exc:
+        raise ImageError(f"cannot open image {name}: {exc.strerror or exc}") from exc
+    try:
+        with fp:
+            img = Image.open(fp)
+            if draft_size is not None and img.format == "JPEG":
+                # Request the larger side in both directions: EXIF rotation may swap them later.
+                side = max(draft_size)
+                img.draft("RGB", (side, side))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return to_rgb(img)
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name} is not an image Pillow can read (zero-byte, truncated or another format): "
+                         "remove it or replace it with a JPEG/PNG") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{name} is corrupt or truncated ({exc}): remove it or re-download it") from exc
+
+
+def preprocess(src: ImageLike, size: int | tuple[int, int]) -> np.ndarray:
+    """Any image (path, bytes, Pillow image, RGB array) -> uint8 array of shape (height, width, 3).
+
+    Arrays are taken as RGB (convert OpenCV's BGR first); 2-D arrays as grayscale; 4-channel as RGBA.
+    """
+    h, w = _as_size(size)
+    if isinstance(src, np.ndarray):
+        img = _array_to_image(src)
+    elif isinstance(src, Image.Image):
+        img = to_rgb(ImageOps.exif_transpose(src) if src.getexif() else src)
+    else:
+        img = open_image(src, draft_size=(h, w))
+    if img.size != (w, h):
+        img = img.resize((w, h), _RESAMPLE)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _array_to_image(arr: np.ndarray) -> Image.Image:
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and float(np.nanmax(arr)) <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        return Image.fromarray(arr, "L").convert("RGB")
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return Image.fromarray(np.ascontiguousarray(arr), "RGB")
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return to_rgb(Image.fromarray(np.ascontiguousarray(arr), "RGBA"))
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        return Image.fromarray(np.ascontiguousarray(arr[:, :, 0]), "L").convert("RGB")
+    raise ImageError(f"expected an RGB frame of shape (H, W, 3), got an array of shape {arr.shape}")

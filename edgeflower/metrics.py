@@ -1,0 +1,63 @@
+"""Classification metrics in plain numpy (shared by training, export and bench, so no TensorFlow here)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def classification_metrics(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, loss (cross-entropy of the probabilities), per-class P/R/F1/support and the confusion matrix."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    n = len(classes)
+    pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+    cm = np.zeros((n, n), dtype=np.int64)
+    np.add.at(cm, (y, pred), 1)
+    per_class = {}
+    for i, c in enumerate(classes):
+        tp = int(cm[i, i])
+        support = int(cm[i].sum())
+        predicted = int(cm[:, i].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[c] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+    eps = 1e-7
+    loss = float(-np.log(np.clip(probs[np.arange(len(y)), y], eps, 1.0)).mean()) if len(y) else float("nan")
+    acc = float((pred == y).mean()) if len(y) else float("nan")
+    macro_f1 = float(np.mean([v["f1"] for v in per_class.values()])) if per_class else float("nan")
+    return {
+        "n": int(len(y)),
+        "loss": loss,
+        "accuracy": acc,
+        "macro_f1": macro_f1,
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "classes": list(classes),
+    }
+
+
+def per_class_accuracy(pred: np.ndarray, y: np.ndarray, classes: list[str]) -> dict[str, float]:
+    return {c: float((pred[y == i] == i).mean()) if (y == i).any() else float("nan") for i, c in enumerate(classes)}
+
+
+def calibrate_threshold(probs: np.ndarray, y: np.ndarray, max_drop: float = 0.01) -> dict:
+    """The largest confidence threshold whose accuracy (an ``unknown`` answer counted wrong) stays within
+    ``max_drop`` of the accuracy without rejection, on the given (validation) predictions.
+
+    Rejecting more raises the chance that a non-flower photo is answered ``unknown``; the budget bounds what
+    that costs on real flowers.
+    """
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    base = float(correct.mean())
+    best = 0.0
+    for t in np.unique(conf):
+        acc = float((correct & (conf >= t)).mean())
+        if base - acc <= max_drop + 1e-12:
+            best = max(best, float(t))
+    # place the threshold just at the accepted value (>= keeps that prediction)
+    kept = conf >= best
+    return {"threshold": best, "accuracy_without_rejection": base,
+            "accuracy_with_rejection": float((correct & kept).mean()), "rejected_share": float((~kept).mean()),
+            "max_drop": max_drop, "n": int(len(y))}

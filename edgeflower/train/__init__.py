@@ -1,0 +1,1 @@
+"""Training side: model registry, training loop, evaluation reports. Imports TensorFlow lazily."""

@@ -1,0 +1,333 @@
+"""Training: validate everything first, train (head-on-cached-features for frozen backbones), evaluate, report.
+
+The run is written to ``<out>.partial/`` and renamed to ``<out>/`` only when complete, so a crash or Ctrl-C
+never leaves a run directory that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeflower import __version__
+from edgeflower._deps import require
+from edgeflower._util import atomic_path, write_json
+from edgeflower.data.arrays import SplitArrays, load_split
+from edgeflower.data.source import resolve_data_dir
+from edgeflower.data.split import load_manifest
+from edgeflower.errors import DataError, RunDirError
+from edgeflower.metrics import classification_metrics
+from edgeflower.train.models import count_params, get_spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "mobilenet_v2"
+    data: str | None = None
+    out: str | None = None
+    epochs: int | None = None  # None: the study's (30 for the CNN, 20 for transfer models)
+    batch_size: int = 32
+    augment: bool | None = None  # None: the model's default
+    aug_views: int = 4  # augmented views of the training set whose features are cached (transfer + augment)
+    fine_tune: int = 0  # unfreeze the top N backbone layers after the head converges
+    fine_tune_epochs: int = 10
+    fine_tune_lr: float = 1e-5
+    learning_rate: float = 1e-3
+    label_smoothing: float = 0.0
+    patience: int = 5
+    limit_per_class: int | None = None
+    seed: int = 42
+    weights: str | None = "imagenet"
+    input_size: int | None = None
+    split: str | None = None  # manifest path; None: the packaged flower_photos split
+    exclude: str | None = None  # file listing relative paths to leave out of training (data clean)
+    force: bool = False
+    verbose: int | None = None
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    config: dict
+    history: dict = field(default_factory=dict)
+
+
+def default_run_dir(model: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{model}-{stamp}"
+
+
+def prepare_run_dir(out: Path, force: bool) -> Path:
+    if out.exists():
+        if not force:
+            raise RunDirError(f"run directory {out} already exists: choose another --out, or pass --force to replace it")
+        if not (out / "config.json").exists() and any(out.iterdir()):
+            raise RunDirError(f"{out} exists and is not an edgeflower run directory; refusing to replace it")
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "edgeflower": __version__}
+    for d in ("tensorflow", "keras", "numpy", "pillow"):
+        try:
+            out[d] = md.version(d)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def load_data(cfg: TrainConfig, size: int) -> tuple[Path, Any, dict[str, SplitArrays]]:
+    root = resolve_data_dir(cfg.data)
+    manifest = load_manifest(cfg.split)
+    exclude = set()
+    if cfg.exclude:
+        try:
+            exclude = {ln.strip() for ln in Path(cfg.exclude).read_text().splitlines()
+                       if ln.strip() and not ln.startswith("#")}
+        except OSError as exc:
+            raise DataError(f"cannot read the exclusion list {cfg.exclude}: {exc.strerror}") from exc
+    arrays = {}
+    for split in ("train", "val", "test"):
+        limit = cfg.limit_per_class if split != "test" else (cfg.limit_per_class and max(2, cfg.limit_per_class // 2))
+        arrays[split] = load_split(root, manifest, split, size, limit_per_class=limit,
+                                   exclude=exclude if split == "train" else None)
+        if len(arrays[split]) == 0:
+            raise DataError(f"the {split} split is empty after --limit-per-class/--exclude; use a larger limit")
+    return root, manifest, arrays
+
+
+def augmenter(keras, seed: int):
+    """On-the-fly augmentation: horizontal flip, ~20% zoom, translation, ~30% contrast."""
+    from keras import layers
+
+    return keras.Sequential([
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomZoom(0.2, seed=seed + 1),
+        layers.RandomTranslation(0.1, 0.1, seed=seed + 2),
+        layers.RandomContrast(0.3, seed=seed + 3),
+    ], name="augment")
+
+
+def _dataset(tf, x: np.ndarray, y: np.ndarray, n_classes: int, batch: int, shuffle: bool, seed: int,
+             aug=None):
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(min(len(x), 4096), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch)
+
+    def prep(xb, yb):
+        xb = tf.cast(xb, tf.float32)
+        if aug is not None:
+            xb = aug(xb, training=True)
+        return xb, tf.one_hot(yb, n_classes)
+
+    return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _callbacks(keras, patience: int):
+    return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)]
+
+
+def _verbose(cfg: TrainConfig) -> int:
+    if cfg.verbose is not None:
+        return cfg.verbose
+    return 1 if sys.stderr.isatty() else 2
+
+
+def extract_features(tf, features_model, x: np.ndarray, batch: int, aug=None, desc: str = "") -> np.ndarray:
+    """Pooled backbone features of every image (optionally of an augmented view), in batches."""
+    from edgeflower._util import progress
+
+    out = []
+    starts = range(0, len(x), batch)
+    for s in progress(starts, total=len(starts), desc=desc or "features"):
+        xb = tf.cast(x[s:s + batch], tf.float32)
+        if aug is not None:
+            xb = aug(xb, training=True)
+        out.append(np.asarray(features_model(xb, training=False)))
+    return np.concatenate(out) if out else np.zeros((0, int(features_model.output.shape[-1])), np.float32)
+
+
+def predict_probs(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    return np.concatenate([np.asarray(model(x[s:s + batch].astype(np.float32), training=False))
+                           for s in range(0, len(x), batch)]) if len(x) else np.zeros((0, 0))
+
+
+def train(cfg: TrainConfig) -> RunResult:
+    spec = get_spec(cfg.model)
+    size = cfg.input_size or spec.input_size
+    augment = spec.augment if cfg.augment is None else cfg.augment
+    epochs = cfg.epochs or spec.epochs
+    if cfg.batch_size < 1 or epochs < 1:
+        raise DataError(f"--batch-size and --epochs must be at least 1 (got {cfg.batch_size}, {epochs})")
+    out = Path(cfg.out) if cfg.out else default_run_dir(cfg.model)
+    if out.exists() and not cfg.force:
+        raise RunDirError(f"run directory {out} already exists: choose another --out, or pass --force to replace it")
+    # validate data before building anything heavy: a bad file must not end a long run halfway
+    root, manifest, arrays = load_data(cfg, size)
+    tf = require("tensorflow", "training")
+    import keras
+
+    partial = prepare_run_dir(out, cfg.force)
+    keras.utils.set_random_seed(cfg.seed)
+    n_classes = len(manifest.classes)
+    weights = None if (cfg.weights in (None, "none", "None")) else cfg.weights
+    built = spec.build(n_classes, input_size=size, **({} if not spec.transfer else {"weights": weights}))
+    model = built.model
+    tr, va, te = arrays["train"], arrays["val"], arrays["test"]
+    aug = augmenter(keras, cfg.seed) if augment else None
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+    history: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    if spec.transfer:
+        t = time.perf_counter()
+        f_tr = [extract_features(tf, built.features, tr.x, 64, desc="train features")]
+        y_tr = [tr.y]
+        for v in range(cfg.aug_views if aug is not None else 0):
+            f_tr.append(extract_features(tf, built.features, tr.x, 64, aug=aug, desc=f"augmented view {v + 1}"))
+            y_tr.append(tr.y)
+        f_va = extract_features(tf, built.features, va.x, 64, desc="val features")
+        timings["features_s"] = time.perf_counter() - t
+        fx, fy = np.concatenate(f_tr), np.concatenate(y_tr)
+        built.head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
+        t = time.perf_counter()
+        h = built.head.fit(fx, keras.utils.to_categorical(fy, n_classes), batch_size=cfg.batch_size,
+                           epochs=epochs, validation_data=(f_va, keras.utils.to_categorical(va.y, n_classes)),
+                           callbacks=_callbacks(keras, cfg.patience), shuffle=True, verbose=_verbose(cfg))
+        timings["head_fit_s"] = time.perf_counter() - t
+        history["head"] = {k: [float(v) for v in vs] for k, vs in h.history.items()}
+        if cfg.fine_tune > 0:
+            history["fine_tune"] = _fine_tune(tf, keras, built, cfg, tr, va, n_classes, aug, loss, timings)
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
+        t = time.perf_counter()
+        h = model.fit(_dataset(tf, tr.x, tr.y, n_classes, cfg.batch_size, True, cfg.seed, aug),
+                      validation_data=_dataset(tf, va.x, va.y, n_classes, cfg.batch_size, False, cfg.seed),
+                      epochs=epochs, callbacks=_callbacks(keras, cfg.patience), verbose=_verbose(cfg))
+        timings["fit_s"] = time.perf_counter() - t
+        history["fit"] = {k: [float(v) for v in vs] for k, vs in h.history.items()}
+    train_seconds = time.perf_counter() - t0
+    with atomic_path(partial / "model.keras", suffix=".keras") as tmp:
+        model.save(tmp)
+    config = {
+        **asdict(cfg), "out": str(out), "model": cfg.model, "input_size": size, "augment": augment, "epochs": epochs,
+        "weights": weights, "data_dir": str(Path(root).resolve()), "classes": list(manifest.classes),
+        "split_manifest": cfg.split or "packaged:flower_photos_split.json", "split_manifest_sha256": manifest.sha256,
+        "counts": {k: len(v) for k, v in arrays.items()}, "versions": versions(), "train_seconds": train_seconds,
+        "timings": timings, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    }
+    metrics, test_probs = evaluate_model(model, arrays, manifest.classes)
+    write_json(partial / "config.json", config)
+    write_json(partial / "history.json", history)
+    write_json(partial / "metrics.json", metrics)
+    from edgeflower.train.report import write_reports
+
+    cases = write_reports(partial, config, metrics, history, te.x, te.y, test_probs, te.paths)
+    write_json(partial / "misclassified.json", cases)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(partial, out)
+    log.info("run written to %s", out)
+    return RunResult(out, metrics, config, history)
+
+
+def _fine_tune(tf, keras, built, cfg: TrainConfig, tr, va, n_classes, aug, loss, timings) -> dict:
+    """Unfreeze the top N backbone layers (BatchNorm layers stay frozen and in inference mode)."""
+    base = built.backbone
+    base.trainable = True
+    layers = base.layers
+    cut = max(0, len(layers) - cfg.fine_tune)
+    for i, layer in enumerate(layers):
+        layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
+    model = built.model
+    model.compile(optimizer=keras.optimizers.Adam(cfg.fine_tune_lr), loss=loss, metrics=["accuracy"])
+    t = time.perf_counter()
+    h = model.fit(_dataset(tf, tr.x, tr.y, n_classes, cfg.batch_size, True, cfg.seed + 7, aug),
+                  validation_data=_dataset(tf, va.x, va.y, n_classes, cfg.batch_size, False, cfg.seed),
+                  epochs=cfg.fine_tune_epochs, callbacks=_callbacks(keras, cfg.patience), verbose=_verbose(cfg))
+    timings["fine_tune_s"] = time.perf_counter() - t
+    return {k: [float(v) for v in vs] for k, vs in h.history.items()}
+
+
+def evaluate_model(model, arrays: dict[str, SplitArrays], classes: list[str]) -> tuple[dict, np.ndarray]:
+    metrics: dict[str, Any] = {}
+    test_probs = None
+    for split, a in arrays.items():
+        probs = predict_probs(model, a.x)
+        metrics[split] = classification_metrics(probs, a.y, classes)
+        if split == "test":
+            test_probs = probs
+            metrics["test"]["predictions"] = {p: classes[int(i)] for p, i in zip(a.paths, probs.argmax(1))}
+    metrics["params"] = count_params(model)
+    return metrics, test_probs
+
+
+def load_keras_model(path: str | os.PathLike):
+    require("tensorflow", "loading a Keras model")
+    import keras
+
+    from edgeflower.errors import ModelError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"model file {p} not found: pass a run directory or a .keras file")
+    try:
+        return keras.models.load_model(p, compile=False)
+    except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
+        raise ModelError(f"cannot load {p} as a Keras model ({str(exc).splitlines()[0][:200]}): "
+                         "is it a complete .keras file written by edgeflower train?") from exc
+
+
+def resolve_run(target: str | os.PathLike) -> tuple[Path, dict | None]:
+    """RUN_DIR or MODEL.keras -> (model path, run config or None)."""
+    from edgeflower.errors import ModelError
+
+    p = Path(target)
+    if p.is_dir():
+        m = p / "model.keras"
+        if not m.is_file():
+            raise RunDirError(f"{p} has no model.keras: is it a finished run directory (not *.partial)?")
+        cfg = json.loads((p / "config.json").read_text()) if (p / "config.json").is_file() else None
+        return m, cfg
+    if not p.exists():
+        raise ModelError(f"{p} does not exist: pass a run directory or a .keras file")
+    cfg_path = p.parent / "config.json"
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else None
+    return p, cfg
+
+
+def evaluate(target: str, split: str = "test", data: str | None = None, manifest_path: str | None = None,
+             limit_per_class: int | None = None) -> dict:
+    """Recompute the metrics of a saved model on one split."""
+    model_path, cfg = resolve_run(target)
+    cfg = cfg or {}
+    model = load_keras_model(model_path)
+    size = int(model.inputs[0].shape[1])
+    root = resolve_data_dir(data or cfg.get("data_dir"))
+    manifest = load_manifest(manifest_path or (cfg.get("split") if cfg.get("split") else None))
+    a = load_split(root, manifest, split, size, limit_per_class=limit_per_class)
+    probs = predict_probs(model, a.x)
+    m = classification_metrics(probs, a.y, manifest.classes)
+    m["model"] = str(model_path)
+    m["split"] = split
+    return m
