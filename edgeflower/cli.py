@@ -185,5 +185,47 @@ def eval_cmd(target: str, split: str, data_dir: str | None, json_out: str | None
         write_json(json_out, m)
 
 
+# ---------------------------------------------------------------- export
+@main.command()
+@click.argument("target", type=click.Path(exists=True))
+@click.option("--int8", is_flag=True, help="Also write full-integer int8 TFLite (and int8 ONNX).")
+@click.option("--onnx/--no-onnx", default=True, show_default=True, help="Also write ONNX artifacts.")
+@click.option("--calibration", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Calibration images drawn (stratified) from the training split.")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Largest allowed test-accuracy drop in percentage points against the Keras model.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default RUN_DIR/export).")
+@click.option("--input-type", type=click.Choice(["uint8", "int8"]), default="uint8", show_default=True,
+              help="Integer input of the int8 TFLite model.")
+@click.option("--onnx-activation", type=click.Choice(["uint8", "int8"]), default="uint8", show_default=True,
+              help="Activation type of the int8 ONNX model (uint8 is the faster one measured).")
+@click.option("--auto", is_flag=True, help="When int8 is over budget, try the usual remedies and keep the best.")
+@_data_opt
+@click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
+@_handle_errors
+def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_activation, auto, data_dir,
+           limit_per_class):
+    """Export RUN_DIR or MODEL.keras to TFLite/ONNX and gate every artifact on the 360-image test set."""
+    from edgeflower.errors import AccuracyDropError
+    from edgeflower.export.pipeline import ExportConfig, export as run_export, render_table
+
+    cfg = ExportConfig(target=target, out=out, int8=int8, onnx=onnx, calibration=calibration, max_drop=max_drop,
+                       input_type=input_type, onnx_activation=onnx_activation, auto=auto, data=data_dir,
+                       limit_per_class=limit_per_class)
+    try:
+        report = run_export(cfg, progress=lambda m: click.echo(f"... {m}", err=True))
+    except AccuracyDropError:
+        # the report (with the failing rows) is on disk; show it before the one-line error
+        from pathlib import Path as _P
+
+        rep = _P(out or (_P(target) if _P(target).is_dir() else _P(target).parent) / "export") / "export_report.md"
+        if rep.is_file():
+            click.echo(rep.read_text())
+        raise
+    click.echo(render_table(report))
+    click.echo(f"all {len(report['artifacts'])} artifacts passed; written to {report['out']} "
+               f"in {report['seconds']:.0f} s")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,136 @@
+"""Classifier: RGB frame in, top-k labels with probabilities out, for any exported artifact.
+
+Everything (labels, input size, quantization, unknown threshold) comes from the artifact's own metadata,
+with the interpreter's tensor details as the authority on dtypes and quantization parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeflower.edge.backends import Backend, TensorInfo, load_backend
+from edgeflower.edge.metadata import read_metadata
+from edgeflower.edge.preprocess import ImageLike, preprocess
+from edgeflower.errors import BackendError
+
+UNKNOWN = "unknown"
+
+
+@dataclass
+class Prediction:
+    label: str  # the top class, or "unknown" when its probability is below the threshold
+    score: float  # probability of the top class
+    top_k: list[tuple[str, float]]
+    probs: np.ndarray = field(repr=False)
+    index: int = -1  # top class index (even when reported as unknown)
+    inference_ms: float = 0.0  # the interpreter call alone
+    total_ms: float = 0.0  # preprocessing + quantization + inference + postprocessing
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "score": round(self.score, 6),
+                "top_k": [{"label": lab, "score": round(s, 6)} for lab, s in self.top_k],
+                "inference_ms": round(self.inference_ms, 3), "total_ms": round(self.total_ms, 3)}
+
+
+def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """Raw 0-255 pixels -> the model's input dtype (affine quantization for integer inputs)."""
+    if not info.quantized:
+        return x.astype(info.dtype, copy=False)
+    if info.dtype == np.uint8 and info.scale == 1.0 and info.zero_point == 0:
+        return x.astype(np.uint8, copy=False)  # the common case: raw pixels feed straight in
+    q = np.round(x.astype(np.float32) / info.scale + info.zero_point)
+    ii = np.iinfo(info.dtype)
+    return np.clip(q, ii.min, ii.max).astype(info.dtype)
+
+
+def dequantize(y: np.ndarray, info: TensorInfo) -> np.ndarray:
+    if not info.quantized:
+        return y.astype(np.float32, copy=False)
+    return (y.astype(np.float32) - info.zero_point) * info.scale
+
+
+class Classifier:
+    """Load an artifact once; classify frames (numpy RGB arrays, Pillow images or image files)."""
+
+    def __init__(self, model: str | Path, backend: str | None = None, threads: int | None = None,
+                 threshold: float | None = None, top_k: int = 3, labels: list[str] | None = None):
+        self.path = Path(model)
+        self.backend: Backend = load_backend(self.path, backend, threads)
+        self.metadata = read_metadata(self.path, getattr(self.backend, "session", None)) or {}
+        shape = self.backend.input.shape
+        if len(shape) != 4 or shape[-1] != 3:
+            raise BackendError(f"{self.path.name}: expected an NHWC image input (N, H, W, 3), got shape {shape}")
+        h, w = shape[1], shape[2]
+        if h <= 0 or w <= 0:  # dynamic spatial dims: fall back to the metadata
+            size = self.metadata.get("input", {}).get("size")
+            if not size:
+                raise BackendError(f"{self.path.name} has a dynamic input size and no metadata naming it")
+            h, w = size
+        self.input_size = (int(h), int(w))
+        n_out = self.backend.output.shape[-1]
+        meta_labels = self.metadata.get("labels")
+        self.labels = list(labels or meta_labels or [f"class_{i}" for i in range(n_out)])
+        if n_out > 0 and len(self.labels) != n_out:
+            raise BackendError(f"{self.path.name}: {len(self.labels)} labels for {n_out} outputs")
+        if threshold is None:
+            threshold = self.metadata.get("unknown_threshold", 0.0) or 0.0
+        self.threshold = float(threshold)
+        self.top_k = max(1, min(top_k, len(self.labels)))
+
+    @property
+    def has_metadata(self) -> bool:
+        return bool(self.metadata)
+
+    def preprocess(self, frame: ImageLike) -> np.ndarray:
+        return preprocess(frame, self.input_size)
+
+    def predict_pixels(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
+        """uint8 (N, H, W, 3) or (H, W, 3) -> (probabilities (N, C), interpreter milliseconds)."""
+        if pixels.ndim == 3:
+            pixels = pixels[None]
+        x = quantize(pixels, self.backend.input)
+        self.backend.set_input(x)
+        t = time.perf_counter_ns()
+        self.backend.invoke()
+        inf_ms = (time.perf_counter_ns() - t) / 1e6
+        probs = dequantize(self.backend.get_output(), self.backend.output)
+        return probs.reshape(len(pixels), -1), inf_ms
+
+    def predict_batch(self, images: np.ndarray, batch: int = 1) -> np.ndarray:
+        """Probabilities of many preprocessed images (batch 1 by default: what the device runs)."""
+        out = [self.predict_pixels(images[s:s + batch])[0] for s in range(0, len(images), batch)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+
+    def decide(self, probs: np.ndarray) -> tuple[str, float, int, list[tuple[str, float]]]:
+        order = np.argsort(-probs)
+        top = int(order[0])
+        score = float(probs[top])
+        label = self.labels[top] if score >= self.threshold else UNKNOWN
+        return label, score, top, [(self.labels[int(i)], float(probs[int(i)])) for i in order[: self.top_k]]
+
+    def classify(self, frame: ImageLike, smoother: "Smoother | None" = None) -> Prediction:
+        t0 = time.perf_counter_ns()
+        pixels = self.preprocess(frame)
+        probs, inf_ms = self.predict_pixels(pixels)
+        p = probs[0]
+        if smoother is not None:
+            p = smoother.update(p)
+        label, score, top, topk = self.decide(p)
+        total = (time.perf_counter_ns() - t0) / 1e6
+        return Prediction(label, score, topk, p, top, inf_ms, total)
+
+
+class Smoother:
+    """Mean of the last N probability vectors, so a steady scene does not flicker between labels."""
+
+    def __init__(self, n: int):
+        self.buf: deque[np.ndarray] = deque(maxlen=max(1, n))
+
+    def update(self, probs: np.ndarray) -> np.ndarray:
+        self.buf.append(np.asarray(probs, dtype=np.float32))
+        return np.mean(self.buf, axis=0)

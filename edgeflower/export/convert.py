@@ -1,0 +1,190 @@
+"""Converters. Each returns the artifact's bytes or writes to a given (temporary) path; no file is final here."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from edgeflower._deps import require
+from edgeflower.errors import ExportError
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """The converters print pages of signatures to stdout; keep them in the debug log instead."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        yield
+    if buf.getvalue():
+        log.debug("converter output:\n%s", buf.getvalue()[-4000:])
+
+
+@dataclass(frozen=True)
+class TFLiteInt8Options:
+    input_type: str = "uint8"  # or "int8"
+    per_channel: bool = True
+    float_output: bool = False  # dequantize the output inside the model (float32 output tensor)
+
+
+def _converter(model):
+    tf = require("tensorflow", "TFLite conversion")
+    try:
+        return tf, tf.lite.TFLiteConverter.from_keras_model(model)
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"TensorFlow cannot trace the model for TFLite ({_first(exc)}); models with custom "
+                          "layers need serializable TensorFlow ops") from exc
+
+
+def _first(exc: Exception) -> str:
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def tflite_float(model) -> bytes:
+    tf, conv = _converter(model)
+    try:
+        with quiet():
+            return conv.convert()
+    except Exception as exc:  # noqa: BLE001 - converter raises many types
+        raise ExportError(f"TFLite conversion failed: {_first(exc)}. Layers outside TFLite's builtin ops (custom "
+                          "layers, tf.py_function) cannot be converted") from exc
+
+
+def tflite_int8(model, calibration: np.ndarray, opts: TFLiteInt8Options = TFLiteInt8Options()) -> bytes:
+    """Full-integer post-training quantization with ``calibration`` (uint8 images, N x H x W x 3)."""
+    if len(calibration) == 0:
+        raise ExportError("the calibration set is empty: int8 quantization needs representative images "
+                          "(use --calibration N with N >= 1 and a non-empty training split)")
+    tf, conv = _converter(model)
+
+    def representative():
+        for i in range(len(calibration)):
+            yield [calibration[i:i + 1].astype(np.float32)]
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8 if opts.input_type == "int8" else tf.uint8
+    conv.inference_output_type = tf.float32 if opts.float_output else conv.inference_input_type
+    if not opts.per_channel:
+        conv._experimental_disable_per_channel = True  # noqa: SLF001 - the documented way to get per-tensor
+    try:
+        with quiet():
+            return conv.convert()
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"int8 TFLite conversion failed: {_first(exc)}") from exc
+
+
+def onnx_float(model, path: Path, opset: int = 17) -> None:
+    tf = require("tensorflow", "ONNX export")
+    tf2onnx = require("tf2onnx", "ONNX export")
+    onnx = require("onnx", "ONNX export")
+    h, w = int(model.inputs[0].shape[1]), int(model.inputs[0].shape[2])
+    sig = [tf.TensorSpec((None, h, w, 3), tf.float32, name="image")]
+    try:
+        with quiet():
+            proto, _ = tf2onnx.convert.from_keras(model, input_signature=sig, opset=opset)
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"tf2onnx conversion failed: {_first(exc)}") from exc
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"the converted ONNX model fails onnx.checker: {_first(exc)}") from exc
+    onnx.save(proto, os.fspath(path))
+
+
+@dataclass(frozen=True)
+class OnnxInt8Options:
+    activation_type: str = "uint8"  # uint8 activations are the faster on x86 and ARM (see GUIDE.md)
+    per_channel: bool = True
+    exclude_last: bool = False  # keep the final classifier layer in float
+    method: str = "minmax"  # or "percentile" / "entropy"
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over uint8 images (fed as float32, as the float model expects)."""
+
+    def __init__(self, images: np.ndarray, input_name: str, batch: int = 8):
+        self.images, self.name, self.batch, self.i = images, input_name, batch, 0
+
+    def get_next(self):
+        if self.i >= len(self.images):
+            return None
+        x = self.images[self.i:self.i + self.batch].astype(np.float32)
+        self.i += self.batch
+        return {self.name: x}
+
+    def rewind(self):
+        self.i = 0
+
+
+def onnx_int8(float_path: Path, out_path: Path, calibration: np.ndarray, opts: OnnxInt8Options = OnnxInt8Options(),
+              workdir: Path | None = None) -> None:
+    """Static QDQ quantization with per-channel int8 weights (never dynamic quantization)."""
+    if len(calibration) == 0:
+        raise ExportError("the calibration set is empty: int8 quantization needs representative images")
+    q = require("onnxruntime.quantization", "ONNX int8 quantization")
+    onnx = require("onnx", "ONNX int8 quantization")
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    workdir = workdir or out_path.parent
+    pre = workdir / (out_path.name + ".pre.onnx")
+    try:
+        try:
+            quant_pre_process(os.fspath(float_path), os.fspath(pre), skip_symbolic_shape=False)
+            src = pre
+        except Exception as exc:  # noqa: BLE001 - pre-processing is an optimisation, not a requirement
+            log.warning("onnx quant_pre_process failed (%s); quantizing the unprocessed model", _first(exc))
+            src = float_path
+        model = onnx.load(os.fspath(src))
+        input_name = model.graph.input[0].name
+        exclude = []
+        if opts.exclude_last:
+            ops = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")]
+            exclude = [ops[-1].name] if ops else []
+            exclude += [n.name for n in model.graph.node if n.op_type == "Softmax"]
+        method = {"minmax": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile,
+                  "entropy": q.CalibrationMethod.Entropy}[opts.method]
+        act = q.QuantType.QUInt8 if opts.activation_type == "uint8" else q.QuantType.QInt8
+        with quiet():
+            q.quantize_static(
+                os.fspath(src), os.fspath(out_path), _Reader(calibration, input_name),
+                quant_format=q.QuantFormat.QDQ, activation_type=act, weight_type=q.QuantType.QInt8,
+                per_channel=opts.per_channel, calibrate_method=method, nodes_to_exclude=exclude,
+                extra_options={"CalibMaxIntermediateOutputs": 16, "ActivationSymmetric": opts.activation_type == "int8"},
+            )
+    except ExportError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"onnxruntime static quantization failed: {_first(exc)}") from exc
+    finally:
+        for p in (pre, pre.with_name(pre.name + ".data")):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+
+def embed_onnx_metadata(path: Path, out: Path, metadata: dict) -> None:
+    """Copy ``path`` to ``out`` with edgeflower's metadata in ``metadata_props``."""
+    import json
+
+    onnx = require("onnx", "ONNX metadata")
+    from edgeflower.edge.metadata import METADATA_KEY
+
+    model = onnx.load(os.fspath(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props[METADATA_KEY] = json.dumps(metadata, sort_keys=True)
+    props["labels"] = json.dumps(metadata.get("labels", []))
+    del model.metadata_props[:]
+    for k, v in props.items():
+        e = model.metadata_props.add()
+        e.key, e.value = k, v
+    onnx.save(model, os.fspath(out))

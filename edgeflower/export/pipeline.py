@@ -1,0 +1,371 @@
+"""`edgeflower export`: convert, measure every artifact through the edge runtime, gate, and write atomically.
+
+Flow per artifact: convert into a temporary file beside the output -> evaluate it on the frozen test set
+(and the validation split, to calibrate the ``unknown`` threshold) with the edge Classifier -> embed
+metadata -> rename onto its final name (passing) or its FAILED name (over the accuracy budget).
+A crash at any point leaves earlier artifacts and any previous good export untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeflower import __version__
+from edgeflower._util import atomic_path, atomic_write_text, sha256_file, write_json
+from edgeflower.data.arrays import SplitArrays, load_split
+from edgeflower.data.source import resolve_data_dir
+from edgeflower.data.split import load_manifest
+from edgeflower.edge.classifier import Classifier
+from edgeflower.edge.metadata import sidecar_path
+from edgeflower.edge.preprocess import PREPROCESSING
+from edgeflower.errors import AccuracyDropError, ExportError
+from edgeflower.export import convert
+from edgeflower.export.formats import FORMATS, Format, FormatSpec
+from edgeflower.metrics import calibrate_threshold, per_class_accuracy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    target: str  # run directory or .keras file
+    out: str | None = None  # default: RUN_DIR/export
+    int8: bool = False
+    onnx: bool = True
+    calibration: int = 300
+    calibration_seed: int = 0
+    max_drop: float = 1.0  # percentage points
+    input_type: str = "uint8"  # TFLite int8 input: uint8 raw pixels or int8
+    onnx_activation: str = "uint8"
+    auto: bool = False
+    data: str | None = None
+    split: str | None = None
+    limit_per_class: int | None = None  # tests and quick runs only: evaluate on a slice
+    unknown_max_drop: float = 0.01  # accuracy budget (fraction) for the unknown threshold on val
+    require_float_agreement: bool = True
+
+
+@dataclass
+class ArtifactResult:
+    name: str
+    format: str
+    path: str
+    passed: bool
+    size_bytes: int
+    sha256: str
+    accuracy: float
+    reference_accuracy: float
+    drop_pts: float
+    max_drop_pts: float
+    argmax_agreement: float
+    per_class_delta_pts: dict[str, float]
+    changed: list[dict]
+    unknown_threshold: float
+    seconds: float
+    options: dict = field(default_factory=dict)
+    reason: str = ""
+    attempts: list[dict] = field(default_factory=list)
+
+
+def _check_out_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the output directory {out}: {exc.strerror}; pass a writable --out") from exc
+    if not os.access(out, os.W_OK):
+        raise ExportError(f"the output directory {out} is not writable: pass a writable --out")
+
+
+def stratified_sample(a: SplitArrays, n: int, seed: int) -> np.ndarray:
+    """Up to ``n`` images with every class represented in proportion (the representative dataset)."""
+    if n <= 0:
+        raise ExportError(f"--calibration must be at least 1, got {n}")
+    rng = np.random.default_rng(seed)
+    idx = []
+    classes = np.unique(a.y)
+    for c in classes:
+        members = np.nonzero(a.y == c)[0]
+        k = max(1, round(n * len(members) / len(a.y)))
+        idx.extend(rng.choice(members, size=min(k, len(members)), replace=False).tolist())
+    idx = np.array(sorted(idx)[: max(n, len(classes))])
+    return a.x[idx]
+
+
+def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> dict:
+    """Run the whole export; returns the report. Raises AccuracyDropError after writing everything if any
+    artifact failed the gate."""
+    say = progress or (lambda msg: log.info(msg))
+    from edgeflower.train.loop import load_keras_model, predict_probs, resolve_run
+
+    t_start = time.perf_counter()
+    model_path, run_cfg = resolve_run(cfg.target)
+    run_cfg = run_cfg or {}
+    out = Path(cfg.out) if cfg.out else (model_path.parent / "export")
+    _check_out_dir(out)
+    model = load_keras_model(model_path)
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or shape[-1] != 3 or shape[1] is None or shape[1] != shape[2]:
+        raise ExportError(f"{model_path}: expected a square RGB image input (None, S, S, 3), got {shape}")
+    size = int(shape[1])
+    root = resolve_data_dir(cfg.data or run_cfg.get("data_dir"))
+    manifest = load_manifest(cfg.split or run_cfg.get("split"))
+    classes = list(run_cfg.get("classes") or manifest.classes)
+    n_out = int(model.outputs[0].shape[-1])
+    if n_out != len(classes):
+        raise ExportError(f"{model_path} has {n_out} outputs but the split has {len(classes)} classes {classes}")
+    say(f"loading data ({root})")
+    test = load_split(root, manifest, "test", size, limit_per_class=cfg.limit_per_class)
+    val = load_split(root, manifest, "val", size, limit_per_class=cfg.limit_per_class)
+    calib, train = None, None
+    if cfg.int8:
+        train = load_split(root, manifest, "train", size, limit_per_class=cfg.limit_per_class)
+        calib = stratified_sample(train, cfg.calibration, cfg.calibration_seed)
+    say("evaluating the Keras float model (reference)")
+    ref_probs = predict_probs(model, test.x)
+    ref_pred = ref_probs.argmax(1)
+    ref_acc = float((ref_pred == test.y).mean())
+    base_meta = {
+        "edgeflower_version": __version__,
+        "labels": classes,
+        "preprocessing": PREPROCESSING,
+        "source_run": str(Path(cfg.target).resolve()),
+        "source_model_sha256": sha256_file(model_path),
+        "model": run_cfg.get("model"),
+        "split_manifest_sha256": manifest.sha256,
+        "keras_test_accuracy": ref_acc,
+    }
+    ctx = _Ctx(cfg, out, model, classes, size, test, val, calib, ref_pred, ref_acc, base_meta, say)
+    ctx.train = train
+    results: list[ArtifactResult] = []
+    with tempfile.TemporaryDirectory(prefix=".export.", dir=out) as tmpdir:
+        ctx.tmp = Path(tmpdir)
+        results.append(ctx.tflite_float())
+        if cfg.int8:
+            results.append(ctx.tflite_int8())
+        if cfg.onnx:
+            results.append(ctx.onnx_float())
+            if cfg.int8:
+                results.append(ctx.onnx_int8())
+    report = {
+        "edgeflower_version": __version__,
+        "source": str(model_path),
+        "out": str(out),
+        "keras_test_accuracy": ref_acc,
+        "test_images": len(test),
+        "max_drop_pts": cfg.max_drop,
+        "config": asdict(cfg),
+        "seconds": time.perf_counter() - t_start,
+        "artifacts": [asdict(r) for r in results],
+        "passed": all(r.passed for r in results),
+    }
+    write_json(out / "export_report.json", report)
+    atomic_write_text(out / "export_report.md", render_table(report))
+    failures = [asdict(r) for r in results if not r.passed]
+    if failures:
+        raise AccuracyDropError(failures)
+    return report
+
+
+class _Ctx:
+    def __init__(self, cfg, out, model, classes, size, test, val, calib, ref_pred, ref_acc, base_meta, say):
+        self.cfg, self.out, self.model, self.classes, self.size = cfg, out, model, classes, size
+        self.test, self.val, self.calib, self.ref_pred, self.ref_acc = test, val, calib, ref_pred, ref_acc
+        self.base_meta, self.say = base_meta, say
+        self.tmp: Path = out
+        self.train: SplitArrays | None = None
+
+    # ------------------------------------------------------------ formats
+    def tflite_float(self) -> ArtifactResult:
+        spec = FORMATS[Format.TFLITE_FLOAT]
+        self.say("converting to float TFLite")
+        t = time.perf_counter()
+        tmp = self.tmp / spec.filename
+        tmp.write_bytes(convert.tflite_float(self.model))
+        return self._finish(spec, tmp, t, {})
+
+    def tflite_int8(self) -> ArtifactResult:
+        spec = FORMATS[Format.TFLITE_INT8]
+        base = convert.TFLiteInt8Options(input_type=self.cfg.input_type)
+        candidates = [("default", base, self.calib)]
+        if self.cfg.auto:
+            candidates += [
+                ("more calibration images", base, self._more_calibration()),
+                ("other calibration sample", base, self._other_calibration()),
+                ("per-tensor weights", convert.TFLiteInt8Options(self.cfg.input_type, per_channel=False), self.calib),
+                ("float output", convert.TFLiteInt8Options(self.cfg.input_type, float_output=True), self.calib),
+            ]
+
+        def build(opts, calib, path):
+            path.write_bytes(convert.tflite_int8(self.model, calib, opts))
+
+        return self._search(spec, candidates, build)
+
+    def onnx_float(self) -> ArtifactResult:
+        spec = FORMATS[Format.ONNX_FLOAT]
+        self.say("converting to float ONNX (tf2onnx, opset 17)")
+        t = time.perf_counter()
+        tmp = self.tmp / ("raw_" + spec.filename)
+        convert.onnx_float(self.model, tmp)
+        self._onnx_float_tmp = tmp
+        return self._finish(spec, tmp, t, {"opset": 17})
+
+    def onnx_int8(self) -> ArtifactResult:
+        spec = FORMATS[Format.ONNX_INT8]
+        act = self.cfg.onnx_activation
+        other = "int8" if act == "uint8" else "uint8"
+        base = convert.OnnxInt8Options(activation_type=act)
+        candidates = [("default", base, self.calib)]
+        if self.cfg.auto:
+            candidates += [
+                ("more calibration images", base, self._more_calibration()),
+                ("percentile calibration", convert.OnnxInt8Options(act, method="percentile"), self.calib),
+                (f"{other} activations", convert.OnnxInt8Options(other), self.calib),
+                ("per-tensor weights", convert.OnnxInt8Options(act, per_channel=False), self.calib),
+                ("final layer in float", convert.OnnxInt8Options(act, exclude_last=True), self.calib),
+            ]
+
+        def build(opts, calib, path):
+            convert.onnx_int8(self._onnx_float_tmp, path, calib, opts, workdir=self.tmp)
+
+        return self._search(spec, candidates, build)
+
+    # ------------------------------------------------------------ helpers
+    def _more_calibration(self) -> np.ndarray:
+        return self._calib_from(self.cfg.calibration * 3, self.cfg.calibration_seed)
+
+    def _other_calibration(self) -> np.ndarray:
+        return self._calib_from(self.cfg.calibration, self.cfg.calibration_seed + 1)
+
+    def _calib_from(self, n: int, seed: int) -> np.ndarray:
+        return stratified_sample(self.train, n, seed)
+
+    def _search(self, spec: FormatSpec, candidates, build) -> ArtifactResult:
+        """Try the candidates in order until one passes; keep the best (highest accuracy) if none does."""
+        attempts, best, best_path = [], None, None
+        for i, (label, opts, calib) in enumerate(candidates):
+            self.say(f"quantizing {spec.filename} ({label}, {len(calib)} calibration images)")
+            t = time.perf_counter()
+            path = self.tmp / f"try{i}_{spec.filename}"
+            build(opts, calib, path)
+            ev = self._evaluate(path)
+            drop = (self.ref_acc - ev["accuracy"]) * 100
+            ok = drop <= self.cfg.max_drop + 1e-9
+            attempts.append({"remedy": label, "options": asdict(opts), "calibration_images": len(calib),
+                             "accuracy": ev["accuracy"], "drop_pts": drop, "passed": ok,
+                             "seconds": time.perf_counter() - t})
+            if best is None or ev["accuracy"] > best[1]["accuracy"]:
+                best, best_path = (label, ev, opts, calib, t), path
+            if ok:
+                break
+        label, ev, opts, calib, t = best
+        res = self._finish(spec, best_path, t, {**asdict(opts), "calibration_images": len(calib), "remedy": label},
+                           evaluated=ev)
+        res.attempts = attempts if self.cfg.auto else []
+        return res
+
+    def _evaluate(self, path: Path) -> dict:
+        clf = Classifier(path, threshold=0.0)
+        probs = clf.predict_batch(self.test.x)
+        pred = probs.argmax(1)
+        val_probs = clf.predict_batch(self.val.x)
+        return {"probs": probs, "pred": pred, "accuracy": float((pred == self.test.y).mean()),
+                "val_probs": val_probs, "clf": clf}
+
+    def _finish(self, spec: FormatSpec, tmp: Path, t0: float, options: dict,
+                evaluated: dict | None = None) -> ArtifactResult:
+        ev = evaluated or self._evaluate(tmp)
+        clf: Classifier = ev["clf"]
+        acc, pred = ev["accuracy"], ev["pred"]
+        drop = (self.ref_acc - acc) * 100
+        agree = float((pred == self.ref_pred).mean())
+        passed, reason = True, ""
+        if drop > self.cfg.max_drop + 1e-9:
+            passed, reason = False, f"accuracy drop {drop:.2f} pts > {self.cfg.max_drop:.2f}"
+        if not spec.quantized and self.cfg.require_float_agreement and agree < 1.0:
+            passed = False
+            reason = (reason + "; " if reason else "") + \
+                f"float artifact disagrees with Keras on {int(round((1 - agree) * len(pred)))} test images"
+        ref_pc = per_class_accuracy(self.ref_pred, self.test.y, self.classes)
+        pc = per_class_accuracy(pred, self.test.y, self.classes)
+        changed = [{"path": self.test.paths[i], "true": self.classes[self.test.y[i]],
+                    "keras": self.classes[self.ref_pred[i]], "artifact": self.classes[pred[i]]}
+                   for i in np.nonzero(pred != self.ref_pred)[0]]
+        thr = calibrate_threshold(ev["val_probs"], self.val.y, self.cfg.unknown_max_drop)
+        inp, outp = clf.backend.input, clf.backend.output
+        meta = {
+            **self.base_meta,
+            "format": spec.fmt.value,
+            "runtime": spec.runtime,
+            "input": {"name": inp.name, "size": [self.size, self.size], "shape": [1, self.size, self.size, 3],
+                      "dtype": str(inp.dtype), "layout": "NHWC",
+                      "quantization": {"scale": inp.scale, "zero_point": inp.zero_point} if inp.quantized else None},
+            "output": {"name": outp.name, "dtype": str(outp.dtype), "kind": "probabilities",
+                       "quantization": {"scale": outp.scale, "zero_point": outp.zero_point} if outp.quantized else None},
+            "quantized": spec.quantized,
+            "quantization_options": options,
+            "test_accuracy": acc,
+            "test_images": len(self.test),
+            "drop_pts": drop,
+            "passed_gate": passed,
+            "unknown_threshold": thr["threshold"],
+            "unknown_calibration": thr,
+        }
+        name = spec.filename if passed else spec.failed_filename
+        final = self.out / name
+        del clf, ev  # release the interpreter before the file moves
+        if spec.runtime == "onnxruntime":
+            staged = self.tmp / ("meta_" + spec.filename)
+            convert.embed_onnx_metadata(tmp, staged, meta)
+            tmp = staged
+        size, digest = tmp.stat().st_size, sha256_file(tmp)
+        meta["sha256"], meta["size_bytes"] = digest, size
+        # sidecar first, then the artifact: a reader that finds the artifact also finds its metadata
+        write_json(sidecar_path(final), meta)
+        with atomic_path(final, suffix=final.suffix) as dst:
+            shutil.copyfile(tmp, dst)
+        if not passed:
+            self.say(f"FAILED {spec.filename}: {reason} (kept as {name})")
+        return ArtifactResult(
+            name=spec.filename, format=spec.fmt.value, path=str(final), passed=passed, size_bytes=size,
+            sha256=digest, accuracy=acc, reference_accuracy=self.ref_acc, drop_pts=drop,
+            max_drop_pts=self.cfg.max_drop, argmax_agreement=agree,
+            per_class_delta_pts={c: (pc[c] - ref_pc[c]) * 100 for c in self.classes}, changed=changed,
+            unknown_threshold=thr["threshold"], seconds=time.perf_counter() - t0, options=options, reason=reason,
+        )
+
+
+def render_table(report: dict) -> str:
+    lines = [
+        f"# Export report: {report['source']}",
+        "",
+        f"Keras float test accuracy: {report['keras_test_accuracy'] * 100:.2f}% on {report['test_images']} images; "
+        f"gate: drop <= {report['max_drop_pts']:.2f} pts (float artifacts must also agree with Keras on every argmax).",
+        "",
+        "| artifact | format | size (KiB) | test acc | drop (pts) | argmax agree | changed | passed |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for a in report["artifacts"]:
+        lines.append(
+            f"| {Path(a['path']).name} | {a['format']} | {a['size_bytes'] / 1024:,.0f} | {a['accuracy'] * 100:.2f}% | "
+            f"{a['drop_pts']:+.2f} | {a['argmax_agreement'] * 100:.2f}% | {len(a['changed'])} | "
+            f"{'yes' if a['passed'] else 'NO: ' + a['reason']} |"
+        )
+    lines.append("")
+    for a in report["artifacts"]:
+        deltas = ", ".join(f"{c} {d:+.1f}" for c, d in a["per_class_delta_pts"].items())
+        lines.append(f"- {Path(a['path']).name}: sha256 `{a['sha256'][:16]}...`, per-class delta (pts): {deltas}")
+        for ch in a["changed"][:10]:
+            lines.append(f"  - changed: {ch['path']} (true {ch['true']}): Keras {ch['keras']} -> {ch['artifact']}")
+        for at in a.get("attempts", []):
+            lines.append(f"  - tried {at['remedy']}: {at['accuracy'] * 100:.2f}% "
+                         f"({'pass' if at['passed'] else 'fail'})")
+    return "\n".join(lines) + "\n"
