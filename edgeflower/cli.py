@@ -227,5 +227,135 @@ def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_acti
                f"in {report['seconds']:.0f} s")
 
 
+# ---------------------------------------------------------------- classify (edge: never imports TensorFlow)
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--camera", is_flag=False, flag_value="pi", default=None, metavar="[N]",
+              help="--camera: the Raspberry Pi camera (picamera2); --camera N: OpenCV camera N (USB webcam).")
+@click.option("--video", default=None, metavar="PATH|URL", help="A video file or stream URL (RTSP/HTTP) via OpenCV.")
+@click.option("--images", default=None, metavar="DIR|GLOB", help="Still images: a folder or a glob.")
+@click.option("--backend", type=click.Choice(["litert", "tflite-runtime", "onnxruntime"]), default=None,
+              help="Interpreter (default: by file type and what is installed).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Report 'unknown' below this confidence (default: the artifact's calibrated value).")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--smooth", type=click.IntRange(min=0), default=0, help="Average probabilities over the last N frames.")
+@click.option("--jsonl", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write per-frame JSON lines here (default: stdout).")
+@click.option("--serve", default=None, metavar="HOST:PORT",
+              help="Serve a live page (MJPEG + label); PORT alone binds to 127.0.0.1.")
+@click.option("--reconnect", is_flag=True, help="Retry a camera that disappears.")
+@click.option("--resolution", default="640x480", show_default=True, help="Camera capture size WxH.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
+@click.option("--quiet", is_flag=True, help="No status line.")
+@_handle_errors
+def classify(model, camera, video, images, backend, threads, threshold, top_k, smooth, jsonl, serve, reconnect,
+             resolution, max_frames, quiet):
+    """Classify camera frames, a video or still images with an exported MODEL (.tflite or .onnx)."""
+    from edgeflower.edge.classifier import Classifier
+    from edgeflower.edge.loop import run
+    from edgeflower.edge.sources import ImageSource, OpenCVSource, PiCameraSource
+    from edgeflower.errors import SourceError
+
+    chosen = [x for x in (camera, video, images) if x is not None]
+    if len(chosen) != 1:
+        raise SourceError("give exactly one source: --camera [N], --video PATH|URL or --images DIR|GLOB")
+    try:
+        w, h = (int(v) for v in resolution.lower().split("x"))
+    except ValueError as exc:
+        raise SourceError(f"--resolution {resolution!r}: expected WxH, e.g. 640x480") from exc
+    clf = Classifier(model, backend=backend, threads=threads, threshold=threshold, top_k=top_k)
+    if not clf.has_metadata:
+        click.secho(f"warning: {model} has no edgeflower metadata; labels are class_0.. and no unknown threshold",
+                    fg="yellow", err=True)
+    if images is not None:
+        source = ImageSource(images, size_hint=clf.input_size)
+    elif video is not None:
+        source = OpenCVSource(video, reconnect=reconnect)
+    elif camera == "pi":
+        source = PiCameraSource((w, h), reconnect=reconnect)
+    else:
+        try:
+            index = int(camera)
+        except ValueError as exc:
+            raise SourceError(f"--camera {camera!r}: expected a camera number (0, 1, ...) or no value") from exc
+        source = OpenCVSource(index, reconnect=reconnect)
+    live_state = None
+    if serve:
+        from edgeflower.edge.serve import LiveState, start_server
+
+        live_state = LiveState()
+        server = start_server(serve, live_state)
+        host, port = server.server_address[:2]
+        click.echo(f"live page: http://{host}:{port}/", err=True)
+    show = (not quiet) and sys.stderr.isatty()
+    status = (lambda msg: click.echo("\r" + msg[:150].ljust(150), nl=False, err=True)) if show else None
+    out = open(jsonl, "w", encoding="utf-8") if jsonl else sys.stdout
+    try:
+        summary = run(clf, source, out=out, smooth=smooth, status=status, live_state=live_state,
+                      max_frames=max_frames)
+    finally:
+        if jsonl:
+            out.close()
+    if show:
+        click.echo("", err=True)
+    d = summary.to_dict()
+    labels = ", ".join(f"{k} {v}" for k, v in d["labels"].items())
+    click.echo(f"{d['frames']} frames in {d['seconds']:.1f} s ({d['fps']:.1f} FPS); inference p50 "
+               f"{d['inference_ms']['p50']:.2f} ms p95 {d['inference_ms']['p95']:.2f} ms; end-to-end p50 "
+               f"{d['e2e_ms']['p50']:.2f} ms p95 {d['e2e_ms']['p95']:.2f} ms; {d['errors']} unreadable, "
+               f"{d['dropped']} dropped; labels: {labels or '-'} ({d['stopped_by']})", err=True)
+    if summary.error:
+        raise SourceError(summary.error)
+
+
+# ---------------------------------------------------------------- bench (edge: never imports TensorFlow)
+@main.command()
+@click.argument("artifacts", nargs=-1, required=True)
+@click.option("--threads", default="1,2,4", show_default=True, help="Comma-separated interpreter thread counts.")
+@click.option("--runs", type=click.IntRange(min=1), default=200, show_default=True, help="Timed invocations.")
+@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True)
+@click.option("--e2e-images", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Test images for the end-to-end (decode to label) latency.")
+@_data_opt
+@click.option("--no-accuracy", is_flag=True, help="Skip the 360-image accuracy check.")
+@click.option("--backend", type=click.Choice(["litert", "tflite-runtime", "onnxruntime"]), default=None)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write results as JSON.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None,
+              help="Latency-vs-accuracy PNG (default: beside --json).")
+@click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
+@_handle_errors
+def bench(artifacts, threads, runs, warmup, e2e_images, data_dir, no_accuracy, backend, json_out, plot_out,
+          limit_per_class):
+    """Measure latency, throughput, memory, size and accuracy of each exported ARTIFACT."""
+    from edgeflower._util import write_json
+    from edgeflower.edge.bench import BenchConfig, bench as run_bench, plot, render
+    from edgeflower.errors import BenchError
+
+    try:
+        thr = tuple(int(t) for t in threads.split(",") if t.strip())
+    except ValueError as exc:
+        raise BenchError(f"--threads {threads!r}: expected comma-separated integers, e.g. 1,2,4") from exc
+    cfg = BenchConfig(artifacts=tuple(artifacts), threads=thr, runs=runs, warmup=warmup, e2e_images=e2e_images,
+                      data=data_dir, accuracy=not no_accuracy, backend=backend, limit_per_class=limit_per_class)
+    report = run_bench(cfg, progress=lambda m: click.echo(f"... {m}", err=True))
+    click.echo(render(report))
+    if json_out:
+        write_json(json_out, report)
+        click.echo(f"results written to {json_out}", err=True)
+    png = plot_out or (str(Path(json_out).with_suffix(".png")) if json_out else None)
+    if png:
+        if plot(report, png):
+            click.echo(f"plot written to {png}", err=True)
+        else:
+            click.echo("no plot (needs matplotlib and at least one artifact with accuracy)", err=True)
+    failed = [r for r in report["results"] if "error" in r]
+    for r in failed:
+        click.secho(f"error: {r['name']}: {r['error']}", fg="red", err=True)
+    if failed:
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -16,6 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgeflower.errors import ImageError
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 #: Written into every artifact so the device can check it applies the same steps.

@@ -1,0 +1,274 @@
+"""`edgeflower bench`: latency, throughput, memory, size and accuracy of exported artifacts.
+
+Runs with the edge install only (never imports TensorFlow). Each (artifact, thread count) is measured in a
+fresh worker process, so peak memory is the artifact's own and a crashing artifact cannot stop the others.
+Latency of the interpreter call is timed with perf_counter_ns around ``invoke()`` alone, after a warm-up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeflower._env import environment
+from edgeflower._util import percentiles, sha256_file
+from edgeflower.errors import BenchError, EdgeflowerError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    artifacts: tuple[str, ...]
+    threads: tuple[int, ...] = (1, 2, 4)
+    runs: int = 200
+    warmup: int = 20
+    e2e_images: int = 50
+    data: str | None = None
+    accuracy: bool = True
+    backend: str | None = None
+    limit_per_class: int | None = None  # tests only
+
+
+def _rss_mb() -> float:
+    """Current resident set size in MB (Linux /proc; falls back to the peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError):
+        return _peak_mb()
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _stats(ms: list[float]) -> dict:
+    p = percentiles(ms, (50, 90, 99))
+    return {**{k: round(v, 4) for k, v in p.items()}, "mean": round(float(np.mean(ms)), 4),
+            "min": round(float(np.min(ms)), 4), "n": len(ms)}
+
+
+def _test_images(data: str | None, manifest_classes_needed: bool, limit: int | None):
+    """The frozen test split (paths, labels) or an explanation of why it is unavailable."""
+    from edgeflower.data.source import resolve_data_dir
+    from edgeflower.data.split import load_manifest, split_items, verify_files
+
+    root = resolve_data_dir(data, download=False)
+    manifest = load_manifest()
+    items = split_items(manifest, "test", limit)
+    verify_files(root, items)
+    return root, manifest, items
+
+
+def measure(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool) -> dict:
+    """One artifact at one thread count, in this process (the worker)."""
+    from edgeflower.edge.backends import load_backend
+    from edgeflower.edge.classifier import Classifier, quantize
+    from edgeflower.edge.preprocess import preprocess
+
+    rss_before = _rss_mb()
+    t = time.perf_counter_ns()
+    clf = Classifier(path, backend=cfg.backend, threads=threads, threshold=0.0)
+    load_ms = (time.perf_counter_ns() - t) / 1e6
+    b = clf.backend
+    res: dict = {"artifact": path, "name": Path(path).name, "threads": threads, "backend": b.name,
+                 "backend_version": b.version, "load_ms": round(load_ms, 3), "size_bytes": os.path.getsize(path),
+                 "input_dtype": str(b.input.dtype), "has_metadata": clf.has_metadata,
+                 "format": clf.metadata.get("format"), "quantized": clf.metadata.get("quantized",
+                                                                                    b.input.quantized)}
+    data_note = None
+    items = root = manifest = None
+    try:
+        root, manifest, items = _test_images(cfg.data, True, cfg.limit_per_class)
+    except EdgeflowerError as exc:
+        data_note = str(exc)
+    # a real image for the latency loop when we have one, else a deterministic synthetic one
+    if items:
+        sample = preprocess(root / items[0][0], clf.input_size)
+    else:
+        sample = np.random.default_rng(0).integers(0, 256, (*clf.input_size, 3), dtype=np.uint8)
+    x = quantize(sample[None], b.input)
+    b.set_input(x)
+    for _ in range(cfg.warmup):
+        b.invoke()
+    lat = []
+    for _ in range(cfg.runs):
+        t = time.perf_counter_ns()
+        b.invoke()
+        lat.append((time.perf_counter_ns() - t) / 1e6)
+    res["latency_ms"] = _stats(lat)
+    # end to end on real files: decode + preprocess + quantize + invoke + dequantize + top-k
+    if items:
+        files = [root / rel for rel, _, _ in items[: cfg.e2e_images]]
+        e2e = []
+        t_all = time.perf_counter_ns()
+        for f in files:
+            t = time.perf_counter_ns()
+            clf.classify(f)
+            e2e.append((time.perf_counter_ns() - t) / 1e6)
+        total_s = (time.perf_counter_ns() - t_all) / 1e9
+        res["e2e_ms"] = _stats(e2e)
+        res["throughput_ips"] = round(len(files) / total_s, 2)
+        res["e2e_source"] = "frozen test images (JPEG files)"
+    else:
+        res["e2e_ms"] = None
+        res["throughput_ips"] = round(1000.0 / res["latency_ms"]["mean"], 2)
+        res["e2e_source"] = f"unavailable: {data_note}"
+    if with_accuracy and cfg.accuracy:
+        if not clf.has_metadata:
+            res["accuracy"] = None
+            res["accuracy_note"] = "unavailable: the artifact has no edgeflower metadata (labels unknown)"
+        elif not items:
+            res["accuracy"] = None
+            res["accuracy_note"] = f"unavailable: {data_note}"
+        elif list(clf.labels) != list(manifest.classes):
+            res["accuracy"] = None
+            res["accuracy_note"] = f"unavailable: the artifact's labels {clf.labels} are not the split's classes"
+        else:
+            y = np.array([lab for _, lab, _ in items])
+            pred = np.array([int(np.argmax(clf.classify(root / rel).probs)) for rel, _, _ in items])
+            res["accuracy"] = float((pred == y).mean())
+            res["per_class_accuracy"] = {c: float((pred[y == i] == i).mean()) for i, c in enumerate(manifest.classes)
+                                         if (y == i).any()}
+            res["test_images"] = len(items)
+            res["predictions"] = {rel: clf.labels[int(p)] for (rel, _, _), p in zip(items, pred)}
+    res["rss_before_load_mb"] = round(rss_before, 1)
+    res["peak_rss_mb"] = round(_peak_mb(), 1)
+    res["source_model_sha256"] = clf.metadata.get("source_model_sha256")
+    return res
+
+
+def _worker(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool, timeout: float = 600) -> dict:
+    payload = json.dumps({"path": path, "threads": threads, "cfg": asdict(cfg), "acc": with_accuracy})
+    try:
+        proc = subprocess.run([sys.executable, "-m", "edgeflower.edge.bench", payload], capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"artifact": path, "name": Path(path).name, "threads": threads, "error": f"timed out after {timeout} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        return {"artifact": path, "name": Path(path).name, "threads": threads,
+                "error": f"worker failed (exit {proc.returncode}): {tail}"}
+    return json.loads(lines[-1])
+
+
+def bench(cfg: BenchConfig, progress=None) -> dict:
+    say = progress or (lambda m: log.info(m))
+    if not cfg.artifacts:
+        raise BenchError("no artifacts given: edgeflower bench ARTIFACT... (e.g. runs/x/export/*.tflite)")
+    bad = [t for t in cfg.threads if t < 1]
+    if bad:
+        raise BenchError(f"--threads values must be at least 1, got {bad}; e.g. --threads 1,2,4")
+    if cfg.runs < 1 or cfg.warmup < 0:
+        raise BenchError(f"--runs must be >= 1 and --warmup >= 0 (got {cfg.runs}, {cfg.warmup})")
+    results = []
+    for path in cfg.artifacts:
+        p = Path(path)
+        if not p.is_file():
+            results.append({"artifact": path, "name": p.name, "error": f"not found: {path}"})
+            say(f"skip {path}: not found")
+            continue
+        for i, th in enumerate(cfg.threads):
+            say(f"bench {p.name} threads={th}")
+            r = _worker(str(p), th, cfg, with_accuracy=(i == 0))
+            if "error" not in r:
+                r["sha256"] = sha256_file(p)
+            results.append(r)
+    _relative_accuracy(results)
+    return {"environment": environment(), "config": asdict(cfg), "results": results,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _relative_accuracy(results: list[dict]) -> None:
+    """Drop of each artifact against the float artifact of the same source model (same runtime preferred)."""
+    acc = [r for r in results if r.get("accuracy") is not None]
+    floats = [r for r in acc if not r.get("quantized")]
+    for r in acc:
+        same = [f for f in floats if f.get("source_model_sha256") == r.get("source_model_sha256")]
+        pref = [f for f in same if f.get("backend") == r.get("backend")] or same
+        if pref:
+            r["float_reference"] = pref[0]["name"]
+            r["drop_pts"] = round((pref[0]["accuracy"] - r["accuracy"]) * 100, 3)
+    # carry accuracy to the other thread counts of the same artifact
+    by_path = {r["artifact"]: r for r in acc}
+    for r in results:
+        a = by_path.get(r.get("artifact"))
+        if a is not None and r is not a and "error" not in r:
+            for k in ("accuracy", "drop_pts", "float_reference"):
+                if k in a:
+                    r[k] = a[k]
+
+
+def render(report: dict) -> str:
+    lines = ["| artifact | backend | thr | p50 ms | p90 ms | p99 ms | e2e p50 ms | img/s | load ms | peak MB | "
+             "size KiB | accuracy | drop pts |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in report["results"]:
+        if "error" in r:
+            lines.append(f"| {r['name']} | - | {r.get('threads', '-')} | error: {r['error']} |||||||||| ")
+            continue
+        lat, e2e = r["latency_ms"], r.get("e2e_ms")
+        acc = f"{r['accuracy'] * 100:.2f}%" if r.get("accuracy") is not None else "n/a"
+        drop = f"{r['drop_pts']:+.2f}" if r.get("drop_pts") is not None else "-"
+        lines.append(f"| {r['name']} | {r['backend']} | {r['threads']} | {lat['p50']:.2f} | {lat['p90']:.2f} | "
+                     f"{lat['p99']:.2f} | {e2e['p50'] if e2e else float('nan'):.2f} | {r['throughput_ips']:.0f} | "
+                     f"{r['load_ms']:.0f} | {r['peak_rss_mb']:.0f} | {r['size_bytes'] / 1024:,.0f} | {acc} | {drop} |")
+    notes = sorted({r["accuracy_note"] for r in report["results"] if r.get("accuracy_note")})
+    return "\n".join(lines + [f"note: {n}" for n in notes]) + "\n"
+
+
+def plot(report: dict, path: str | Path) -> bool:
+    """Latency against accuracy, one point per artifact and thread count. False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    from edgeflower._util import atomic_path
+
+    pts = [r for r in report["results"] if "error" not in r and r.get("accuracy") is not None]
+    if not pts:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in pts:
+        ax.scatter(r["latency_ms"]["p50"], r["accuracy"] * 100, s=30 + 15 * r["threads"])
+        ax.annotate(f"{r['name']} t{r['threads']}", (r["latency_ms"]["p50"], r["accuracy"] * 100), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("p50 latency of the interpreter call (ms)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("latency vs accuracy")
+    ax.grid(alpha=0.3)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return True
+
+
+def _main() -> None:
+    a = json.loads(sys.argv[1])
+    c = a["cfg"]
+    c["artifacts"] = tuple(c["artifacts"])
+    c["threads"] = tuple(c["threads"])
+    try:
+        r = measure(a["path"], a["threads"], BenchConfig(**c), a["acc"])
+    except EdgeflowerError as exc:
+        r = {"artifact": a["path"], "name": Path(a["path"]).name, "threads": a["threads"], "error": str(exc)}
+    sys.stdout.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,245 @@
+"""Frame sources. Each is an iterator of RGB uint8 frames (H, W, 3); capture can run in its own thread.
+
+- ImageSource: still images from a folder or glob (sorted), with their paths.
+- OpenCVSource: USB cameras (index), video files and URLs (RTSP/HTTP) through OpenCV; BGR -> RGB.
+- PiCameraSource: the Raspberry Pi camera through picamera2, a low-resolution RGB stream.
+- LatestFrame: runs a source in a background thread; the newest frame wins, stale frames are dropped.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from edgeflower.edge.preprocess import IMAGE_SUFFIXES, open_image
+from edgeflower.errors import ImageError, MissingDependencyError, SourceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Frame:
+    index: int
+    image: np.ndarray | None  # RGB uint8 (H, W, 3); None when the frame could not be read
+    timestamp: float  # time.time() at capture
+    captured_ns: int  # perf_counter_ns at capture (for end-to-end latency)
+    name: str = ""
+    error: str = ""
+
+
+class Source:
+    name = "source"
+    live = False  # live sources drop stale frames; files are read one by one
+
+    def frames(self) -> Iterator[Frame]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class ImageSource(Source):
+    name = "images"
+
+    def __init__(self, spec: str, size_hint: tuple[int, int] | None = None):
+        p = Path(spec)
+        if p.is_dir():
+            files = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        else:
+            files = sorted(f for f in glob.glob(spec, recursive=True) if Path(f).is_file())
+        if not files:
+            raise SourceError(f"--images {spec}: no image files found (expected a folder or a glob like 'dir/*.jpg')")
+        self.files = files
+        self.root = p if p.is_dir() else None
+        self.size_hint = size_hint
+
+    def frames(self) -> Iterator[Frame]:
+        for i, f in enumerate(self.files):
+            name = os.path.relpath(f, self.root) if self.root else f
+            t, tn = time.time(), time.perf_counter_ns()
+            try:
+                img = np.asarray(open_image(f, draft_size=self.size_hint))
+                yield Frame(i, img, t, tn, name)
+            except ImageError as exc:
+                yield Frame(i, None, t, tn, name, error=str(exc))
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as exc:
+        raise MissingDependencyError("OpenCV is needed for --video and --camera N: pip install "
+                                     "opencv-python-headless (or apt install python3-opencv)") from exc
+    return cv2
+
+
+class OpenCVSource(Source):
+    name = "opencv"
+
+    def __init__(self, spec: str | int, reconnect: bool = False, retries: int = 10, retry_delay: float = 1.0):
+        self.cv2 = _cv2()
+        self.spec = spec
+        self.live = isinstance(spec, int) or str(spec).startswith(("rtsp://", "http://", "https://"))
+        self.reconnect, self.retries, self.retry_delay = reconnect, retries, retry_delay
+        if not isinstance(spec, int) and not self.live and not Path(spec).is_file():
+            raise SourceError(f"--video {spec}: no such file")
+        self.cap = self._open()
+
+    def _open(self):
+        cap = self.cv2.VideoCapture(self.spec)
+        if not cap.isOpened():
+            what = f"camera {self.spec}" if isinstance(self.spec, int) else f"video {self.spec}"
+            raise SourceError(f"cannot open {what}: check that it exists and is not in use by another program")
+        return cap
+
+    def frames(self) -> Iterator[Frame]:
+        i = 0
+        failures = 0
+        while True:
+            ok, bgr = self.cap.read()
+            t, tn = time.time(), time.perf_counter_ns()
+            if not ok or bgr is None:
+                if not self.live:
+                    return  # the video ended
+                failures += 1
+                if not self.reconnect or failures > self.retries:
+                    raise SourceError(f"camera {self.spec} stopped delivering frames (disconnected?); "
+                                      "use --reconnect to keep retrying")
+                log.warning("camera %s lost; reconnecting (%d/%d)", self.spec, failures, self.retries)
+                self.cap.release()
+                time.sleep(self.retry_delay)
+                try:
+                    self.cap = self._open()
+                except SourceError:
+                    continue
+                continue
+            failures = 0
+            yield Frame(i, self.cv2.cvtColor(bgr, self.cv2.COLOR_BGR2RGB), t, tn, f"frame{i}")
+            i += 1
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class PiCameraSource(Source):
+    """Raspberry Pi camera via picamera2 (apt install python3-picamera2), low-resolution RGB stream."""
+
+    name = "picamera2"
+    live = True
+
+    def __init__(self, size: tuple[int, int] = (640, 480), reconnect: bool = False, retries: int = 10):
+        try:
+            from picamera2 import Picamera2
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "picamera2 is not importable: on Raspberry Pi OS run `sudo apt install python3-picamera2` and create "
+                "the venv with --system-site-packages (see README 'Raspberry Pi')") from exc
+        self._cls = Picamera2
+        self.size, self.reconnect, self.retries = size, reconnect, retries
+        self._start()
+
+    def _start(self) -> None:
+        try:
+            self.cam = self._cls()
+            # 'RGB888' in libcamera terms is BGR byte order in memory; 'BGR888' gives RGB arrays.
+            cfg = self.cam.create_video_configuration(main={"size": self.size, "format": "BGR888"})
+            self.cam.configure(cfg)
+            self.cam.start()
+        except Exception as exc:  # noqa: BLE001 - libcamera raises RuntimeError/IndexError when no camera
+            raise SourceError(f"cannot start the Raspberry Pi camera ({exc}): is it connected and enabled?") from exc
+
+    def frames(self) -> Iterator[Frame]:
+        i, failures = 0, 0
+        while True:
+            try:
+                arr = self.cam.capture_array("main")
+            except Exception as exc:  # noqa: BLE001
+                failures += 1
+                if not self.reconnect or failures > self.retries:
+                    raise SourceError(f"the Raspberry Pi camera stopped ({exc}); use --reconnect to retry") from exc
+                log.warning("camera lost (%s); restarting (%d/%d)", exc, failures, self.retries)
+                self.close()
+                time.sleep(1.0)
+                try:
+                    self._start()
+                except SourceError:
+                    pass
+                continue
+            failures = 0
+            t, tn = time.time(), time.perf_counter_ns()
+            yield Frame(i, np.ascontiguousarray(arr[:, :, :3]), t, tn, f"frame{i}")
+            i += 1
+
+    def close(self) -> None:
+        try:
+            self.cam.stop()
+            self.cam.close()
+        except Exception:  # noqa: BLE001 - closing a dead camera must not mask the first error
+            pass
+
+
+class LatestFrame:
+    """Capture in a background thread; ``get`` returns the newest frame not yet returned (older ones are dropped).
+
+    Inference therefore never works through a stale backlog. Errors in the capture thread are re-raised in
+    the consumer; the end of the stream is reported as ``None``.
+    """
+
+    def __init__(self, source: Source):
+        self.source = source
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._done = False
+        self._error: BaseException | None = None
+        self.dropped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="edgeflower-capture", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for f in self.source.frames():
+                if self._stop.is_set():
+                    break
+                with self._cond:
+                    if self._frame is not None:
+                        self.dropped += 1
+                    self._frame = f
+                    self._cond.notify()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+            with self._cond:
+                self._error = exc
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify()
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        with self._cond:
+            while self._frame is None and not self._done and self._error is None:
+                if not self._cond.wait(timeout):
+                    return None
+            if self._frame is not None:
+                f, self._frame = self._frame, None
+                return f
+            if self._error is not None:
+                err, self._error = self._error, None
+                raise err
+            return None  # end of stream
+
+    @property
+    def finished(self) -> bool:
+        with self._cond:
+            return self._done and self._frame is None and self._error is None
+
+    def close(self) -> None:
+        self._stop.set()
+        self.source.close()
