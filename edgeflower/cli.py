@@ -201,9 +201,11 @@ def eval_cmd(target: str, split: str, data_dir: str | None, json_out: str | None
               help="Activation type of the int8 ONNX model (uint8 is the faster one measured).")
 @click.option("--auto", is_flag=True, help="When int8 is over budget, try the usual remedies and keep the best.")
 @_data_opt
+@click.option("--split", "split_path", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Split manifest (default: the run's, else the frozen flower_photos split).")
 @click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
 @_handle_errors
-def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_activation, auto, data_dir,
+def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_activation, auto, data_dir, split_path,
            limit_per_class):
     """Export RUN_DIR or MODEL.keras to TFLite/ONNX and gate every artifact on the 360-image test set."""
     from edgeflower.errors import AccuracyDropError
@@ -211,7 +213,7 @@ def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_acti
 
     cfg = ExportConfig(target=target, out=out, int8=int8, onnx=onnx, calibration=calibration, max_drop=max_drop,
                        input_type=input_type, onnx_activation=onnx_activation, auto=auto, data=data_dir,
-                       limit_per_class=limit_per_class)
+                       split=split_path, limit_per_class=limit_per_class)
     try:
         report = run_export(cfg, progress=lambda m: click.echo(f"... {m}", err=True))
     except AccuracyDropError:
@@ -320,14 +322,16 @@ def classify(model, camera, video, images, backend, threads, threshold, top_k, s
               help="Test images for the end-to-end (decode to label) latency.")
 @_data_opt
 @click.option("--no-accuracy", is_flag=True, help="Skip the 360-image accuracy check.")
+@click.option("--split", "split_path", type=click.Path(dir_okay=False), default=None,
+              help="Split manifest whose test images to use (default: the frozen flower_photos split).")
 @click.option("--backend", type=click.Choice(["litert", "tflite-runtime", "onnxruntime"]), default=None)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write results as JSON.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None,
               help="Latency-vs-accuracy PNG (default: beside --json).")
 @click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
 @_handle_errors
-def bench(artifacts, threads, runs, warmup, e2e_images, data_dir, no_accuracy, backend, json_out, plot_out,
-          limit_per_class):
+def bench(artifacts, threads, runs, warmup, e2e_images, data_dir, no_accuracy, split_path, backend, json_out,
+          plot_out, limit_per_class):
     """Measure latency, throughput, memory, size and accuracy of each exported ARTIFACT."""
     from edgeflower._util import write_json
     from edgeflower.edge.bench import BenchConfig, bench as run_bench, plot, render
@@ -338,7 +342,8 @@ def bench(artifacts, threads, runs, warmup, e2e_images, data_dir, no_accuracy, b
     except ValueError as exc:
         raise BenchError(f"--threads {threads!r}: expected comma-separated integers, e.g. 1,2,4") from exc
     cfg = BenchConfig(artifacts=tuple(artifacts), threads=thr, runs=runs, warmup=warmup, e2e_images=e2e_images,
-                      data=data_dir, accuracy=not no_accuracy, backend=backend, limit_per_class=limit_per_class)
+                      data=data_dir, accuracy=not no_accuracy, backend=backend, split=split_path,
+                      limit_per_class=limit_per_class)
     report = run_bench(cfg, progress=lambda m: click.echo(f"... {m}", err=True))
     click.echo(render(report))
     if json_out:

@@ -36,6 +36,7 @@ class BenchConfig:
     data: str | None = None
     accuracy: bool = True
     backend: str | None = None
+    split: str | None = None  # split manifest (default: the packaged flower_photos one)
     limit_per_class: int | None = None  # tests only
 
 
@@ -59,13 +60,13 @@ def _stats(ms: list[float]) -> dict:
             "min": round(float(np.min(ms)), 4), "n": len(ms)}
 
 
-def _test_images(data: str | None, manifest_classes_needed: bool, limit: int | None):
+def _test_images(data: str | None, split: str | None, limit: int | None):
     """The frozen test split (paths, labels) or an explanation of why it is unavailable."""
     from edgeflower.data.source import resolve_data_dir
     from edgeflower.data.split import load_manifest, split_items, verify_files
 
     root = resolve_data_dir(data, download=False)
-    manifest = load_manifest()
+    manifest = load_manifest(split)
     items = split_items(manifest, "test", limit)
     verify_files(root, items)
     return root, manifest, items
@@ -90,7 +91,7 @@ def measure(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool) -> d
     data_note = None
     items = root = manifest = None
     try:
-        root, manifest, items = _test_images(cfg.data, True, cfg.limit_per_class)
+        root, manifest, items = _test_images(cfg.data, cfg.split, cfg.limit_per_class)
     except EdgeflowerError as exc:
         data_note = str(exc)
     # a real image for the latency loop when we have one, else a deterministic synthetic one

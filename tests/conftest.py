@@ -1,0 +1,98 @@
+"""Shared fixtures: a tiny synthetic dataset, a tiny trained model and its exported artifacts.
+
+Unit tests use 32 px images and models (MediaPipe-style solid colours with noise); only a few tests touch the
+real dataset in ../shared, and only small slices of it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (ROOT.parent / "shared" / "data" / "flower_photos")
+SHARED_KERAS = ROOT.parent / "shared" / "keras"
+
+COLOURS = {"blue": (40, 60, 200), "green": (40, 180, 60), "red": (210, 40, 40)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    old = dict(os.environ)
+    os.environ["EDGEFLOWER_CACHE"] = str(cache)
+    os.environ["EDGEFLOWER_NO_PROGRESS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if SHARED_KERAS.is_dir():
+        os.environ.setdefault("KERAS_HOME", str(SHARED_KERAS))
+    os.environ.pop("EDGEFLOWER_DATA", None)
+    yield
+    os.environ.clear()
+    os.environ.update(old)
+
+
+def make_image(colour, size=(40, 32), seed=0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    base = np.array(colour, dtype=np.float32)
+    arr = base + rng.normal(0, 25, (size[1], size[0], 3))
+    # a stripe pattern so the classes are not only the mean colour
+    arr[:, :: 4] *= 0.8
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+
+
+def make_dataset(root: Path, per_class: int = 30) -> Path:
+    for c, colour in COLOURS.items():
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            make_image(colour, seed=hash((c, i)) % 10_000).save(root / c / f"{c}_{i:03d}.jpg", quality=95)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("synth") / "flowers")
+
+
+@pytest.fixture(scope="session")
+def synth_split(synth_data, tmp_path_factory) -> Path:
+    from edgeflower.data.split import make_split, write_manifest
+
+    m = make_split(synth_data, test_supports={c: 6 for c in COLOURS}, show_progress=False)
+    return write_manifest(m, tmp_path_factory.mktemp("split") / "split.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_data, synth_split, tmp_path_factory) -> Path:
+    """The study's CNN at 32x32 trained for a few epochs on the synthetic colours."""
+    from edgeflower.train.loop import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    r = train(TrainConfig(model="cnn", data=str(synth_data), split=str(synth_split), out=str(out), epochs=8,
+                          input_size=32, batch_size=8, learning_rate=3e-3, verbose=0, patience=8))
+    return r.run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run, synth_data, synth_split) -> Path:
+    from edgeflower.export.pipeline import ExportConfig, export
+
+    export(ExportConfig(target=str(tiny_run), int8=True, onnx=True, calibration=30, data=str(synth_data),
+                        split=str(synth_split), max_drop=100.0))
+    return tiny_run / "export"
+
+
+def run_cli(*args, env=None, timeout=300):
+    import subprocess
+
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "edgeflower", *map(str, args)], capture_output=True, text=True,
+                          env=e, timeout=timeout, cwd=ROOT)
+
+
+needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data/flower_photos not present")

@@ -1,0 +1,88 @@
+"""`edgeflower bench` on the tiny artifacts: documented keys, sane values, bad input does not stop the others."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import run_cli
+from edgeflower.edge.bench import BenchConfig, bench, render
+from edgeflower.errors import BenchError
+
+
+@pytest.fixture(scope="module")
+def report(tiny_export, synth_data, synth_split):
+    arts = [str(tiny_export / n) for n in ("model_float.tflite", "model_int8.tflite", "model.onnx",
+                                           "model_int8.onnx")]
+    return bench(BenchConfig(artifacts=tuple(arts + ["missing.tflite"]), threads=(1, 2), runs=20, warmup=3,
+                             e2e_images=5, data=str(synth_data), split=str(synth_split)))
+
+
+def test_keys_and_sane_values(report):
+    ok = [r for r in report["results"] if "error" not in r]
+    assert len(ok) == 8
+    for r in ok:
+        lat = r["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"]
+        assert r["e2e_ms"]["p50"] > 0 and r["throughput_ips"] > 0 and r["load_ms"] > 0
+        assert r["peak_rss_mb"] > 10 and r["size_bytes"] > 0
+        assert 0.0 <= r["accuracy"] <= 1.0
+        assert r["backend"] in ("litert", "onnxruntime") and r["backend_version"] != "unknown"
+    env = report["environment"]
+    assert {"cpu_model", "cpu_count", "python", "versions"} <= set(env) and "numpy" in env["versions"]
+    int8 = next(r for r in ok if r["name"] == "model_int8.tflite")
+    assert int8["float_reference"] == "model_float.tflite" and "drop_pts" in int8
+    assert set(int8["per_class_accuracy"]) == {"blue", "green", "red"}
+
+
+def test_missing_artifact_does_not_stop_the_others(report):
+    err = [r for r in report["results"] if "error" in r]
+    assert len(err) == 1 and "not found" in err[0]["error"]
+    assert "error: not found" in render(report)
+
+
+def test_bench_agrees_with_the_export_report(report, tiny_export):
+    exp = {a["name"]: a["accuracy"] for a in json.loads((tiny_export / "export_report.json").read_text())["artifacts"]}
+    for r in report["results"]:
+        if "error" not in r:
+            assert r["accuracy"] == pytest.approx(exp[r["name"]])
+
+
+def test_bad_threads():
+    with pytest.raises(BenchError, match="at least 1"):
+        bench(BenchConfig(artifacts=("x.tflite",), threads=(0,)))
+
+
+def test_cli_json_plot_and_no_metadata(tiny_export, synth_data, synth_split, tmp_path):
+    lone = tmp_path / "lone.tflite"
+    shutil.copy(tiny_export / "model_int8.tflite", lone)
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not onnx")
+    out = run_cli("bench", lone, corrupt, tiny_export / "model_int8.tflite", "--threads", "1", "--runs", 10,
+                  "--warmup", 2, "--e2e-images", 3, "--data", synth_data, "--split", synth_split, "--json",
+                  tmp_path / "b.json")
+    assert out.returncode == 1  # the corrupt one failed, and says so
+    assert "corrupt.onnx" in out.stderr and "cannot load" in out.stderr
+    rep = json.loads((tmp_path / "b.json").read_text())
+    by = {r["name"]: r for r in rep["results"]}
+    assert by["lone.tflite"]["accuracy"] is None and "no edgeflower metadata" in by["lone.tflite"]["accuracy_note"]
+    assert by["lone.tflite"]["latency_ms"]["p50"] > 0
+    assert by["model_int8.tflite"]["accuracy"] is not None
+    assert (tmp_path / "b.png").is_file()
+
+
+def test_data_dir_without_test_images(tiny_export, tmp_path, synth_split):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = bench(BenchConfig(artifacts=(str(tiny_export / "model_int8.tflite"),), threads=(1,), runs=5, warmup=1,
+                          data=str(empty), split=str(synth_split)))
+    res = r["results"][0]
+    assert res["accuracy"] is None and "missing" in res["accuracy_note"]
+    assert res["latency_ms"]["p50"] > 0 and res["e2e_ms"] is None
+
+
+def test_cli_threads_zero_is_a_clear_error(tiny_export):
+    out = run_cli("bench", tiny_export / "model_int8.tflite", "--threads", "0")
+    assert out.returncode == 1 and "at least 1" in out.stderr

@@ -1,0 +1,82 @@
+"""The CLI is thin and its help works without TensorFlow; the edge runtime never imports it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from edgeflower.cli import main
+
+COMMANDS = [[], ["data"], ["data", "check"], ["data", "split"], ["train"], ["eval"], ["export"], ["classify"],
+            ["bench"]]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "main")
+def test_help(cmd):
+    r = CliRunner().invoke(main, [*cmd, "--help"])
+    assert r.exit_code == 0, r.output
+    assert "Usage:" in r.output
+
+
+def test_help_without_tensorflow_and_edge_import_is_light():
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "import edgeflower.edge\n"
+        "from edgeflower.cli import main\n"
+        "for c in (['--help'], ['classify', '--help'], ['bench', '--help'], ['train', '--help'],"
+        " ['export', '--help']):\n"
+        "    r = CliRunner().invoke(main, c)\n"
+        "    assert r.exit_code == 0, r.output\n"
+        "bad = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnx', 'matplotlib') if m in sys.modules]\n"
+        "print('HEAVY', bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout
+
+
+def test_help_when_tensorflow_is_missing():
+    # a meta-path blocker makes `import tensorflow` fail, as on a device without it
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('tensorflow', 'keras'): raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from click.testing import CliRunner\n"
+        "from edgeflower.cli import main\n"
+        "for c in (['train', '--help'], ['export', '--help'], ['eval', '--help']):\n"
+        "    assert CliRunner().invoke(main, c).exit_code == 0\n"
+        "r = CliRunner().invoke(main, ['train', '--model', 'cnn', '--data', '.', '--out', '/tmp/x-never'])\n"
+        "print('EXIT', r.exit_code, r.output)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "EXIT 1" in out.stdout
+    # either the data error or the missing-extra hint, never a traceback
+    assert "Traceback" not in out.stdout
+
+
+def test_edge_import_time_well_under_half_a_second():
+    code = "import time; t = time.perf_counter(); import edgeflower.edge; print(time.perf_counter() - t)"
+    best = min(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                    timeout=60).stdout) for _ in range(3))
+    assert best < 0.5, f"import edgeflower.edge took {best:.3f} s"
+
+
+def test_python_dash_m_and_version():
+    out = subprocess.run([sys.executable, "-m", "edgeflower", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "edgeflower" in out.stdout
+
+
+def test_require_names_the_extra(monkeypatch):
+    from edgeflower import _deps
+    from edgeflower.errors import MissingDependencyError
+
+    monkeypatch.setitem(_deps._EXTRAS, "definitely_missing_mod", ("definitely-missing", "train"))
+    with pytest.raises(MissingDependencyError, match=r'pip install "edgeflower\[train\]"'):
+        _deps.require("definitely_missing_mod", "testing")

@@ -1,0 +1,291 @@
+"""The device runtime: backends, Classifier, unknown threshold, smoothing, sources, the loop and the live page."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import types
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_image, run_cli
+from edgeflower.edge import UNKNOWN, Classifier, Smoother, load_backend
+from edgeflower.edge.classifier import dequantize, quantize
+from edgeflower.edge.backends import TensorInfo
+from edgeflower.edge.loop import run
+from edgeflower.edge.sources import Frame, ImageSource, LatestFrame, OpenCVSource, Source
+from edgeflower.errors import BackendError, MissingDependencyError, SourceError
+
+
+def test_backend_chosen_by_file_type(tiny_export):
+    assert load_backend(tiny_export / "model_int8.tflite").name == "litert"
+    assert load_backend(tiny_export / "model.onnx").name == "onnxruntime"
+    with pytest.raises(BackendError, match="cannot run .onnx"):
+        load_backend(tiny_export / "model.onnx", backend="litert")
+
+
+def test_unloadable_models(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"garbage" * 10)
+    with pytest.raises(BackendError, match="cannot load"):
+        load_backend(bad)
+    with pytest.raises(BackendError, match="not found"):
+        load_backend(tmp_path / "missing.tflite")
+    (tmp_path / "m.pb").write_bytes(b"x")
+    with pytest.raises(BackendError, match="expected .tflite or .onnx"):
+        load_backend(tmp_path / "m.pb")
+
+
+def test_tflite_runtime_under_numpy2_says_what_to_do(tiny_export):
+    if int(np.__version__.split(".")[0]) < 2:
+        pytest.skip("numpy<2 installed")
+    with pytest.raises(BackendError, match="numpy<2"):
+        load_backend(tiny_export / "model_float.tflite", backend="tflite-runtime")
+
+
+def test_quantize_roundtrip():
+    info = TensorInfo("x", (1, 2, 2, 3), np.dtype(np.int8), scale=0.5, zero_point=-10)
+    x = np.array([0, 10, 255], np.uint8)
+    q = quantize(x, info)
+    assert q.dtype == np.int8 and q.tolist() == [-10, 10, 127]
+    np.testing.assert_allclose(dequantize(np.array([-10, 10], np.int8), info), [0.0, 10.0])
+    raw = TensorInfo("x", (1,), np.dtype(np.uint8), scale=1.0, zero_point=0)
+    assert quantize(x, raw) is x or (quantize(x, raw) == x).all()
+
+
+@pytest.mark.parametrize("name", ["model_float.tflite", "model_int8.tflite", "model.onnx", "model_int8.onnx"])
+def test_classifier_on_frames_and_files(tiny_export, synth_data, name):
+    clf = Classifier(tiny_export / name, top_k=2)
+    assert clf.labels == ["blue", "green", "red"] and clf.input_size == (32, 32)
+    img = synth_data / "red" / "red_000.jpg"
+    from PIL import Image
+
+    for frame in (img, Image.open(img), np.asarray(Image.open(img)), make_image((210, 40, 40), size=(640, 480))):
+        p = clf.classify(frame)
+        assert p.label in clf.labels + [UNKNOWN]
+        assert len(p.top_k) == 2 and p.top_k[0][1] >= p.top_k[1][1]
+        assert abs(float(p.probs.sum()) - 1) < 0.05
+        assert p.inference_ms > 0 and p.total_ms >= p.inference_ms
+
+
+def test_unknown_threshold_and_override(tiny_export):
+    frame = np.full((32, 32, 3), 128, np.uint8)  # grey: nothing like the training colours
+    assert Classifier(tiny_export / "model_float.tflite", threshold=1.0).classify(frame).label == UNKNOWN
+    assert Classifier(tiny_export / "model_float.tflite", threshold=0.0).classify(frame).label != UNKNOWN
+    meta = json.loads((tiny_export / "model_float.tflite.json").read_text())
+    assert Classifier(tiny_export / "model_float.tflite").threshold == meta["unknown_threshold"]
+
+
+def test_smoother_averages():
+    s = Smoother(3)
+    for v in ([1, 0], [0, 1], [0, 1]):
+        out = s.update(np.array(v, np.float32))
+    np.testing.assert_allclose(out, [1 / 3, 2 / 3])
+
+
+def test_artifact_without_metadata_still_runs(tiny_export, tmp_path):
+    lone = tmp_path / "m.tflite"
+    shutil.copy(tiny_export / "model_int8.tflite", lone)
+    clf = Classifier(lone)
+    assert not clf.has_metadata and clf.labels == ["class_0", "class_1", "class_2"]
+
+
+# ---------------------------------------------------------------- sources and loop
+def test_image_source_and_cli_jsonl(tiny_export, synth_data, tmp_path):
+    out = run_cli("classify", tiny_export / "model_int8.tflite", "--images", synth_data / "red", "--jsonl",
+                  tmp_path / "o.jsonl")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(ln) for ln in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert len(rows) == 30
+    assert {"ts", "frame", "label", "score", "top_k", "inference_ms", "e2e_ms"} <= set(rows[0])
+    assert "30 frames" in out.stderr and "labels:" in out.stderr
+
+
+def test_video_gives_the_same_labels_as_the_stills(tiny_export, synth_data, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    files = sorted((synth_data / "green").glob("*.jpg"))[:5] + sorted((synth_data / "red").glob("*.jpg"))[:5]
+    from edgeflower.edge.preprocess import open_image
+
+    frames = [np.asarray(open_image(f)) for f in files]
+    h, w = frames[0].shape[:2]
+    video = tmp_path / "v.avi"
+    wr = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 5, (w, h))
+    assert wr.isOpened()
+    for fr in frames:
+        wr.write(cv2.cvtColor(fr, cv2.COLOR_RGB2BGR))
+    wr.release()
+    clf = Classifier(tiny_export / "model_int8.tflite", threshold=0.0)
+    still = [clf.classify(fr).label for fr in frames]
+    got = [json.loads(ln)["label"] for ln in run_cli(
+        "classify", tiny_export / "model_int8.tflite", "--video", video, "--threshold", 0).stdout.splitlines()]
+    assert got == still
+
+
+class _Flaky(Source):
+    name = "flaky"
+
+    def __init__(self, live, fail_after=3):
+        self.live, self.fail_after = live, fail_after
+
+    def frames(self):
+        for i in range(self.fail_after):
+            yield Frame(i, np.full((40, 40, 3), 200, np.uint8), time.time(), time.perf_counter_ns(), f"f{i}")
+        yield Frame(self.fail_after, None, time.time(), time.perf_counter_ns(), "bad", error="unreadable frame")
+        raise SourceError("camera 0 stopped delivering frames (disconnected?)")
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_source_failing_mid_stream_stops_cleanly(tiny_export, live):
+    import io
+
+    buf = io.StringIO()
+    s = run(Classifier(tiny_export / "model_int8.tflite"), _Flaky(live), out=buf)
+    assert s.stopped_by == "source error" and "disconnected" in s.error
+    rows = [json.loads(ln) for ln in buf.getvalue().splitlines()]
+    assert all(("label" in r) or ("error" in r) for r in rows)
+    if not live:
+        assert s.frames == 3 and s.errors == 1
+
+
+def test_latest_frame_drops_stale_frames():
+    class Fast(Source):
+        live = True
+
+        def frames(self):
+            for i in range(200):
+                yield Frame(i, np.zeros((2, 2, 3), np.uint8), time.time(), time.perf_counter_ns())
+
+    g = LatestFrame(Fast())
+    time.sleep(0.2)
+    f = g.get(timeout=2)
+    assert f is not None and f.index == 199 and g.dropped == 199
+    assert g.get(timeout=2) is None
+
+
+def test_fake_picamera2(tiny_export, monkeypatch):
+    calls = {"n": 0}
+
+    class FakeCam:
+        def create_video_configuration(self, main):
+            assert main["format"] == "BGR888"
+            return main
+
+        def configure(self, cfg):
+            self.size = cfg["size"]
+
+        def start(self):
+            pass
+
+        def capture_array(self, name="main"):
+            calls["n"] += 1
+            if calls["n"] > 5:
+                raise RuntimeError("camera unplugged")
+            w, h = self.size
+            return np.dstack([np.full((h, w), 210, np.uint8), np.full((h, w), 40, np.uint8),
+                              np.full((h, w), 40, np.uint8), np.zeros((h, w), np.uint8)])
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakeCam))
+    from edgeflower.edge.sources import PiCameraSource
+
+    src = PiCameraSource((64, 48))
+    s = run(Classifier(tiny_export / "model_float.tflite", threshold=0.0), src, out=None)
+    assert s.frames >= 1 and s.stopped_by == "source error" and "unplugged" in s.error
+
+
+def test_missing_picamera2_and_opencv_messages(monkeypatch):
+    monkeypatch.setitem(sys.modules, "picamera2", None)
+    from edgeflower.edge.sources import PiCameraSource
+
+    with pytest.raises(MissingDependencyError, match="python3-picamera2.*--system-site-packages"):
+        PiCameraSource()
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    with pytest.raises(MissingDependencyError, match="opencv"):
+        OpenCVSource("x.mp4")
+
+
+def test_bad_sources(tiny_export, tmp_path):
+    with pytest.raises(SourceError, match="no image files"):
+        ImageSource(str(tmp_path / "*.jpg"))
+    out = run_cli("classify", tiny_export / "model_int8.tflite", "--video", tmp_path / "none.mp4")
+    assert out.returncode == 1 and "no such file" in out.stderr
+    out = run_cli("classify", tiny_export / "model_int8.tflite")
+    assert out.returncode == 1 and "exactly one source" in out.stderr
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"nope")
+    out = run_cli("classify", bad, "--images", tmp_path)
+    assert out.returncode == 1 and "cannot load" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_unreadable_still_is_reported_not_fatal(tiny_export, synth_data, tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    shutil.copy(synth_data / "red" / "red_000.jpg", d / "a.jpg")
+    (d / "b.jpg").write_bytes(b"")
+    out = run_cli("classify", tiny_export / "model_int8.tflite", "--images", d)
+    rows = [json.loads(ln) for ln in out.stdout.splitlines()]
+    assert out.returncode == 0 and len(rows) == 2 and "error" in rows[1]
+
+
+# ---------------------------------------------------------------- live page
+def _chromium() -> str | None:
+    for c in ("chromium", "chromium-browser", "google-chrome"):
+        p = shutil.which(c)
+        if p:
+            return p
+    return None
+
+
+def test_live_page_shows_a_label(tiny_export, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # a slow endless "camera": a video source re-read many times keeps the server alive while we look
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(400):
+        make_image((210, 40, 40), size=(64, 48), seed=i).save(imgs / f"{i:03d}.jpg")
+    proc = subprocess.Popen([sys.executable, "-m", "edgeflower", "classify", str(tiny_export / "model_float.tflite"),
+                             "--images", str(imgs), "--serve", str(port), "--threshold", "0", "--jsonl", "/dev/null"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        status = None
+        for _ in range(100):
+            try:
+                status = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=2).read())
+                if status.get("label"):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.05)
+        assert status and status["label"] in ("blue", "green", "red"), status
+        html = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+        assert 'id="label"' in html and "/stream.mjpg" in html
+        chrome = _chromium()
+        if chrome is None:
+            pytest.skip("no Chromium installed (apt install chromium) for the browser check")
+        dom = subprocess.run([chrome, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                              "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                              "--disable-sync", f"--user-data-dir={tmp_path / 'chrome'}",
+                              "--virtual-time-budget=3000", "--dump-dom", f"http://127.0.0.1:{port}/"],
+                             capture_output=True, text=True, timeout=60).stdout
+        import re
+
+        m = re.search(r'<span id="label">([^<]*)</span>', dom)
+        assert m and m.group(1) in ("blue", "green", "red"), dom[:500]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -1,0 +1,207 @@
+"""Export round trips on a tiny model: every format through the edge runtime, the gate, atomicity, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from edgeflower.edge import Classifier, read_metadata, sidecar_path
+from edgeflower.errors import AccuracyDropError, ExportError, ModelError
+from edgeflower.export import convert
+from edgeflower.export.pipeline import ExportConfig, export
+
+ARTIFACTS = ["model_float.tflite", "model_int8.tflite", "model.onnx", "model_int8.onnx"]
+
+
+def test_every_artifact_is_written_and_described(tiny_export):
+    rep = json.loads((tiny_export / "export_report.json").read_text())
+    assert [a["name"] for a in rep["artifacts"]] == ARTIFACTS
+    for a in rep["artifacts"]:
+        p = tiny_export / a["name"]
+        assert p.is_file() and a["size_bytes"] == p.stat().st_size
+        meta = json.loads(sidecar_path(p).read_text())
+        assert meta["labels"] == ["blue", "green", "red"]
+        assert meta["input"]["size"] == [32, 32] and meta["preprocessing"]["resize"] == "bilinear"
+        assert meta["test_accuracy"] == pytest.approx(a["accuracy"])
+        assert 0.0 <= meta["unknown_threshold"] <= 1.0
+        assert {"accuracy", "drop_pts", "argmax_agreement", "per_class_delta_pts", "changed", "sha256",
+                "passed"} <= set(a)
+    assert (tiny_export / "export_report.md").read_text().count("| model") == 4
+    # no temporary files left behind
+    assert not [p for p in os.listdir(tiny_export) if p.startswith(".")]
+
+
+def test_int8_tflite_takes_raw_uint8_pixels(tiny_export):
+    meta = json.loads(sidecar_path(tiny_export / "model_int8.tflite").read_text())
+    assert meta["input"]["dtype"] == "uint8" and meta["quantized"]
+    assert meta["output"]["quantization"] is not None
+
+
+def test_onnx_metadata_is_inside_the_file(tiny_export, tmp_path):
+    import onnx
+    import shutil
+
+    for name in ("model.onnx", "model_int8.onnx"):
+        m = onnx.load(str(tiny_export / name))
+        props = {p.key: p.value for p in m.metadata_props}
+        assert json.loads(props["edgeflower"])["labels"] == ["blue", "green", "red"]
+        assert m.graph.input[0].name == "image"
+        assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) == 17
+        onnx.checker.check_model(m, full_check=True)
+        # without the sidecar the runtime still finds the labels inside the file
+        lone = tmp_path / name
+        shutil.copy(tiny_export / name, lone)
+        assert Classifier(lone).labels == ["blue", "green", "red"]
+    qtypes = {n.op_type for n in onnx.load(str(tiny_export / "model_int8.onnx")).graph.node}
+    assert "QuantizeLinear" in qtypes and "DequantizeLinear" in qtypes
+    assert "DynamicQuantizeLinear" not in qtypes and "MatMulInteger" not in qtypes
+
+
+def test_artifacts_match_keras(tiny_export, tiny_run, synth_data, synth_split):
+    """Float artifacts agree with Keras on every test argmax; int8 within the gate."""
+    import keras
+
+    from edgeflower.data.arrays import load_split
+    from edgeflower.data.split import load_manifest
+
+    model = keras.models.load_model(tiny_run / "model.keras", compile=False)
+    test = load_split(synth_data, load_manifest(synth_split), "test", 32)
+    ref = np.asarray(model(test.x.astype("float32")))
+    for name in ARTIFACTS:
+        probs = Classifier(tiny_export / name).predict_batch(test.x)
+        if "int8" in name:
+            assert (probs.argmax(1) == ref.argmax(1)).mean() >= 0.8
+            assert np.abs(probs - ref).max() < 0.25
+        else:
+            np.testing.assert_array_equal(probs.argmax(1), ref.argmax(1))
+            np.testing.assert_allclose(probs, ref, atol=1e-4)
+
+
+def test_gate_fails_with_broken_calibration(tiny_run, synth_data, synth_split, tmp_path, monkeypatch):
+    from edgeflower.export import pipeline
+
+    # calibrating on black images squeezes every activation range to ~0: real photos then saturate
+    monkeypatch.setattr(pipeline, "stratified_sample", lambda a, n, seed: np.zeros((8, 32, 32, 3), np.uint8))
+    out = tmp_path / "bad"
+    with pytest.raises(AccuracyDropError, match=r"model_int8\.tflite: .* > max 1\.00") as ei:
+        export(ExportConfig(target=str(tiny_run), int8=True, onnx=False, data=str(synth_data), split=str(synth_split),
+                            out=str(out)))
+    f = ei.value.failures[0]
+    assert f["drop_pts"] > 1.0 and f["accuracy"] < f["reference_accuracy"]
+    assert (out / "model_int8.FAILED.tflite").is_file() and not (out / "model_int8.tflite").exists()
+    assert (out / "model_float.tflite").is_file()
+    rep = json.loads((out / "export_report.json").read_text())
+    assert rep["passed"] is False and [a["passed"] for a in rep["artifacts"]] == [True, False]
+
+
+def test_auto_tries_remedies_and_reports_them(tiny_run, synth_data, synth_split, tmp_path, monkeypatch):
+    from edgeflower.export import pipeline
+
+    real = pipeline.stratified_sample
+    # the default calibration is broken; the remedies draw other images and succeed
+    calls = {"n": 0}
+
+    def sample(a, n, seed):
+        calls["n"] += 1
+        return np.zeros((8, 32, 32, 3), np.uint8) if calls["n"] == 1 else real(a, n, seed)
+
+    monkeypatch.setattr(pipeline, "stratified_sample", sample)
+    rep = export(ExportConfig(target=str(tiny_run), int8=True, onnx=False, data=str(synth_data),
+                              split=str(synth_split), out=str(tmp_path / "auto"), auto=True))
+    a = rep["artifacts"][1]
+    assert a["passed"] and a["attempts"][0]["passed"] is False and a["attempts"][-1]["passed"] is True
+    assert a["options"]["remedy"] != "default"
+
+
+def test_failed_export_keeps_the_previous_good_files(tiny_export, tiny_run, synth_data, synth_split, monkeypatch):
+    before = {n: (tiny_export / n).read_bytes() for n in ARTIFACTS}
+
+    def boom(*a, **k):
+        raise ExportError("injected failure")
+
+    monkeypatch.setattr(convert, "onnx_int8", boom)
+    with pytest.raises(ExportError, match="injected"):
+        export(ExportConfig(target=str(tiny_run), int8=True, data=str(synth_data), split=str(synth_split),
+                            max_drop=100.0))
+    for n in ARTIFACTS:
+        assert (tiny_export / n).read_bytes() == before[n] or n != "model_int8.onnx"
+    assert (tiny_export / "model_int8.onnx").read_bytes() == before["model_int8.onnx"]
+    assert not [p for p in os.listdir(tiny_export) if p.startswith(".")]
+
+
+def test_resnet50_exports_on_the_same_path(synth_data, synth_split, tmp_path):
+    from edgeflower.train.loop import TrainConfig, train
+
+    r = train(TrainConfig(model="resnet50", weights="none", input_size=32, data=str(synth_data),
+                          split=str(synth_split), out=str(tmp_path / "r50"), epochs=1, verbose=0))
+    rep = export(ExportConfig(target=str(r.run_dir), int8=True, onnx=True, calibration=10, data=str(synth_data),
+                              split=str(synth_split), max_drop=100.0))
+    assert [a["name"] for a in rep["artifacts"]] == ARTIFACTS
+
+
+# ---------------------------------------------------------------- bad input
+def test_missing_model(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        export(ExportConfig(target=str(tmp_path / "nope.keras")))
+
+
+def test_corrupt_model_file(tmp_path):
+    bad = tmp_path / "model.keras"
+    bad.write_bytes(b"PK\x03\x04 definitely not a keras zip")
+    with pytest.raises(ModelError, match="cannot load"):
+        export(ExportConfig(target=str(bad), out=str(tmp_path / "o")))
+
+
+def test_model_without_image_input(tmp_path):
+    import keras
+
+    inp = keras.Input((10,))
+    m = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(inp))
+    m.save(tmp_path / "dense.keras")
+    with pytest.raises(ExportError, match=r"expected a square RGB image input"):
+        export(ExportConfig(target=str(tmp_path / "dense.keras"), out=str(tmp_path / "o")))
+
+
+def test_unwritable_output_dir(tiny_run, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ExportError, match="cannot create the output directory"):
+        export(ExportConfig(target=str(tiny_run), out=str(f / "sub")))
+
+
+def test_empty_calibration_set():
+    with pytest.raises(ExportError, match="calibration set is empty"):
+        convert.tflite_int8(None, np.zeros((0, 8, 8, 3), np.uint8))
+
+
+def test_custom_layer_that_cannot_be_converted(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    class PyLayer(keras.layers.Layer):
+        def call(self, x):
+            y = tf.numpy_function(lambda a: a, [x], tf.float32)
+            y.set_shape(x.shape)
+            return y
+
+        def compute_output_shape(self, shape):
+            return shape
+
+    inp = keras.Input((8, 8, 3))
+    y = keras.layers.GlobalAveragePooling2D()(PyLayer()(inp))
+    m = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(y))
+    with pytest.raises(ExportError, match="conversion failed|cannot trace"):
+        convert.tflite_float(m)
+
+
+def test_cli_export_reports_failure_with_exit_code(tiny_run, synth_data, synth_split, tmp_path):
+    out = run_cli("export", tiny_run, "--int8", "--no-onnx", "--calibration", 1, "--max-drop", 0,
+                  "--data", synth_data, "--split", synth_split, "--out", tmp_path / "cli")
+    # with a budget of zero points any change fails; either way the table is printed and the exit code says so
+    assert ("| model_float.tflite" in out.stdout) and out.returncode in (0, 1)
+    if out.returncode == 1:
+        assert "accuracy gate failed" in out.stderr

@@ -1,0 +1,94 @@
+"""Training writes a complete run directory; eval recomputes it; bad input fails before training starts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SHARED_DATA, needs_shared, run_cli
+from edgeflower.errors import DataError, RunDirError
+from edgeflower.train.loop import TrainConfig, evaluate, train
+
+
+def test_run_directory_is_complete(tiny_run):
+    names = {p.name for p in tiny_run.iterdir()}
+    assert {"model.keras", "config.json", "history.json", "metrics.json", "report.md", "curves.png",
+            "confusion_test.png"} <= names
+    m = json.loads((tiny_run / "metrics.json").read_text())
+    for split in ("train", "val", "test"):
+        assert {"loss", "accuracy", "per_class", "confusion_matrix"} <= set(m[split])
+        assert 0 <= m[split]["accuracy"] <= 1
+    assert m["params"] == {"total": 407_109 - 5 * 65 + 3 * 65, "trainable": 406_149 - 130, "non_trainable": 960}
+    assert m["test"]["per_class"]["red"]["support"] == 6
+    assert m["test"]["accuracy"] >= 0.9, "solid colours must be learnable"
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    assert cfg["seed"] == 42 and len(cfg["split_manifest_sha256"]) == 64 and "tensorflow" in cfg["versions"]
+    assert not tiny_run.with_name(tiny_run.name + ".partial").exists()
+
+
+def test_eval_recomputes_the_metrics(tiny_run, synth_data, synth_split):
+    m = evaluate(str(tiny_run), split="test", data=str(synth_data), manifest_path=str(synth_split))
+    saved = json.loads((tiny_run / "metrics.json").read_text())["test"]
+    assert m["accuracy"] == pytest.approx(saved["accuracy"])
+    out = run_cli("eval", tiny_run, "--data", synth_data)
+    assert out.returncode == 0, out.stderr
+    assert "test: accuracy" in out.stdout
+
+
+def test_existing_run_dir_is_refused(tiny_run, synth_data, synth_split):
+    with pytest.raises(RunDirError, match="already exists.*--force"):
+        train(TrainConfig(model="cnn", data=str(synth_data), split=str(synth_split), out=str(tiny_run)))
+
+
+def test_bad_file_is_caught_before_training(synth_data, synth_split, tmp_path):
+    import shutil
+
+    from edgeflower.data.split import load_manifest
+
+    copy = tmp_path / "data"
+    shutil.copytree(synth_data, copy)
+    rel = load_manifest(synth_split).splits["train"][3][0]
+    (copy / rel).write_bytes(b"")  # a file truncated to zero bytes after the split was made
+    out = run_cli("train", "--model", "cnn", "--data", copy, "--split", synth_split, "--out", tmp_path / "r",
+                  "--input-size", 32, "--epochs", 1)
+    assert out.returncode == 1
+    assert "changed" in out.stderr and rel in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
+
+
+def test_unknown_model_is_a_click_error():
+    out = run_cli("train", "--model", "alexnet")
+    assert out.returncode == 2 and "alexnet" in out.stderr and "mobilenet_v2" in out.stderr
+
+
+def test_transfer_with_augment_and_fine_tune(synth_data, synth_split, tmp_path):
+    r = train(TrainConfig(model="mobilenet_v2", weights="none", input_size=32, data=str(synth_data),
+                          split=str(synth_split), out=str(tmp_path / "mnv2"), epochs=2, augment=True, aug_views=1,
+                          fine_tune=10, fine_tune_epochs=1, verbose=0))
+    assert set(r.history) == {"head", "fine_tune"}
+    assert r.config["timings"]["features_s"] > 0
+    # BatchNorm layers stay frozen while the top layers are fine-tuned
+    import keras
+
+    m = keras.models.load_model(r.run_dir / "model.keras", compile=False)
+    assert m.count_params() > 0
+
+
+def test_empty_split_after_limit_is_reported(synth_data, tmp_path):
+    from edgeflower.data.split import make_split, write_manifest
+
+    m = make_split(synth_data, test_supports={"blue": 30, "green": 30, "red": 30}, show_progress=False)
+    p = write_manifest(m, tmp_path / "all_test.json")
+    with pytest.raises(DataError, match="train split is empty"):
+        train(TrainConfig(model="cnn", data=str(synth_data), split=str(p), out=str(tmp_path / "x")))
+
+
+@needs_shared
+def test_real_data_slice_trains(tmp_path):
+    """A few real photos per class through the full CLI (the frozen split, hashes verified)."""
+    out = run_cli("train", "--model", "cnn", "--data", SHARED_DATA, "--limit-per-class", 4, "--epochs", 1,
+                  "--input-size", 64, "--out", tmp_path / "real")
+    assert out.returncode == 0, out.stderr
+    cfg = json.loads((tmp_path / "real" / "config.json").read_text())
+    assert cfg["counts"]["train"] == 20 and cfg["counts"]["test"] == 10
