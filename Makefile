@@ -1,0 +1,42 @@
+# The two commands of the README:
+#   make main   set up a virtual environment and run the whole path on the default model
+#   make test   set up a virtual environment and run the test suite
+PY      ?= python3
+VENV    ?= .venv
+BIN      = $(VENV)/bin
+RUN     ?= runs/main
+MODEL   ?= mobilenet_v2
+# Offline on the development machines: use ../shared when it is there (a user's machine downloads instead).
+SHARED   = $(abspath ../shared)
+export EDGEFLOWER_DATA ?= $(if $(wildcard $(SHARED)/data/flower_photos),$(SHARED)/data/flower_photos,)
+export KERAS_HOME      ?= $(if $(wildcard $(SHARED)/keras/models),$(SHARED)/keras,$(HOME)/.keras)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: main test setup setup-dev bench-study pi-check clean
+
+$(BIN)/edgeflower-all: setup.cfg pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[all,dev]"
+	touch $@
+
+setup: $(BIN)/edgeflower-all
+
+main: setup
+	$(BIN)/edgeflower train --model $(MODEL) --augment --out $(RUN)/train --force
+	$(BIN)/edgeflower export $(RUN)/train --int8
+	$(BIN)/edgeflower bench $(RUN)/train/export/model_float.tflite $(RUN)/train/export/model_int8.tflite \
+		$(RUN)/train/export/model.onnx $(RUN)/train/export/model_int8.onnx --threads 1,2 \
+		--json $(RUN)/bench.json
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench-study: setup
+	$(BIN)/python benchmarks/study.py
+
+pi-check:
+	bash scripts/pi-emulated-check.sh
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info
