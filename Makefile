@@ -14,13 +14,13 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: main test setup setup-dev bench-study pi-check clean
 
-$(BIN)/edgeflower-all: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[all,dev]"
 	touch $@
 
-setup: $(BIN)/edgeflower-all
+setup: $(VENV)/.installed
 
 main: setup
 	$(BIN)/edgeflower train --model $(MODEL) --augment --out $(RUN)/train --force

@@ -24,29 +24,46 @@ from edgeflower.train.loop import TrainConfig, train  # noqa: E402
 
 STUDY = {"cnn": 0.7278, "mobilenet_v2": 0.9111, "resnet50": 0.9306}
 CONFIGS = {
+    # the study's recipe
     "mobilenet_v2": dict(model="mobilenet_v2", augment=False),
     "mobilenet_v2_aug": dict(model="mobilenet_v2", augment=True),
     "cnn": dict(model="cnn", augment=False),
     "cnn_aug": dict(model="cnn", augment=True),
+    # head settings chosen on the validation split (benchmarks/head_sweep.py)
+    "mobilenet_v2_aug_ls": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40),
 }
+
+
+def command(kw: dict) -> str:
+    parts = [f"edgeflower train --model {kw['model']}", "--augment" if kw["augment"] else "--no-augment"]
+    if kw.get("label_smoothing"):
+        parts.append(f"--label-smoothing {kw['label_smoothing']}")
+    if kw.get("epochs"):
+        parts.append(f"--epochs {kw['epochs']}")
+    if kw.get("fine_tune"):
+        parts.append(f"--fine-tune {kw['fine_tune']}")
+    return " ".join(parts)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None)
     ap.add_argument("--only", default=",".join(CONFIGS))
+    ap.add_argument("--drop", default="", help="remove these configurations from the results file")
     ap.add_argument("--out-runs", default="runs/bench")
     ap.add_argument("--results", default=str(ROOT / "benchmarks/results/study.json"))
     args = ap.parse_args()
     results_path = Path(args.results)
     results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
+    for name in filter(None, args.drop.split(",")):
+        results["runs"].pop(name, None)
     for name in args.only.split(","):
         kw = CONFIGS[name]
         t0 = time.perf_counter()
         r = train(TrainConfig(data=args.data, out=f"{args.out_runs}/{name}", force=True, **kw))
         m = r.metrics
         results["runs"][name] = {
-            "command": f"edgeflower train --model {kw['model']} {'--augment' if kw['augment'] else '--no-augment'}",
+            "command": command(kw),
             "model": kw["model"], "augment": kw["augment"], "run_dir": str(r.run_dir),
             "test_accuracy": m["test"]["accuracy"], "val_accuracy": m["val"]["accuracy"],
             "train_accuracy": m["train"]["accuracy"], "test_loss": m["test"]["loss"],

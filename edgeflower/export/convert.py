@@ -155,12 +155,14 @@ def onnx_int8(float_path: Path, out_path: Path, calibration: np.ndarray, opts: O
         method = {"minmax": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile,
                   "entropy": q.CalibrationMethod.Entropy}[opts.method]
         act = q.QuantType.QUInt8 if opts.activation_type == "uint8" else q.QuantType.QInt8
+        # Calibration keeps every intermediate activation of the batches it has seen; merging the ranges
+        # every 2 batches (16 images) keeps MobileNetV2's peak memory near 1 GB instead of 7+ GB.
         with quiet():
             q.quantize_static(
                 os.fspath(src), os.fspath(out_path), _Reader(calibration, input_name),
                 quant_format=q.QuantFormat.QDQ, activation_type=act, weight_type=q.QuantType.QInt8,
                 per_channel=opts.per_channel, calibrate_method=method, nodes_to_exclude=exclude,
-                extra_options={"CalibMaxIntermediateOutputs": 16, "ActivationSymmetric": opts.activation_type == "int8"},
+                extra_options={"CalibMaxIntermediateOutputs": 2, "ActivationSymmetric": opts.activation_type == "int8"},
             )
     except ExportError:
         raise

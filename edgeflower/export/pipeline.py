@@ -74,6 +74,7 @@ class ArtifactResult:
     options: dict = field(default_factory=dict)
     reason: str = ""
     attempts: list[dict] = field(default_factory=list)
+    predictions: dict[str, str] = field(default_factory=dict)  # test image -> predicted class (no unknown)
 
 
 def _check_out_dir(out: Path) -> None:
@@ -340,6 +341,7 @@ class _Ctx:
             max_drop_pts=self.cfg.max_drop, argmax_agreement=agree,
             per_class_delta_pts={c: (pc[c] - ref_pc[c]) * 100 for c in self.classes}, changed=changed,
             unknown_threshold=thr["threshold"], seconds=time.perf_counter() - t0, options=options, reason=reason,
+            predictions={p: self.classes[int(i)] for p, i in zip(self.test.paths, pred)},
         )
 
 

@@ -1,0 +1,192 @@
+"""Device-side benchmark: `edgeflower bench` on an export folder plus the edge runtime's own targets.
+
+    python benchmarks/edge_bench.py runs/bench/mobilenet_v2_aug/export [--data DIR]
+
+Measured in one run, so the targets are ratios on the same noisy machine:
+- bench table: every artifact at 1 and 2 threads (300 timed invokes after 30 warm-up);
+- int8/float p50 ratios for TFLite and ONNX at one thread;
+- harness overhead: bench's per-call timing against a bare loop around interpreter.invoke() (interleaved rounds);
+- preprocessing: a 640x480 frame to the model input, and decode+resize of dataset JPEGs (medians);
+- end-to-end per-frame latency of Classifier.classify on 640x480 frames against the bare invoke (int8, 1 thread);
+- peak RSS of an `edgeflower classify --images` process with the int8 model;
+- `classify --images` on the 360 test images against the export report's predictions, image for image.
+Writes benchmarks/results/edge.json. About 3 minutes on the 2-core dev machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgeflower._env import environment  # noqa: E402
+from edgeflower._util import write_json  # noqa: E402
+from edgeflower.data.source import resolve_data_dir  # noqa: E402
+from edgeflower.data.split import load_manifest, split_items  # noqa: E402
+from edgeflower.edge import Classifier, preprocess  # noqa: E402
+from edgeflower.edge.backends import load_backend  # noqa: E402
+from edgeflower.edge.bench import BenchConfig, bench  # noqa: E402
+from edgeflower.edge.classifier import quantize  # noqa: E402
+
+NAMES = ["model_float.tflite", "model_int8.tflite", "model.onnx", "model_int8.onnx"]
+
+
+def harness_overhead(path: Path, rounds: int = 7, n: int = 300) -> dict:
+    """Per-call timing (as bench does it) against one timer around a bare invoke loop, interleaved."""
+    b = load_backend(path, threads=1)
+    x = quantize(np.random.default_rng(0).integers(0, 256, (1, *b.input.shape[1:3], 3), dtype=np.uint8), b.input)
+    b.set_input(x)
+    for _ in range(50):
+        b.invoke()
+    bare, timed = [], []
+    interp = b.interpreter
+    for _ in range(rounds):
+        t = time.perf_counter_ns()
+        for _ in range(n):
+            interp.invoke()
+        bare.append((time.perf_counter_ns() - t) / 1e6 / n)
+        lat = []
+        for _ in range(n):
+            t = time.perf_counter_ns()
+            b.invoke()
+            lat.append((time.perf_counter_ns() - t) / 1e6)
+        timed.append(statistics.mean(lat))
+    return {"bare_loop_mean_ms_median": statistics.median(bare), "bench_mean_ms_median": statistics.median(timed),
+            "ratio": statistics.median(timed) / statistics.median(bare), "rounds": rounds, "invokes_per_round": n}
+
+
+def preprocessing(root: Path, items: list, size: int) -> dict:
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    for _ in range(20):
+        preprocess(frame, size)
+    t_frame = []
+    for _ in range(300):
+        t = time.perf_counter_ns()
+        preprocess(frame, size)
+        t_frame.append((time.perf_counter_ns() - t) / 1e6)
+    t_jpeg = []
+    for rel, _, _ in items:
+        t = time.perf_counter_ns()
+        preprocess(root / rel, size)
+        t_jpeg.append((time.perf_counter_ns() - t) / 1e6)
+    return {"frame_640x480_ms_p50": statistics.median(t_frame), "jpeg_decode_resize_ms_p50": statistics.median(t_jpeg),
+            "jpeg_decode_resize_ms_p90": float(np.percentile(t_jpeg, 90)), "jpegs": len(t_jpeg)}
+
+
+def e2e_vs_invoke(path: Path, n: int = 300) -> dict:
+    clf = Classifier(path, threads=1)
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(8)]
+    for i in range(30):
+        clf.classify(frames[i % 8])
+    inv, tot = [], []
+    for i in range(n):
+        p = clf.classify(frames[i % 8])
+        inv.append(p.inference_ms)
+        tot.append(p.total_ms)
+    return {"invoke_ms_p50": statistics.median(inv), "e2e_ms_p50": statistics.median(tot),
+            "ratio": statistics.median(tot) / statistics.median(inv)}
+
+
+def classify_matches_export(export_dir: Path, root: Path, items: list) -> dict:
+    report = json.loads((export_dir / "export_report.json").read_text())
+    expected = {a["name"]: a["predictions"] for a in report["artifacts"]}
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel, _, _ in items:  # the test images under their dataset-relative names
+            (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink((root / rel).resolve(), Path(tmp) / rel)
+        for name in ("model_int8.tflite", "model_float.tflite"):
+            t = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, "-m", "edgeflower", "classify", str(export_dir / name),
+                                     "--images", tmp, "--threshold", "0", "--threads", "1", "--quiet"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout, _ = proc.communicate()
+            rows = [json.loads(ln) for ln in stdout.splitlines()]
+            got = {r["name"]: r["label"] for r in rows}
+            same = sum(got.get(k) == v for k, v in expected[name].items())
+            out[name] = {"images": len(expected[name]), "identical": same, "all_identical": same == len(expected[name]),
+                         "seconds": round(time.perf_counter() - t, 2)}
+    return out
+
+
+def classify_rss(path: Path, images_glob: str) -> float:
+    proc = subprocess.Popen([sys.executable, "-m", "edgeflower", "classify", str(path), "--images", images_glob,
+                             "--threads", "1", "--quiet", "--jsonl", os.devnull], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _, _, usage = os.wait4(proc.pid, 0)
+    return usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("export_dir")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--results", default=str(ROOT / "benchmarks/results/edge.json"))
+    args = ap.parse_args()
+    exp = Path(args.export_dir)
+    root = resolve_data_dir(args.data, download=False)
+    items = split_items(load_manifest(), "test")
+    arts = tuple(str(exp / n) for n in NAMES if (exp / n).exists())
+    t0 = time.perf_counter()
+    rep = bench(BenchConfig(artifacts=arts, threads=(1, 2), runs=args.runs, warmup=30, e2e_images=100,
+                            data=str(root)), progress=lambda m: print(m, flush=True))
+    p50 = {(r["name"], r["threads"]): r["latency_ms"]["p50"] for r in rep["results"] if "error" not in r}
+    ratios = {}
+    if ("model_int8.tflite", 1) in p50:
+        ratios["tflite_int8_over_float_p50_1thread"] = p50[("model_int8.tflite", 1)] / p50[("model_float.tflite", 1)]
+    if ("model_int8.onnx", 1) in p50:
+        ratios["onnx_int8_over_float_p50_1thread"] = p50[("model_int8.onnx", 1)] / p50[("model.onnx", 1)]
+    size = Classifier(exp / "model_int8.tflite").input_size[0]
+    print("harness overhead", flush=True)
+    overhead = harness_overhead(exp / "model_int8.tflite")
+    print("preprocessing", flush=True)
+    pre = preprocessing(root, items, size)
+    e2e = e2e_vs_invoke(exp / "model_int8.tflite")
+    print("classify --images on the test set", flush=True)
+    match = classify_matches_export(exp, root, items)
+    rss = classify_rss(exp / "model_int8.tflite", str(root / "daisy" / "1*.jpg"))
+    result = {
+        "export_dir": str(exp),
+        "command": f"python benchmarks/edge_bench.py {exp}",
+        "bench": rep,
+        "ratios": ratios,
+        "harness_overhead": overhead,
+        "preprocessing": pre,
+        "e2e_vs_invoke_int8_1thread": e2e,
+        "classify_rss_mb_int8": rss,
+        "classify_matches_export": match,
+        "targets": {
+            "tflite_int8_over_float_p50 <= 0.55": ratios.get("tflite_int8_over_float_p50_1thread", 9) <= 0.55,
+            "onnx_int8_over_float_p50 <= 0.6": ratios.get("onnx_int8_over_float_p50_1thread", 9) <= 0.6,
+            "harness_overhead < 2%": overhead["ratio"] < 1.02,
+            "frame_preprocess < 2 ms": pre["frame_640x480_ms_p50"] < 2.0,
+            "jpeg_decode_resize < 5 ms": pre["jpeg_decode_resize_ms_p50"] < 5.0,
+            "e2e <= 1.5x invoke": e2e["ratio"] <= 1.5,
+            "classify rss < 150 MB": rss < 150,
+            "classify == export predictions": all(v["all_identical"] for v in match.values()),
+        },
+        "wall_seconds": time.perf_counter() - t0,
+        "environment": environment(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    write_json(args.results, result)
+    print(json.dumps({k: result[k] for k in ("ratios", "harness_overhead", "preprocessing",
+                                             "e2e_vs_invoke_int8_1thread", "classify_rss_mb_int8", "targets")},
+                     indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Export benchmark: `edgeflower export --int8` (both formats, both precisions, with the gate) on full-dataset runs.
+
+    python benchmarks/export_bench.py runs/bench/mobilenet_v2_aug runs/bench/cnn_aug [--data DIR]
+
+Each export runs in its own process (`python -m edgeflower export RUN --int8`), timed with perf_counter and its
+peak resident memory read from the child's rusage. Writes benchmarks/results/export.json with every artifact's
+accuracy, drop and agreement from the export report. About 2-4 minutes per model on the 2-core dev machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgeflower._env import environment  # noqa: E402
+from edgeflower._util import write_json  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--results", default=str(ROOT / "benchmarks/results/export.json"))
+    ap.add_argument("--extra", default="", help="extra export options, e.g. '--auto'")
+    args = ap.parse_args()
+    path = Path(args.results)
+    results = json.loads(path.read_text()) if path.exists() else {"exports": {}}
+    for run in args.runs:
+        cmd = [sys.executable, "-m", "edgeflower", "export", run, "--int8", *args.extra.split()]
+        if args.data:
+            cmd += ["--data", args.data]
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        out, err = proc.stdout.read(), proc.stderr.read()
+        code = os.waitstatus_to_exitcode(status)
+        report = json.loads((Path(run) / "export" / "export_report.json").read_text())
+        name = Path(run).name
+        results["exports"][name] = {
+            "command": "edgeflower export " + " ".join(cmd[4:]).replace(run, f"runs/bench/{name}"),
+            "exit_code": code,
+            "wall_seconds": round(wall, 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "keras_test_accuracy": report["keras_test_accuracy"],
+            "artifacts": [{k: a[k] for k in ("name", "format", "size_bytes", "accuracy", "drop_pts",
+                                              "argmax_agreement", "passed", "reason", "unknown_threshold",
+                                              "per_class_delta_pts")} | {"changed": len(a["changed"])}
+                          for a in report["artifacts"]],
+        }
+        results["environment"] = environment()
+        results["date"] = time.strftime("%Y-%m-%d")
+        write_json(path, results)
+        print(f"{name}: exit {code} in {wall:.0f} s, peak {usage.ru_maxrss / 1024:.0f} MB", flush=True)
+        if code != 0:
+            print(err[-2000:], file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Render the README's result tables from benchmarks/results/*.json (never typed by hand).
+
+    python benchmarks/render_readme.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _load(name: str) -> dict | None:
+    p = RESULTS / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _env_line(d: dict) -> str:
+    e = d.get("environment", {})
+    v = e.get("versions", {})
+    pkgs = ", ".join(f"{k} {v[k]}" for k in ("tensorflow", "ai-edge-litert", "onnxruntime", "numpy") if k in v)
+    return f"_Measured {d.get('date', '?')} on {e.get('cpu_model', '?')} ({e.get('cpu_count', '?')} cores), " \
+           f"Python {e.get('python', '?')}; {pkgs}._"
+
+
+def study() -> str:
+    d = _load("study.json")
+    if not d:
+        return "(run `python benchmarks/study.py`)"
+    rows = ["| configuration | command | test acc | study | val acc | macro F1 | epochs | train time |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in d["runs"].items():
+        study_acc = f"{r['study_test_accuracy'] * 100:.2f}%" if r.get("study_test_accuracy") else "-"
+        rows.append(f"| {name} | `{r['command']}` | **{r['test_accuracy'] * 100:.2f}%** | {study_acc} | "
+                    f"{r['val_accuracy'] * 100:.2f}% | {r['macro_f1']:.3f} | {r['epochs_run']} | "
+                    f"{r['train_seconds'] / 60:.1f} min |")
+    extra = ""
+    sw = _load("head_sweep_mobilenet_v2.json")
+    if sw:
+        b = sw["best"]
+        extra = (f"\n\nHead hyperparameters chosen on the validation split (`python benchmarks/head_sweep.py`): "
+                 f"best val accuracy {b['val_accuracy'] * 100:.2f}% at lr {b['lr']:g}, label smoothing "
+                 f"{b['label_smoothing']}, augmented views {'on' if b['augment'] else 'off'} "
+                 f"({len(sw['rows'])} settings tried; the test set was not used).")
+    sp = _load("transfer_speedup.json")
+    if sp:
+        extra += (f"\n\nTraining the head on cached features instead of `model.fit` on the whole frozen model "
+                  f"(`python benchmarks/transfer_speedup.py`): {sp['speedup_20_epochs']:.1f}x faster for 20 epochs "
+                  f"({sp['cached_20_epochs_s']:.0f} s against an estimated {sp['plain_20_epochs_s']:.0f} s).")
+    return ("Study comparison on the frozen 360-image test set (`python benchmarks/study.py`, full dataset):\n\n"
+            + "\n".join(rows) + extra + "\n\n" + _env_line(d))
+
+
+def export() -> str:
+    d = _load("export.json")
+    if not d:
+        return "(run `python benchmarks/export_bench.py`)"
+    out = []
+    for name, e in d["exports"].items():
+        out.append(f"**{name}** (`{e['command']}`): Keras float {e['keras_test_accuracy'] * 100:.2f}%, export "
+                   f"{e['wall_seconds']:.0f} s, peak memory {e['peak_rss_mb']:.0f} MB, exit code {e['exit_code']}\n")
+        out.append("| artifact | size (KiB) | test acc | drop (pts) | argmax agreement | changed | gate |")
+        out.append("|---|---:|---:|---:|---:|---:|---|")
+        for a in e["artifacts"]:
+            out.append(f"| {a['name']} | {a['size_bytes'] / 1024:,.0f} | {a['accuracy'] * 100:.2f}% | "
+                       f"{a['drop_pts']:+.2f} | {a['argmax_agreement'] * 100:.2f}% | {a['changed']} | "
+                       f"{'pass' if a['passed'] else 'FAIL'} |")
+        out.append("")
+    return "Export with the accuracy gate (`python benchmarks/export_bench.py`):\n\n" + "\n".join(out) + _env_line(d)
+
+
+def latency() -> str:
+    d = _load("edge.json")
+    if not d:
+        return "(run `python benchmarks/edge_bench.py`)"
+    rows = ["| artifact | threads | p50 ms | p90 ms | p99 ms | e2e p50 ms | img/s | peak MB | accuracy |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in d["bench"]["results"]:
+        if "error" in r:
+            continue
+        acc = f"{r['accuracy'] * 100:.2f}%" if r.get("accuracy") is not None else "n/a"
+        lat = r["latency_ms"]
+        rows.append(f"| {r['name']} ({r['backend']}) | {r['threads']} | {lat['p50']:.2f} | {lat['p90']:.2f} | "
+                    f"{lat['p99']:.2f} | {r['e2e_ms']['p50']:.2f} | {r['throughput_ips']:.0f} | "
+                    f"{r['peak_rss_mb']:.0f} | {acc} |")
+    t = d["targets"]
+    r = d["ratios"]
+    pre, e2e, h = d["preprocessing"], d["e2e_vs_invoke_int8_1thread"], d["harness_overhead"]
+    lines = [
+        f"- int8 / float p50 at 1 thread: TFLite {r.get('tflite_int8_over_float_p50_1thread', float('nan')):.2f}x "
+        f"(target <= 0.55), ONNX {r.get('onnx_int8_over_float_p50_1thread', float('nan')):.2f}x (target <= 0.6)",
+        f"- bench harness against a bare invoke loop: {h['ratio']:.3f}x (target < 1.02)",
+        f"- preprocessing a 640x480 frame: {pre['frame_640x480_ms_p50']:.2f} ms p50 (target < 2); decoding + resizing a "
+        f"dataset JPEG: {pre['jpeg_decode_resize_ms_p50']:.2f} ms p50 (target < 5)",
+        f"- end-to-end frame latency / bare invoke (int8, 1 thread): {e2e['ratio']:.2f}x "
+        f"({e2e['e2e_ms_p50']:.2f} / {e2e['invoke_ms_p50']:.2f} ms; target <= 1.5)",
+        f"- peak RSS of `edgeflower classify` with the int8 model: {d['classify_rss_mb_int8']:.0f} MB (target < 150)",
+        "- `classify --images` on the 360 test images equals the export report image for image: "
+        + ", ".join(f"{k} {v['identical']}/{v['images']}" for k, v in d["classify_matches_export"].items()),
+        "- targets met: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in t.items()),
+    ]
+    return (f"Device-side numbers (`{d['command']}`), all measured in one run:\n\n" + "\n".join(rows) + "\n\n"
+            + "\n".join(lines) + "\n\n" + _env_line(d))
+
+
+SECTIONS = {"study": study, "export": export, "latency": latency}
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for key, fn in SECTIONS.items():
+        pat = re.compile(rf"(<!-- results:{key} -->\n).*?(\n<!-- /results:{key} -->)", re.S)
+        if not pat.search(text):
+            sys.exit(f"README has no results:{key} markers")
+        text = pat.sub(lambda m: m.group(1) + fn() + m.group(2), text)
+    readme.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
