@@ -114,6 +114,37 @@ def data_split(data_dir: str | None, seed: int | None, out: str | None) -> None:
     click.echo(f"identical to the frozen split (manifest sha256 {frozen.sha256[:16]}...)")
 
 
+@data.command("clean")
+@_data_opt
+@click.option("--out", type=click.Path(file_okay=False), default="runs/clean", show_default=True)
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--mislabel-confidence", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="Flag a photo when a model that never saw it gives another class at least this probability.")
+@click.option("--offtopic-confidence", type=click.FloatRange(0, 1), default=0.4, show_default=True,
+              help="Flag a photo when no class gets at least this probability.")
+@click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
+@click.option("--weights", default="imagenet", hidden=True)
+@click.option("--input-size", type=click.IntRange(min=32), default=224, hidden=True)
+@click.option("--split", "split_path", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Split manifest (default: the frozen flower_photos split).")
+@_handle_errors
+def data_clean(data_dir, out, folds, mislabel_confidence, offtopic_confidence, limit_per_class, weights, input_size,
+               split_path):
+    """Flag duplicates, photos filed under two classes, likely mislabeled and off-topic photos; write a report,
+    a contact sheet and an exclusion list (`train --exclude`). Never deletes or moves files."""
+    from edgeflower.train.clean import CleanConfig, clean
+
+    r = clean(CleanConfig(data=data_dir, out=out, folds=folds, mislabel_confidence=mislabel_confidence,
+                          offtopic_confidence=offtopic_confidence, limit_per_class=limit_per_class, weights=weights,
+                          input_size=input_size, split=split_path))
+    click.echo(f"identical duplicate groups {len(r['identical_duplicates'])}, near-duplicate pairs "
+               f"{len(r['near_duplicates'])}, filed under two classes {len(r['cross_class_duplicates'])}")
+    for k, v in r["flagged_counts"].items():
+        click.echo(f"{k}: {v}")
+    click.echo(f"out-of-fold accuracy {r['out_of_fold_accuracy'] * 100:.2f}%; {len(r['exclude'])} training photos "
+               f"listed in {out}/exclude.txt; contact sheet: {r['contact_sheet']}; report: {out}/clean_report.json")
+
+
 # ---------------------------------------------------------------- train / eval
 def _model_names() -> list[str]:
     # The registry module imports TensorFlow only inside build functions.

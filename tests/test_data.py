@@ -253,3 +253,28 @@ def test_arrays_cache_roundtrip(synth_data, synth_split):
     assert a.x.shape[1:] == (32, 32, 3) and a.x.dtype == np.uint8
     np.testing.assert_array_equal(a.x, b.x)
     assert write_manifest  # imported API stays public
+
+
+def test_data_clean_flags_a_mislabeled_photo_and_never_touches_files(synth_data, synth_split, tmp_path):
+    """A red photo filed under blue is flagged as likely mislabeled; the data folder is left as it was."""
+    import shutil
+
+    from edgeflower.data.split import make_split
+    from edgeflower.train.clean import CleanConfig, clean
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_data, data)
+    make_image((210, 40, 40), seed=999).save(data / "blue" / "actually_red.jpg", quality=95)
+    split = write_manifest(make_split(data, test_supports={"blue": 6, "green": 6, "red": 6}, show_progress=False),
+                           tmp_path / "split.json")
+    before = sorted((p.relative_to(data), p.stat().st_mtime) for p in data.rglob("*"))
+    r = clean(CleanConfig(data=str(data), out=str(tmp_path / "clean"), split=str(split), features="pixels",
+                          input_size=32, folds=3, mislabel_confidence=0.6))
+    assert sorted((p.relative_to(data), p.stat().st_mtime) for p in data.rglob("*")) == before
+    flagged = {f["path"]: f for f in r["flagged"]}
+    assert "blue/actually_red.jpg" in flagged and flagged["blue/actually_red.jpg"]["predicted"] == "red"
+    exclude = (tmp_path / "clean" / "exclude.txt").read_text().splitlines()
+    in_test = {p for p, _ in load_manifest(split).splits["test"]}
+    assert not in_test & set(exclude)
+    assert (tmp_path / "clean" / "clean_report.json").is_file()
+    assert (tmp_path / "clean" / "contact_sheet.png").is_file()
