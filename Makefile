@@ -12,7 +12,7 @@ export EDGEFLOWER_DATA ?= $(if $(wildcard $(SHARED)/data/flower_photos),$(SHARED
 export KERAS_HOME      ?= $(if $(wildcard $(SHARED)/keras/models),$(SHARED)/keras,$(HOME)/.keras)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: main test setup setup-dev bench-study pi-check clean
+.PHONY: main test setup bench-study pi-check clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,7 +23,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 setup: $(VENV)/.installed
 
 main: setup
-	$(BIN)/edgeflower train --model $(MODEL) --augment --out $(RUN)/train --force
+	$(BIN)/edgeflower train --model $(MODEL) --augment --label-smoothing 0.1 --epochs 40 --out $(RUN)/train --force
 	$(BIN)/edgeflower export $(RUN)/train --int8
 	$(BIN)/edgeflower bench $(RUN)/train/export/model_float.tflite $(RUN)/train/export/model_int8.tflite \
 		$(RUN)/train/export/model.onnx $(RUN)/train/export/model_int8.onnx --threads 1,2 \
@@ -35,7 +35,7 @@ test: setup
 bench-study: setup
 	$(BIN)/python benchmarks/study.py
 
-pi-check:
+pi-check: setup
 	bash scripts/pi-emulated-check.sh
 
 clean:
