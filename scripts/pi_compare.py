@@ -2,8 +2,9 @@
 
     python scripts/pi_compare.py HOST_DIR PI_DIR
 
-LiteRT results must be identical (labels and scores); onnxruntime scores within 1e-5. Exit 1 with a message
-naming the first difference.
+Labels must be identical everywhere. Scores: int8 LiteRT bit-identical (integer kernels have one right answer);
+float LiteRT and onnxruntime within 1e-5 (float kernels sum in a different order on NEON than on AVX: measured,
+the float TFLite model differs in the sixth decimal). Exit 1 with a message naming the first difference.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def main() -> int:
             failures.append(f"{hf.name}: no output from the emulated root")
             continue
         a, b = load(hf), load(pf)
-        tol = 0.0 if "tflite" in hf.name else 1e-5
+        tol = 0.0 if ("tflite" in hf.name and "int8" in hf.name) else 1e-5
         if len(a) != len(b) or not a:
             failures.append(f"{hf.name}: {len(a)} host frames vs {len(b)} on arm64")
             continue
@@ -47,7 +48,8 @@ def main() -> int:
     if failures:
         print("FAIL: the device runtime on emulated arm64 differs from the host:\n  " + "\n  ".join(failures))
         return 1
-    print(f"OK: {checked} predictions identical on emulated arm64 (LiteRT exact, onnxruntime within 1e-5)")
+    print(f"OK: {checked} predictions agree on emulated arm64 (same labels; int8 LiteRT scores bit-identical, "
+          "float LiteRT and onnxruntime within 1e-5)")
     return 0
 
 

@@ -33,7 +33,10 @@ def test_identical_passes_and_differences_fail(tmp_path):
     _write(pi, "model.onnx.jsonl", [_row("a.jpg", "roses", {"roses": 0.900004, "tulips": 0.099996}), rows[1]])
     r = _compare(host, pi)
     assert r.returncode == 0 and "OK" in r.stdout
-    # LiteRT must be exact
+    # float LiteRT within 1e-5, int8 LiteRT exact
+    _write(host, "model_float.tflite.jsonl", rows)
+    _write(pi, "model_float.tflite.jsonl", [_row("a.jpg", "roses", {"roses": 0.900001, "tulips": 0.1}), rows[1]])
+    assert _compare(host, pi).returncode == 0
     _write(pi, "model_int8.tflite.jsonl", [_row("a.jpg", "roses", {"roses": 0.900001, "tulips": 0.1}), rows[1]])
     r = _compare(host, pi)
     assert r.returncode == 1 and "beyond 0.0" in r.stdout

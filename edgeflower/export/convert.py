@@ -113,8 +113,10 @@ class OnnxInt8Options:
 class _Reader:
     """onnxruntime CalibrationDataReader over uint8 images (fed as float32, as the float model expects)."""
 
-    def __init__(self, images: np.ndarray, input_name: str, batch: int = 8):
-        self.images, self.name, self.batch, self.i = images, input_name, batch, 0
+    batch_size = 8
+
+    def __init__(self, images: np.ndarray, input_name: str):
+        self.images, self.name, self.batch, self.i = images, input_name, self.batch_size, 0
 
     def get_next(self):
         if self.i >= len(self.images):
@@ -156,13 +158,16 @@ def onnx_int8(float_path: Path, out_path: Path, calibration: np.ndarray, opts: O
                   "entropy": q.CalibrationMethod.Entropy}[opts.method]
         act = q.QuantType.QUInt8 if opts.activation_type == "uint8" else q.QuantType.QInt8
         # Calibration keeps every intermediate activation of the batches it has seen; merging the ranges
-        # every 2 batches (16 images) keeps MobileNetV2's peak memory near 1 GB instead of 7+ GB.
+        # every few batches keeps MobileNetV2's peak memory near 1 GB instead of 7+ GB. onnxruntime fails
+        # ("No data is collected") when the batch count is a multiple of that number, so pick one that is not.
+        n_batches = -(-len(calibration) // _Reader.batch_size)
+        merge_every = next(k for k in range(2, n_batches + 2) if n_batches % k)
         with quiet():
             q.quantize_static(
                 os.fspath(src), os.fspath(out_path), _Reader(calibration, input_name),
                 quant_format=q.QuantFormat.QDQ, activation_type=act, weight_type=q.QuantType.QInt8,
                 per_channel=opts.per_channel, calibrate_method=method, nodes_to_exclude=exclude,
-                extra_options={"CalibMaxIntermediateOutputs": 2, "ActivationSymmetric": opts.activation_type == "int8"},
+                extra_options={"CalibMaxIntermediateOutputs": merge_every, "ActivationSymmetric": opts.activation_type == "int8"},
             )
     except ExportError:
         raise
