@@ -31,6 +31,9 @@ CONFIGS = {
     "cnn_aug": dict(model="cnn", augment=True),
     # head settings chosen on the validation split (benchmarks/head_sweep.py)
     "mobilenet_v2_aug_ls": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40),
+    # + fine-tuning the top of the backbone (BatchNorm frozen, in inference mode)
+    "mobilenet_v2_ft": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40, fine_tune=54,
+                            fine_tune_epochs=10, fine_tune_lr=3e-5),
 }
 
 
@@ -41,7 +44,8 @@ def command(kw: dict) -> str:
     if kw.get("epochs"):
         parts.append(f"--epochs {kw['epochs']}")
     if kw.get("fine_tune"):
-        parts.append(f"--fine-tune {kw['fine_tune']}")
+        parts.append(f"--fine-tune {kw['fine_tune']} --fine-tune-epochs {kw['fine_tune_epochs']} "
+                     f"--fine-tune-lr {kw['fine_tune_lr']:g}")
     return " ".join(parts)
 
 
@@ -72,6 +76,10 @@ def main() -> None:
             "train_seconds": r.config["train_seconds"], "timings": r.config["timings"],
             "wall_seconds": time.perf_counter() - t0, "study_test_accuracy": STUDY.get(kw["model"]),
         }
+        entry = results["runs"][name]
+        # re-read before writing: several study processes may share the file
+        results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
+        results["runs"][name] = entry
         results["environment"] = environment()
         results["date"] = time.strftime("%Y-%m-%d")
         write_json(results_path, results)

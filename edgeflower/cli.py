@@ -279,7 +279,8 @@ def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_acti
 @click.option("--serve", default=None, metavar="HOST:PORT",
               help="Serve a live page (MJPEG + label); PORT alone binds to 127.0.0.1.")
 @click.option("--reconnect", is_flag=True, help="Retry a camera that disappears.")
-@click.option("--resolution", default="640x480", show_default=True, help="Camera capture size WxH.")
+@click.option("--resolution", default="320x240", show_default=True,
+              help="Camera capture size WxH for inference (a low-resolution stream: the model sees 224x224).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @click.option("--quiet", is_flag=True, help="No status line.")
 @_handle_errors

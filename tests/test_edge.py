@@ -289,3 +289,13 @@ def test_live_page_shows_a_label(tiny_export, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("dtype, scale, zp", [(np.uint8, 0.996, 0), (np.int8, 1.0, -128), (np.int8, 0.0157, 3),
+                                              (np.uint8, 2.5, 10)])
+def test_lookup_table_quantization_equals_the_arithmetic(dtype, scale, zp):
+    from edgeflower.edge.classifier import _affine
+
+    info = TensorInfo("x", (1, 4, 4, 3), np.dtype(dtype), scale=scale, zero_point=zp)
+    x = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
+    np.testing.assert_array_equal(quantize(x, info), _affine(x, scale, zp, np.dtype(dtype)))

@@ -6,6 +6,7 @@ with the interpreter's tensor details as the authority on dtypes and quantizatio
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -38,14 +39,29 @@ class Prediction:
 
 
 def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
-    """Raw 0-255 pixels -> the model's input dtype (affine quantization for integer inputs)."""
+    """Raw 0-255 pixels -> the model's input dtype (affine quantization for integer inputs).
+
+    q = clip(round(x / scale + zero_point)): for uint8 pixels through a 256-entry lookup table, which gives
+    the same values as the float arithmetic at a fraction of the cost per frame.
+    """
     if not info.quantized:
         return x.astype(info.dtype, copy=False)
-    if info.dtype == np.uint8 and info.scale == 1.0 and info.zero_point == 0:
-        return x.astype(np.uint8, copy=False)  # the common case: raw pixels feed straight in
-    q = np.round(x.astype(np.float32) / info.scale + info.zero_point)
-    ii = np.iinfo(info.dtype)
-    return np.clip(q, ii.min, ii.max).astype(info.dtype)
+    if info.dtype == np.uint8 and info.scale == 1.0 and info.zero_point == 0 and x.dtype == np.uint8:
+        return x  # raw pixels feed straight in
+    if x.dtype == np.uint8:
+        return _lut(info.scale, info.zero_point, info.dtype.str)[x]
+    return _affine(x, info.scale, info.zero_point, info.dtype)
+
+
+def _affine(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+    q = np.round(x.astype(np.float32) / np.float32(scale) + zero_point)
+    ii = np.iinfo(dtype)
+    return np.clip(q, ii.min, ii.max).astype(dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _lut(scale: float, zero_point: int, dtype_str: str) -> np.ndarray:
+    return _affine(np.arange(256, dtype=np.uint8), scale, zero_point, np.dtype(dtype_str))
 
 
 def dequantize(y: np.ndarray, info: TensorInfo) -> np.ndarray:

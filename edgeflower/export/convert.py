@@ -113,7 +113,7 @@ class OnnxInt8Options:
 class _Reader:
     """onnxruntime CalibrationDataReader over uint8 images (fed as float32, as the float model expects)."""
 
-    batch_size = 8
+    batch_size = 4
 
     def __init__(self, images: np.ndarray, input_name: str):
         self.images, self.name, self.batch, self.i = images, input_name, self.batch_size, 0

@@ -167,9 +167,13 @@ def extract_features(tf, features_model, x: np.ndarray, batch: int, aug=None, de
     return np.concatenate(out) if out else np.zeros((0, int(features_model.output.shape[-1])), np.float32)
 
 
-def predict_probs(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    return np.concatenate([np.asarray(model(x[s:s + batch].astype(np.float32), training=False))
-                           for s in range(0, len(x), batch)]) if len(x) else np.zeros((0, 0))
+def predict_probs(model, x: np.ndarray, batch: int = 16) -> np.ndarray:
+    """Probabilities in small compiled batches. An eager call keeps a batch's activations alive: MobileNetV2
+    peaked at 6.6 GB with eager batches of 64 and at 1.0 GB with ``predict_on_batch`` of 16 (measured)."""
+    if len(x) == 0:
+        return np.zeros((0, int(model.outputs[0].shape[-1])), np.float32)
+    return np.concatenate([np.asarray(model.predict_on_batch(x[s:s + batch].astype(np.float32)))
+                           for s in range(0, len(x), batch)])
 
 
 def train(cfg: TrainConfig) -> RunResult:
