@@ -76,11 +76,47 @@ def non_flower_images() -> list[dict]:
     return out
 
 
+def feature_similarity(run: str, root: Path, others: list[str]) -> dict:
+    """Max cosine similarity of GAP features to the training class means; threshold chosen on val (1-pt budget)."""
+    import keras
+
+    from edgeflower.data.arrays import load_split
+    from edgeflower.edge import preprocess
+
+    m = keras.models.load_model(Path(run) / "model.keras", compile=False)
+    feat = keras.Model(m.inputs, [m.get_layer("gap").output, m.output])
+    man = load_manifest()
+
+    def run_model(x):
+        outs = [feat.predict_on_batch(x[i:i + 32].astype("float32")) for i in range(0, len(x), 32)]
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+    def norm(a):
+        return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+    tr, va, te = (load_split(root, man, s, 224) for s in ("train", "val", "test"))
+    ftr, _ = run_model(tr.x)
+    mu = norm(np.stack([ftr[tr.y == c].mean(0) for c in range(len(man.classes))]))
+    (fva, pva), (fte, pte) = run_model(va.x), run_model(te.x)
+    fo, _ = run_model(np.stack([preprocess(p, 224) for p in others]))
+    sv, st, so = ((norm(f) @ mu.T).max(1) for f in (fva, fte, fo))
+    cv, ct = pva.argmax(1) == va.y, pte.argmax(1) == te.y
+    thr = max((t for t in np.unique(sv) if cv.mean() - (cv & (sv >= t)).mean() <= 0.01 + 1e-12), default=0.0)
+    return {"method": "max cosine similarity of pooled features to training class means (Keras float model)",
+            "threshold": float(thr), "non_flower_rejected": float((so < thr).mean()),
+            "val_accuracy": [float(cv.mean()), float((cv & (sv >= thr)).mean())],
+            "test_accuracy_without_rejection": float(ct.mean()),
+            "test_accuracy_with_rejection": float((ct & (st >= thr)).mean())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("artifact")
     ap.add_argument("--data", default=None)
     ap.add_argument("--results", default=str(ROOT / "benchmarks/results/unknown.json"))
+    ap.add_argument("--keras-run", default=None,
+                    help="also measure a feature-distance score (cosine similarity of the pooled backbone features "
+                         "to the class means of the training split) with this run's Keras model (needs TensorFlow)")
     args = ap.parse_args()
     clf = Classifier(args.artifact, threads=2)
     thr = clf.threshold
@@ -111,7 +147,7 @@ def main() -> None:
     for t in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
         curve.append({"threshold": t, "non_flower_rejected": float((other_conf < t).mean())})
     res = {
-        "command": f"python benchmarks/unknown.py {args.artifact}",
+        "command": "python benchmarks/unknown.py " + " ".join(sys.argv[1:]),
         "artifact": args.artifact, "threshold": thr, "threshold_source": "calibrated on the validation split at export",
         "non_flower_images": len(rows), "non_flower_rejected": rejected / len(rows),
         "test_accuracy_without_rejection": correct_plain / n, "test_accuracy_with_rejection": correct_rej / n,
@@ -120,6 +156,8 @@ def main() -> None:
         "curve_non_flower": curve, "images": rows,
         "environment": environment(), "date": time.strftime("%Y-%m-%d"),
     }
+    if args.keras_run:
+        res["feature_similarity"] = feature_similarity(args.keras_run, root, [o["path"] for o in others])
     write_json(args.results, res)
     print({k: v for k, v in res.items() if k not in ("images", "environment", "curve_non_flower")})
     for r in rows:
