@@ -70,7 +70,8 @@ def export() -> str:
                        f"{a['drop_pts']:+.2f} | {a['argmax_agreement'] * 100:.2f}% | {a['changed']} | "
                        f"{'pass' if a['passed'] else 'FAIL'} |")
         out.append("")
-    return "Export with the accuracy gate (`python benchmarks/export_bench.py`):\n\n" + "\n".join(out) + _env_line(d)
+    return ("Export with the accuracy gate (`python benchmarks/export_bench.py`):\n\n" + "\n".join(out) + "\n"
+            + _env_line(d))
 
 
 def latency() -> str:

@@ -153,17 +153,17 @@ def _verbose(cfg: TrainConfig) -> int:
     return 1 if sys.stderr.isatty() else 2
 
 
-def extract_features(tf, features_model, x: np.ndarray, batch: int, aug=None, desc: str = "") -> np.ndarray:
-    """Pooled backbone features of every image (optionally of an augmented view), in batches."""
+def extract_features(tf, features_model, x: np.ndarray, batch: int = 32, aug=None, desc: str = "") -> np.ndarray:
+    """Pooled backbone features of every image (optionally of an augmented view), in compiled batches."""
     from edgeflower._util import progress
 
     out = []
     starts = range(0, len(x), batch)
     for s in progress(starts, total=len(starts), desc=desc or "features"):
-        xb = tf.cast(x[s:s + batch], tf.float32)
+        xb = x[s:s + batch].astype(np.float32)
         if aug is not None:
-            xb = aug(xb, training=True)
-        out.append(np.asarray(features_model(xb, training=False)))
+            xb = np.asarray(aug(xb, training=True))
+        out.append(np.asarray(features_model.predict_on_batch(xb)))
     return np.concatenate(out) if out else np.zeros((0, int(features_model.output.shape[-1])), np.float32)
 
 
@@ -205,12 +205,12 @@ def train(cfg: TrainConfig) -> RunResult:
     timings: dict[str, float] = {}
     if spec.transfer:
         t = time.perf_counter()
-        f_tr = [extract_features(tf, built.features, tr.x, 64, desc="train features")]
+        f_tr = [extract_features(tf, built.features, tr.x, desc="train features")]
         y_tr = [tr.y]
         for v in range(cfg.aug_views if aug is not None else 0):
-            f_tr.append(extract_features(tf, built.features, tr.x, 64, aug=aug, desc=f"augmented view {v + 1}"))
+            f_tr.append(extract_features(tf, built.features, tr.x, aug=aug, desc=f"augmented view {v + 1}"))
             y_tr.append(tr.y)
-        f_va = extract_features(tf, built.features, va.x, 64, desc="val features")
+        f_va = extract_features(tf, built.features, va.x, desc="val features")
         timings["features_s"] = time.perf_counter() - t
         fx, fy = np.concatenate(f_tr), np.concatenate(y_tr)
         built.head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
