@@ -110,7 +110,42 @@ def latency() -> str:
             + "\n".join(lines) + "\n\n" + _env_line(d))
 
 
-SECTIONS = {"study": study, "export": export, "latency": latency}
+def beyond() -> str:
+    parts = []
+    u = _load("unknown.json")
+    if u:
+        parts.append(
+            f"**Unknown** (`{u['command']}`): on {u['non_flower_images']} non-flower photos shipped with scikit-image and "
+            f"matplotlib (licences listed in the JSON), the int8 model's confidence threshold calibrated on the "
+            f"validation split ({u['threshold']:.3f}) answers `unknown` for {u['non_flower_rejected'] * 100:.0f}% of them; "
+            f"test accuracy {u['test_accuracy_without_rejection'] * 100:.2f}% -> "
+            f"{u['test_accuracy_with_rejection'] * 100:.2f}% with rejection (target: >= 90% rejected within 1 point: "
+            f"{'met' if u['target_met'] else 'not met'}).")
+        fs = u.get("feature_similarity")
+        if fs:
+            parts.append(
+                f"A feature-distance score (max cosine similarity of the pooled backbone features to the training class "
+                f"means, threshold from the validation split) rejects {fs['non_flower_rejected'] * 100:.0f}% of them at "
+                f"test accuracy {fs['test_accuracy_without_rejection'] * 100:.2f}% -> "
+                f"{fs['test_accuracy_with_rejection'] * 100:.2f}%: much better, not yet in the exported artifacts.")
+    c = _load("clean.json")
+    if c:
+        fc = c["flagged_counts"]
+        line = (f"**Data cleaning** (`{c['command']}`): {c['identical_duplicate_groups']} byte-identical groups, "
+                f"{c['near_duplicate_pairs']} near-duplicate pairs, {len(c['cross_class'])} photo filed under two "
+                f"classes, {fc.get('likely mislabeled', 0)} likely mislabeled and "
+                f"{fc.get('likely off-topic or ambiguous', 0)} likely off-topic photos (out-of-fold accuracy "
+                f"{c['out_of_fold_accuracy'] * 100:.1f}%); {c['excluded_from_training']} training photos go to "
+                f"`exclude.txt`.")
+        t = c.get("training")
+        if t:
+            line += (f" Training without them (`{t['command']}`): test {t['test_accuracy'] * 100:.2f}% against "
+                     f"{t['baseline_test_accuracy'] * 100:.2f}% with them.")
+        parts.append(line)
+    return "\n\n".join(parts) if parts else "(run `python benchmarks/unknown.py` and `python benchmarks/clean.py`)"
+
+
+SECTIONS = {"study": study, "export": export, "latency": latency, "beyond": beyond}
 
 
 def main() -> None:

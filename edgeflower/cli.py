@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -340,6 +341,13 @@ def classify(model, camera, video, images, backend, threads, threshold, top_k, s
                f"{d['inference_ms']['p50']:.2f} ms p95 {d['inference_ms']['p95']:.2f} ms; end-to-end p50 "
                f"{d['e2e_ms']['p50']:.2f} ms p95 {d['e2e_ms']['p95']:.2f} ms; {d['errors']} unreadable, "
                f"{d['dropped']} dropped; labels: {labels or '-'} ({d['stopped_by']})", err=True)
+    if live_state is not None and summary.stopped_by == "end of stream":
+        click.echo("the stream ended; the live page keeps showing the last frame until Ctrl-C", err=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
     if summary.error:
         raise SourceError(summary.error)
 
