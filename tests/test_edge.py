@@ -300,3 +300,43 @@ def test_lookup_table_quantization_equals_the_arithmetic(dtype, scale, zp):
     info = TensorInfo("x", (1, 4, 4, 3), np.dtype(dtype), scale=scale, zero_point=zp)
     x = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
     np.testing.assert_array_equal(quantize(x, info), _affine(x, scale, zp, np.dtype(dtype)))
+
+
+def test_reconnect_restarts_a_lost_pi_camera(tiny_export, monkeypatch):
+    starts = {"n": 0}
+
+    class FlakyCam:
+        def __init__(self):
+            starts["n"] += 1
+            self.generation = starts["n"]
+            self.frames = 0
+
+        def create_video_configuration(self, main):
+            return main
+
+        def configure(self, cfg):
+            self.size = cfg["size"]
+
+        def start(self):
+            pass
+
+        def capture_array(self, name="main"):
+            self.frames += 1
+            if self.generation == 1 and self.frames > 2:
+                raise RuntimeError("camera unplugged")
+            w, h = self.size
+            return np.full((h, w, 3), 200, np.uint8)
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FlakyCam))
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    from edgeflower.edge.sources import PiCameraSource
+
+    s = run(Classifier(tiny_export / "model_float.tflite"), PiCameraSource((64, 48), reconnect=True), out=None,
+            max_frames=6)
+    assert starts["n"] == 2 and s.frames >= 1 and s.error == ""
