@@ -205,3 +205,12 @@ def test_cli_export_reports_failure_with_exit_code(tiny_run, synth_data, synth_s
     assert ("| model_float.tflite" in out.stdout) and out.returncode in (0, 1)
     if out.returncode == 1:
         assert "accuracy gate failed" in out.stderr
+
+
+@pytest.mark.parametrize("n", [1, 4, 8, 24])
+def test_onnx_calibration_with_any_number_of_images(tiny_export, tmp_path, n):
+    """onnxruntime's calibrator fails when the batch count is a multiple of its merge interval; never here."""
+    calib = np.random.default_rng(n).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    out = tmp_path / f"q{n}.onnx"
+    convert.onnx_int8(tiny_export / "model.onnx", out, calib)
+    assert Classifier(out).predict_batch(calib[:1]).shape == (1, 3)
