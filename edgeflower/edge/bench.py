@@ -245,11 +245,19 @@ def plot(report: dict, path: str | Path) -> bool:
     pts = [r for r in report["results"] if "error" not in r and r.get("accuracy") is not None]
     if not pts:
         return False
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for r in pts:
-        ax.scatter(r["latency_ms"]["p50"], r["accuracy"] * 100, s=30 + 15 * r["threads"])
-        ax.annotate(f"{r['name']} t{r['threads']}", (r["latency_ms"]["p50"], r["accuracy"] * 100), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    names = list(dict.fromkeys(r["name"] for r in pts))
+    markers = {t: m for t, m in zip(sorted({r["threads"] for r in pts}), "os^Dv<>p")}
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for r in pts:  # one colour per artifact, one marker per thread count: a legend instead of crowded labels
+        ax.scatter(r["latency_ms"]["p50"], r["accuracy"] * 100, s=60, marker=markers[r["threads"]],
+                   color=colours[names.index(r["name"]) % len(colours)])
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", color=colours[i % len(colours)], label=n) for i, n in enumerate(names)]
+    handles += [Line2D([], [], ls="", marker=m, color="grey", label=f"{t} thread{'s' if t > 1 else ''}")
+                for t, m in markers.items()]
+    ax.legend(handles=handles, fontsize=7, loc="best")
     ax.set_xlabel("p50 latency of the interpreter call (ms)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("latency vs accuracy")
