@@ -52,7 +52,8 @@ def study() -> str:
                   f"(`python benchmarks/transfer_speedup.py`): {sp['speedup_20_epochs']:.1f}x faster for 20 epochs "
                   f"({sp['cached_20_epochs_s']:.0f} s against an estimated {sp['plain_20_epochs_s']:.0f} s).")
     return ("Study comparison on the frozen 360-image test set (`python benchmarks/study.py`, full dataset):\n\n"
-            + "\n".join(rows) + extra + "\n\n" + _env_line(d))
+            + "\n".join(rows) + "\n\nTrain times were measured while other jobs shared the two cores: read them as upper "
+            "bounds. The 'study' column is the study's figure for that model." + extra + "\n\n" + _env_line(d))
 
 
 def export() -> str:
