@@ -41,7 +41,8 @@ def main() -> None:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t
-        out, err = proc.stdout.read(), proc.stderr.read()
+        proc.stdout.read()
+        err = proc.stderr.read()
         code = os.waitstatus_to_exitcode(status)
         report = json.loads((Path(run) / "export" / "export_report.json").read_text())
         name = Path(run).name

@@ -7,7 +7,6 @@ without TensorFlow) and calls one library function. Expected errors become one-l
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
 import time

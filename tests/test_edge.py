@@ -9,7 +9,6 @@ import sys
 import time
 import types
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from edgeflower.edge import Classifier, read_metadata, sidecar_path
+from edgeflower.edge import Classifier, sidecar_path
 from edgeflower.errors import AccuracyDropError, ExportError, ModelError
 from edgeflower.export import convert
 from edgeflower.export.pipeline import ExportConfig, export

@@ -22,7 +22,7 @@ ARCHIVE_SHA256 = "4c54ace7911aaffe13a365c34f650e71dd5bf1be0a58b464e5a7183e3e595d
 ARCHIVE_SIZE = 228_813_984
 DATASET_DIRNAME = "flower_photos"
 
-from edgeflower.edge.preprocess import IMAGE_SUFFIXES  # noqa: E402 - one definition for every side
+from edgeflower.edge.preprocess import IMAGE_SUFFIXES  # noqa: E402,F401 - one definition for every side
 
 
 def list_images(root: str | os.PathLike) -> dict[str, list[str]]:

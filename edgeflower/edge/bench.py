@@ -14,7 +14,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +74,6 @@ def _test_images(data: str | None, split: str | None, limit: int | None):
 
 def measure(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool) -> dict:
     """One artifact at one thread count, in this process (the worker)."""
-    from edgeflower.edge.backends import load_backend
     from edgeflower.edge.classifier import Classifier, quantize
     from edgeflower.edge.preprocess import preprocess
 

@@ -11,7 +11,7 @@ from typing import IO, Callable
 
 from edgeflower._util import percentiles
 from edgeflower.edge.classifier import Classifier, Smoother
-from edgeflower.edge.sources import Frame, LatestFrame, Source
+from edgeflower.edge.sources import LatestFrame, Source
 from edgeflower.errors import SourceError
 
 
