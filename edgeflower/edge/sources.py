@@ -235,11 +235,6 @@ class LatestFrame:
                 raise err
             return None  # end of stream
 
-    @property
-    def finished(self) -> bool:
-        with self._cond:
-            return self._done and self._frame is None and self._error is None
-
     def close(self) -> None:
         self._stop.set()
         self.source.close()
