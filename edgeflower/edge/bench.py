@@ -60,20 +60,34 @@ def _stats(ms: list[float]) -> dict:
             "min": round(float(np.min(ms)), 4), "n": len(ms)}
 
 
-def _test_images(data: str | None, split: str | None, limit: int | None):
-    """The frozen test split (paths, labels) or an explanation of why it is unavailable."""
+def _test_images(data: str | None, split: str | None, limit: int | None, verify: bool = True):
+    """The frozen test split: (data root, manifest, items); raises an EdgeflowerError saying why it is unavailable."""
     from edgeflower.data.source import resolve_data_dir
     from edgeflower.data.split import load_manifest, split_items, verify_files
 
     root = resolve_data_dir(data, download=False)
     manifest = load_manifest(split)
     items = split_items(manifest, "test", limit)
-    verify_files(root, items)
+    if verify:
+        verify_files(root, items)
     return root, manifest, items
 
 
-def measure(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool) -> dict:
-    """One artifact at one thread count, in this process (the worker)."""
+def check_test_images(cfg: "BenchConfig") -> str | None:
+    """Verify the test images once for the whole run: None when usable, else why not (for every worker's note)."""
+    try:
+        _test_images(cfg.data, cfg.split, cfg.limit_per_class)
+    except EdgeflowerError as exc:
+        return str(exc)
+    return None
+
+
+def measure(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool, data_note: str | None = None) -> dict:
+    """One artifact at one thread count, in this process (the worker).
+
+    The parent has already verified the test images (``check_test_images``); ``data_note`` says why they are
+    unavailable, if they are.
+    """
     from edgeflower.edge.classifier import Classifier, quantize
     from edgeflower.edge.preprocess import preprocess
 
@@ -87,12 +101,9 @@ def measure(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool) -> d
                  "input_dtype": str(b.input.dtype), "has_metadata": clf.has_metadata,
                  "format": clf.metadata.get("format"), "quantized": clf.metadata.get("quantized",
                                                                                     b.input.quantized)}
-    data_note = None
     items = root = manifest = None
-    try:
-        root, manifest, items = _test_images(cfg.data, cfg.split, cfg.limit_per_class)
-    except EdgeflowerError as exc:
-        data_note = str(exc)
+    if data_note is None:
+        root, manifest, items = _test_images(cfg.data, cfg.split, cfg.limit_per_class, verify=False)
     # a real image for the latency loop when we have one, else a deterministic synthetic one
     if items:
         sample = preprocess(root / items[0][0], clf.input_size)
@@ -150,8 +161,10 @@ def measure(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool) -> d
     return res
 
 
-def _worker(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool, timeout: float = 600) -> dict:
-    payload = json.dumps({"path": path, "threads": threads, "cfg": asdict(cfg), "acc": with_accuracy})
+def _worker(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool, data_note: str | None,
+            timeout: float = 600) -> dict:
+    payload = json.dumps({"path": path, "threads": threads, "cfg": asdict(cfg), "acc": with_accuracy,
+                          "data_note": data_note})
     try:
         proc = subprocess.run([sys.executable, "-m", "edgeflower.edge.bench", payload], capture_output=True,
                               text=True, timeout=timeout)
@@ -174,6 +187,7 @@ def bench(cfg: BenchConfig, progress=None) -> dict:
         raise BenchError(f"--threads values must be at least 1, got {bad}; e.g. --threads 1,2,4")
     if cfg.runs < 1 or cfg.warmup < 0:
         raise BenchError(f"--runs must be >= 1 and --warmup >= 0 (got {cfg.runs}, {cfg.warmup})")
+    data_note = check_test_images(cfg)
     results = []
     for path in cfg.artifacts:
         p = Path(path)
@@ -183,7 +197,7 @@ def bench(cfg: BenchConfig, progress=None) -> dict:
             continue
         for i, th in enumerate(cfg.threads):
             say(f"bench {p.name} threads={th}")
-            r = _worker(str(p), th, cfg, with_accuracy=(i == 0))
+            r = _worker(str(p), th, cfg, with_accuracy=(i == 0), data_note=data_note)
             if "error" not in r:
                 r["sha256"] = sha256_file(p)
             results.append(r)
@@ -273,7 +287,7 @@ def _main() -> None:
     c["artifacts"] = tuple(c["artifacts"])
     c["threads"] = tuple(c["threads"])
     try:
-        r = measure(a["path"], a["threads"], BenchConfig(**c), a["acc"])
+        r = measure(a["path"], a["threads"], BenchConfig(**c), a["acc"], a.get("data_note"))
     except EdgeflowerError as exc:
         r = {"artifact": a["path"], "name": Path(a["path"]).name, "threads": a["threads"], "error": str(exc)}
     sys.stdout.write(json.dumps(r) + "\n")
