@@ -247,13 +247,10 @@ def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_acti
                        split=split_path, limit_per_class=limit_per_class)
     try:
         report = run_export(cfg, progress=lambda m: click.echo(f"... {m}", err=True))
-    except AccuracyDropError:
-        # the report (with the failing rows) is on disk; show it before the one-line error
-        from pathlib import Path as _P
-
-        rep = _P(out or (_P(target) if _P(target).is_dir() else _P(target).parent) / "export") / "export_report.md"
-        if rep.is_file():
-            click.echo(rep.read_text())
+    except AccuracyDropError as exc:
+        # show the table with the failing rows before the one-line error
+        if exc.report is not None:
+            click.echo(render_table(exc.report))
         raise
     click.echo(render_table(report))
     click.echo(f"all {len(report['artifacts'])} artifacts passed; written to {report['out']} "

@@ -41,11 +41,13 @@ class ExportError(EdgeflowerError):
 class AccuracyDropError(ExportError):
     """An exported artifact lost more accuracy than allowed.
 
-    Carries the figures so callers (and tests) can inspect them.
+    Carries the figures, and the whole export report (already written to disk), so callers (and tests) can
+    inspect them.
     """
 
-    def __init__(self, failures: list[dict]):
+    def __init__(self, failures: list[dict], report: dict | None = None):
         self.failures = failures
+        self.report = report
         parts = [
             f"{f['name']}: {f['accuracy'] * 100:.2f}% vs float {f['reference_accuracy'] * 100:.2f}% "
             f"(drop {f['drop_pts']:.2f} pts > max {f['max_drop_pts']:.2f})"

@@ -172,7 +172,7 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     atomic_write_text(out / "export_report.md", render_table(report))
     failures = [asdict(r) for r in results if not r.passed]
     if failures:
-        raise AccuracyDropError(failures)
+        raise AccuracyDropError(failures, report)
     return report
 
 
