@@ -167,20 +167,30 @@ def test_latest_frame_drops_stale_frames():
     assert g.get(timeout=2) is None
 
 
+class _FakePicamera2:
+    """The slice of picamera2.Picamera2 that PiCameraSource uses; tests override capture_array."""
+
+    def create_video_configuration(self, main):
+        assert main["format"] == "BGR888"  # picamera2's name for RGB byte order in memory
+        return main
+
+    def configure(self, cfg):
+        self.size = cfg["size"]
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def close(self):
+        pass
+
+
 def test_fake_picamera2(tiny_export, monkeypatch):
     calls = {"n": 0}
 
-    class FakeCam:
-        def create_video_configuration(self, main):
-            assert main["format"] == "BGR888"
-            return main
-
-        def configure(self, cfg):
-            self.size = cfg["size"]
-
-        def start(self):
-            pass
-
+    class FakeCam(_FakePicamera2):
         def capture_array(self, name="main"):
             calls["n"] += 1
             if calls["n"] > 5:
@@ -188,12 +198,6 @@ def test_fake_picamera2(tiny_export, monkeypatch):
             w, h = self.size
             return np.dstack([np.full((h, w), 210, np.uint8), np.full((h, w), 40, np.uint8),
                               np.full((h, w), 40, np.uint8), np.zeros((h, w), np.uint8)])
-
-        def stop(self):
-            pass
-
-        def close(self):
-            pass
 
     monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakeCam))
     from edgeflower.edge.sources import PiCameraSource
@@ -304,20 +308,11 @@ def test_lookup_table_quantization_equals_the_arithmetic(dtype, scale, zp):
 def test_reconnect_restarts_a_lost_pi_camera(tiny_export, monkeypatch):
     starts = {"n": 0}
 
-    class FlakyCam:
+    class FlakyCam(_FakePicamera2):
         def __init__(self):
             starts["n"] += 1
             self.generation = starts["n"]
             self.frames = 0
-
-        def create_video_configuration(self, main):
-            return main
-
-        def configure(self, cfg):
-            self.size = cfg["size"]
-
-        def start(self):
-            pass
 
         def capture_array(self, name="main"):
             self.frames += 1
@@ -325,12 +320,6 @@ def test_reconnect_restarts_a_lost_pi_camera(tiny_export, monkeypatch):
                 raise RuntimeError("camera unplugged")
             w, h = self.size
             return np.full((h, w, 3), 200, np.uint8)
-
-        def stop(self):
-            pass
-
-        def close(self):
-            pass
 
     monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FlakyCam))
     monkeypatch.setattr(time, "sleep", lambda s: None)
