@@ -34,6 +34,9 @@ CONFIGS = {
     # + fine-tuning the top of the backbone (BatchNorm frozen, in inference mode)
     "mobilenet_v2_ft": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40, fine_tune=54,
                             fine_tune_epochs=10, fine_tune_lr=3e-5),
+    # + fine-tuning the whole backbone (all 154 layers, BatchNorm still frozen) for up to 20 epochs
+    "mobilenet_v2_ft_all": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40, fine_tune=154,
+                                fine_tune_epochs=20, fine_tune_lr=3e-5),
 }
 
 

@@ -231,20 +231,25 @@ def eval_cmd(target: str, split: str, data_dir: str | None, json_out: str | None
 @click.option("--onnx-activation", type=click.Choice(["uint8", "int8"]), default="uint8", show_default=True,
               help="Activation type of the int8 ONNX model (uint8 is the faster one measured).")
 @click.option("--auto", is_flag=True, help="When int8 is over budget, try the usual remedies and keep the best.")
+@click.option("--unknown", "unknown", type=click.Choice(["similarity", "confidence"]), default="similarity",
+              show_default=True,
+              help="How artifacts answer 'unknown': similarity = a second output scoring how close a photo's features "
+                   "are to the nearest training photo (rejects non-flower photos far better); confidence = the top "
+                   "probability alone. Thresholds are calibrated on the validation split.")
 @_data_opt
 @click.option("--split", "split_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Split manifest (default: the run's, else the frozen flower_photos split).")
 @click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
 @_handle_errors
-def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_activation, auto, data_dir, split_path,
-           limit_per_class):
+def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_activation, auto, unknown, data_dir,
+           split_path, limit_per_class):
     """Export RUN_DIR or MODEL.keras to TFLite/ONNX and gate every artifact on the 360-image test set."""
     from edgeflower.errors import AccuracyDropError
     from edgeflower.export.pipeline import ExportConfig, export as run_export, render_table
 
     cfg = ExportConfig(target=target, out=out, int8=int8, onnx=onnx, calibration=calibration, max_drop=max_drop,
                        input_type=input_type, onnx_activation=onnx_activation, auto=auto, data=data_dir,
-                       split=split_path, limit_per_class=limit_per_class)
+                       split=split_path, limit_per_class=limit_per_class, unknown=unknown)
     try:
         report = run_export(cfg, progress=lambda m: click.echo(f"... {m}", err=True))
     except AccuracyDropError as exc:
@@ -268,7 +273,11 @@ def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_acti
               help="Interpreter (default: by file type and what is installed).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Report 'unknown' below this confidence (default: the artifact's calibrated value).")
+              help="Also report 'unknown' below this top-class confidence (default: the artifact's calibrated value; "
+                   "0 for artifacts with the similarity output).")
+@click.option("--min-similarity", type=click.FloatRange(-1, 1), default=None,
+              help="Report 'unknown' when the photo's feature similarity to the nearest training photo is below "
+                   "this (default: the value calibrated at export; -1 turns it off).")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--smooth", type=click.IntRange(min=0), default=0, help="Average probabilities over the last N frames.")
 @click.option("--jsonl", type=click.Path(dir_okay=False, writable=True), default=None,
@@ -281,8 +290,8 @@ def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_acti
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @click.option("--quiet", is_flag=True, help="No status line.")
 @_handle_errors
-def classify(model, camera, video, images, backend, threads, threshold, top_k, smooth, jsonl, serve, reconnect,
-             resolution, max_frames, quiet):
+def classify(model, camera, video, images, backend, threads, threshold, min_similarity, top_k, smooth, jsonl, serve,
+             reconnect, resolution, max_frames, quiet):
     """Classify camera frames, a video or still images with an exported MODEL (.tflite or .onnx)."""
     from edgeflower.edge.classifier import Classifier
     from edgeflower.edge.loop import run
@@ -296,7 +305,8 @@ def classify(model, camera, video, images, backend, threads, threshold, top_k, s
         w, h = (int(v) for v in resolution.lower().split("x"))
     except ValueError as exc:
         raise SourceError(f"--resolution {resolution!r}: expected WxH, e.g. 640x480") from exc
-    clf = Classifier(model, backend=backend, threads=threads, threshold=threshold, top_k=top_k)
+    clf = Classifier(model, backend=backend, threads=threads, threshold=threshold, top_k=top_k,
+                     min_similarity=min_similarity)
     if not clf.has_metadata:
         click.secho(f"warning: {model} has no edgeflower metadata; labels are class_0.. and no unknown threshold",
                     fg="yellow", err=True)

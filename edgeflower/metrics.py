@@ -48,16 +48,24 @@ def calibrate_threshold(probs: np.ndarray, y: np.ndarray, max_drop: float = 0.01
     Rejecting more raises the chance that a non-flower photo is answered ``unknown``; the budget bounds what
     that costs on real flowers.
     """
-    conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y
-    base = float(correct.mean())
-    best = 0.0
-    for t in np.unique(conf):
-        acc = float((correct & (conf >= t)).mean())
+    return calibrate_scores(probs.argmax(axis=1) == y, probs.max(axis=1), max_drop)
+
+
+def calibrate_scores(correct: np.ndarray, score: np.ndarray, max_drop: float = 0.01) -> dict:
+    """The largest threshold on ``score`` (higher = more in-distribution; ``score >= threshold`` is kept) whose
+    accuracy, counting rejected images as wrong, stays within ``max_drop`` of the accuracy without rejection."""
+    correct = np.asarray(correct, bool)
+    score = np.asarray(score, np.float64)
+    base = float(correct.mean()) if len(correct) else 0.0
+    best = float(score.min()) if len(score) else 0.0
+    best = min(best, 0.0)
+    for t in np.unique(score):
+        acc = float((correct & (score >= t)).mean())
         if base - acc <= max_drop + 1e-12:
             best = max(best, float(t))
     # place the threshold just at the accepted value (>= keeps that prediction)
-    kept = conf >= best
+    kept = score >= best
     return {"threshold": best, "accuracy_without_rejection": base,
-            "accuracy_with_rejection": float((correct & kept).mean()), "rejected_share": float((~kept).mean()),
-            "max_drop": max_drop, "n": int(len(y))}
+            "accuracy_with_rejection": float((correct & kept).mean()) if len(kept) else 0.0,
+            "rejected_share": float((~kept).mean()) if len(kept) else 0.0,
+            "max_drop": max_drop, "n": int(len(correct))}

@@ -83,9 +83,11 @@ def test_unknown_threshold_and_override(tiny_export):
 
 def test_smoother_averages():
     s = Smoother(3)
-    for v in ([1, 0], [0, 1], [0, 1]):
-        out = s.update(np.array(v, np.float32))
+    for v, sim in (([1, 0], 0.9), ([0, 1], 0.6), ([0, 1], 0.3)):
+        out, mean_sim = s.update(np.array(v, np.float32), sim)
     np.testing.assert_allclose(out, [1 / 3, 2 / 3])
+    assert mean_sim == pytest.approx(0.6)
+    assert Smoother(2).update(np.array([1, 0], np.float32))[1] is None
 
 
 def test_artifact_without_metadata_still_runs(tiny_export, tmp_path):

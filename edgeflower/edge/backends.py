@@ -39,26 +39,50 @@ def _pkg_version(dist: str) -> str:
         return "unknown"
 
 
+def main_output(outputs: list[TensorInfo]) -> int:
+    """Index of the class-probability output: the first one with more than one value per image (a model
+    exported with the ``unknown`` score has a second, single-value output whose order converters do not fix)."""
+    for i, o in enumerate(outputs):
+        if len(o.shape) and o.shape[-1] != 1:
+            return i
+    return 0
+
+
 class Backend:
-    """One loaded model. Subclasses set ``input``/``output`` and implement ``run``."""
+    """One loaded model. Subclasses set ``input``/``outputs`` and implement ``run_all``.
+
+    ``output`` is the class-probability output; ``outputs`` lists every output (the ``unknown`` score, when the
+    artifact has one, is another). ``run``/``get_output`` return the probabilities only.
+    """
 
     name = "base"
     dist = ""
     input: TensorInfo
-    output: TensorInfo
+    outputs: list[TensorInfo]
+    main: int = 0
     session: Any = None
 
-    def run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+    @property
+    def output(self) -> TensorInfo:
+        return self.outputs[self.main]
+
+    def run_all(self, x: np.ndarray) -> list[np.ndarray]:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.run_all(x)[self.main]
 
     # Split API so that a benchmark can time the interpreter call alone.
     def set_input(self, x: np.ndarray) -> None:
         self._x = x
 
     def invoke(self) -> None:
-        self._y = self.run(self._x)
+        self._y = self.run_all(self._x)
 
     def get_output(self) -> np.ndarray:
+        return self._y[self.main]
+
+    def get_outputs(self) -> list[np.ndarray]:
         return self._y
 
     @property
@@ -80,11 +104,13 @@ class _TFLiteBackend(Backend):
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"{self.name} cannot load {path}: {str(exc).splitlines()[0]}") from exc
         inp = self.interpreter.get_input_details()[0]
-        out = self.interpreter.get_output_details()[0]
+        outs = self.interpreter.get_output_details()
         self.input = _tflite_info(inp)
-        self.output = _tflite_info(out)
+        self.outputs = [_tflite_info(o) for o in outs]
+        self.main = main_output(self.outputs)
         self._in_idx = inp["index"]
-        self._out_idx = out["index"]
+        self._out_idxs = [o["index"] for o in outs]
+        self._out_idx = self._out_idxs[self.main]
         self._batch = int(inp["shape"][0]) if len(inp["shape"]) else 1
 
     def _resize(self, n: int) -> None:
@@ -105,10 +131,13 @@ class _TFLiteBackend(Backend):
     def get_output(self) -> np.ndarray:
         return self.interpreter.get_tensor(self._out_idx)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def get_outputs(self) -> list[np.ndarray]:
+        return [self.interpreter.get_tensor(i) for i in self._out_idxs]
+
+    def run_all(self, x: np.ndarray) -> list[np.ndarray]:
         self.set_input(x)
         self.invoke()
-        return self.get_output().copy()
+        return [t.copy() for t in self.get_outputs()]
 
 
 def _tflite_info(d: dict) -> TensorInfo:
@@ -154,13 +183,14 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:  # onnxruntime raises its own exception classes
             raise BackendError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
         i = self.session.get_inputs()[0]
-        o = self.session.get_outputs()[0]
         self.input = TensorInfo(i.name, tuple(s if isinstance(s, int) else -1 for s in i.shape), _ort_dtype(i.type))
-        self.output = TensorInfo(o.name, tuple(s if isinstance(s, int) else -1 for s in o.shape), _ort_dtype(o.type))
-        self._out_name = o.name
+        self.outputs = [TensorInfo(o.name, tuple(s if isinstance(s, int) else -1 for s in o.shape), _ort_dtype(o.type))
+                        for o in self.session.get_outputs()]
+        self.main = main_output(self.outputs)
+        self._out_names = [o.name for o in self.outputs]
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self._out_name], {self.input.name: x})[0]
+    def run_all(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self._out_names, {self.input.name: x})
 
 
 def _ort_dtype(t: str) -> np.dtype:

@@ -1,7 +1,12 @@
 """Classifier: RGB frame in, top-k labels with probabilities out, for any exported artifact.
 
-Everything (labels, input size, quantization, unknown threshold) comes from the artifact's own metadata,
+Everything (labels, input size, quantization, unknown thresholds) comes from the artifact's own metadata,
 with the interpreter's tensor details as the authority on dtypes and quantization parameters.
+
+`unknown` has two rules, each with a threshold calibrated on the validation split at export:
+- similarity (artifacts exported with the feature-similarity output, the default): the cosine similarity of the
+  photo's features to its nearest training photo is below ``min_similarity``;
+- confidence: the top probability is below ``threshold`` (0, off, by default when the similarity is there).
 """
 
 from __future__ import annotations
@@ -24,18 +29,22 @@ UNKNOWN = "unknown"
 
 @dataclass
 class Prediction:
-    label: str  # the top class, or "unknown" when its probability is below the threshold
+    label: str  # the top class, or "unknown" (see the module docstring)
     score: float  # probability of the top class
     top_k: list[tuple[str, float]]
     probs: np.ndarray = field(repr=False)
     index: int = -1  # top class index (even when reported as unknown)
     inference_ms: float = 0.0  # the interpreter call alone
     total_ms: float = 0.0  # preprocessing + quantization + inference + postprocessing
+    similarity: float | None = None  # feature similarity to the nearest training photo (None: not in the model)
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "score": round(self.score, 6),
-                "top_k": [{"label": lab, "score": round(s, 6)} for lab, s in self.top_k],
-                "inference_ms": round(self.inference_ms, 3), "total_ms": round(self.total_ms, 3)}
+        d = {"label": self.label, "score": round(self.score, 6),
+             "top_k": [{"label": lab, "score": round(s, 6)} for lab, s in self.top_k],
+             "inference_ms": round(self.inference_ms, 3), "total_ms": round(self.total_ms, 3)}
+        if self.similarity is not None:
+            d["similarity"] = round(self.similarity, 6)
+        return d
 
 
 def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
@@ -74,7 +83,8 @@ class Classifier:
     """Load an artifact once; classify frames (numpy RGB arrays, Pillow images or image files)."""
 
     def __init__(self, model: str | Path, backend: str | None = None, threads: int | None = None,
-                 threshold: float | None = None, top_k: int = 3, labels: list[str] | None = None):
+                 threshold: float | None = None, top_k: int = 3, labels: list[str] | None = None,
+                 min_similarity: float | None = None):
         self.path = Path(model)
         self.backend: Backend = load_backend(self.path, backend, threads)
         self.metadata = read_metadata(self.path, getattr(self.backend, "session", None)) or {}
@@ -97,6 +107,20 @@ class Classifier:
             threshold = self.metadata.get("unknown_threshold", 0.0) or 0.0
         self.threshold = float(threshold)
         self.top_k = max(1, min(top_k, len(self.labels)))
+        # the feature-similarity output, when the artifact has one
+        outs = self.backend.outputs
+        self._sim_index = next((i for i, o in enumerate(outs) if i != self.backend.main and o.shape[-1:] == (1,)),
+                               None)
+        unknown = self.metadata.get("unknown") or {}
+        if self._sim_index is None:
+            if min_similarity is not None:
+                raise BackendError(f"{self.path.name} has no similarity output: export it with --unknown similarity, "
+                                   "or use --threshold (confidence)")
+            self.min_similarity = None
+        else:
+            if min_similarity is None:
+                min_similarity = unknown.get("similarity_threshold", 0.0)
+            self.min_similarity = float(min_similarity)
 
     @property
     def has_metadata(self) -> bool:
@@ -105,8 +129,17 @@ class Classifier:
     def preprocess(self, frame: ImageLike) -> np.ndarray:
         return preprocess(frame, self.input_size)
 
+    @property
+    def has_similarity(self) -> bool:
+        return self._sim_index is not None
+
     def predict_pixels(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
         """uint8 (N, H, W, 3) or (H, W, 3) -> (probabilities (N, C), interpreter milliseconds)."""
+        probs, _, inf_ms = self.scores(pixels)
+        return probs, inf_ms
+
+    def scores(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """uint8 (N, H, W, 3) or (H, W, 3) -> (probabilities (N, C), similarities (N,) or None, interpreter ms)."""
         if pixels.ndim == 3:
             pixels = pixels[None]
         x = quantize(pixels, self.backend.input)
@@ -114,31 +147,51 @@ class Classifier:
         t = time.perf_counter_ns()
         self.backend.invoke()
         inf_ms = (time.perf_counter_ns() - t) / 1e6
-        probs = dequantize(self.backend.get_output(), self.backend.output)
-        return probs.reshape(len(pixels), -1), inf_ms
+        if self._sim_index is None:
+            probs = dequantize(self.backend.get_output(), self.backend.output)
+            return probs.reshape(len(pixels), -1), None, inf_ms
+        outs = self.backend.get_outputs()
+        probs = dequantize(outs[self.backend.main], self.backend.output)
+        sims = dequantize(outs[self._sim_index], self.backend.outputs[self._sim_index])
+        return probs.reshape(len(pixels), -1), sims.reshape(len(pixels)), inf_ms
 
     def predict_batch(self, images: np.ndarray, batch: int = 1) -> np.ndarray:
         """Probabilities of many preprocessed images (batch 1 by default: what the device runs)."""
-        out = [self.predict_pixels(images[s:s + batch])[0] for s in range(0, len(images), batch)]
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+        return self.score_batch(images, batch)[0]
 
-    def decide(self, probs: np.ndarray) -> tuple[str, float, int, list[tuple[str, float]]]:
+    def score_batch(self, images: np.ndarray, batch: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities (N, C), similarities (N,) or None) of many preprocessed images."""
+        out = [self.scores(images[s:s + batch]) for s in range(0, len(images), batch)]
+        if not out:
+            return np.zeros((0, len(self.labels)), np.float32), (np.zeros(0, np.float32) if self.has_similarity
+                                                                  else None)
+        probs = np.concatenate([o[0] for o in out])
+        sims = np.concatenate([o[1] for o in out]) if self.has_similarity else None
+        return probs, sims
+
+    def is_unknown(self, score: float, similarity: float | None = None) -> bool:
+        if score < self.threshold:
+            return True
+        return similarity is not None and self.min_similarity is not None and similarity < self.min_similarity
+
+    def decide(self, probs: np.ndarray, similarity: float | None = None) -> tuple[str, float, int, list[tuple[str, float]]]:
         order = np.argsort(-probs)
         top = int(order[0])
         score = float(probs[top])
-        label = self.labels[top] if score >= self.threshold else UNKNOWN
+        label = UNKNOWN if self.is_unknown(score, similarity) else self.labels[top]
         return label, score, top, [(self.labels[int(i)], float(probs[int(i)])) for i in order[: self.top_k]]
 
     def classify(self, frame: ImageLike, smoother: "Smoother | None" = None) -> Prediction:
         t0 = time.perf_counter_ns()
         pixels = self.preprocess(frame)
-        probs, inf_ms = self.predict_pixels(pixels)
+        probs, sims, inf_ms = self.scores(pixels)
         p = probs[0]
+        sim = None if sims is None else float(sims[0])
         if smoother is not None:
-            p = smoother.update(p)
-        label, score, top, topk = self.decide(p)
+            p, sim = smoother.update(p, sim)
+        label, score, top, topk = self.decide(p, sim)
         total = (time.perf_counter_ns() - t0) / 1e6
-        return Prediction(label, score, topk, p, top, inf_ms, total)
+        return Prediction(label, score, topk, p, top, inf_ms, total, sim)
 
 
 class Smoother:
@@ -146,7 +199,11 @@ class Smoother:
 
     def __init__(self, n: int):
         self.buf: deque[np.ndarray] = deque(maxlen=max(1, n))
+        self.sims: deque[float] = deque(maxlen=max(1, n))
 
-    def update(self, probs: np.ndarray) -> np.ndarray:
+    def update(self, probs: np.ndarray, similarity: float | None = None) -> tuple[np.ndarray, float | None]:
+        """(mean of the recent probabilities, mean of the recent similarities or None without one)."""
         self.buf.append(np.asarray(probs, dtype=np.float32))
-        return np.mean(self.buf, axis=0)
+        if similarity is not None:
+            self.sims.append(float(similarity))
+        return np.mean(self.buf, axis=0), (float(np.mean(self.sims)) if similarity is not None else None)

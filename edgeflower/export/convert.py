@@ -149,11 +149,14 @@ def onnx_int8(float_path: Path, out_path: Path, calibration: np.ndarray, opts: O
             src = float_path
         model = onnx.load(os.fspath(src))
         input_name = model.graph.input[0].name
-        exclude = []
+        from edgeflower.export.ood import NORMALIZE_LAYER
+
+        # The unknown score's L2 normalization stays in float: quantizing x^2 and 1/|x| per tensor loses the
+        # small feature vectors (measured: similarities off by up to 0.4); it is a few vector ops, the bank
+        # MatMul after it is quantized as usual.
+        exclude = [n.name for n in model.graph.node if NORMALIZE_LAYER in n.name]
         if opts.exclude_last:
-            ops = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")]
-            exclude = [ops[-1].name] if ops else []
-            exclude += [n.name for n in model.graph.node if n.op_type == "Softmax"]
+            exclude += _classifier_layer(model)
         method = {"minmax": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile,
                   "entropy": q.CalibrationMethod.Entropy}[opts.method]
         act = q.QuantType.QUInt8 if opts.activation_type == "uint8" else q.QuantType.QInt8
@@ -177,6 +180,34 @@ def onnx_int8(float_path: Path, out_path: Path, calibration: np.ndarray, opts: O
         for p in (pre, pre.with_name(pre.name + ".data")):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
+
+
+def _classifier_layer(model) -> list[str]:
+    """Names of the Softmax nodes and of the MatMul/Gemm/Conv that feeds each (through Add/Reshape/...).
+
+    Walking back from the Softmax finds the classifier even when other layers (the unknown score's feature
+    bank) come later in the graph."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    names = []
+    for sm in (n for n in model.graph.node if n.op_type == "Softmax"):
+        names.append(sm.name)
+        frontier, seen = [sm], 0
+        while frontier and seen < 8:
+            node = frontier.pop()
+            seen += 1
+            for i in node.input:
+                p = producer.get(i)
+                if p is None:
+                    continue
+                if p.op_type in ("MatMul", "Gemm", "Conv"):
+                    names.append(p.name)
+                    frontier = []
+                    break
+                frontier.append(p)
+    if len(names) == 0:
+        ops = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")]
+        names = [ops[-1].name] if ops else []
+    return names
 
 
 def embed_onnx_metadata(path: Path, out: Path, metadata: dict) -> None:

@@ -52,6 +52,7 @@ class ExportConfig:
     limit_per_class: int | None = None  # tests and quick runs only: evaluate on a slice
     unknown_max_drop: float = 0.01  # accuracy budget (fraction) for the unknown threshold on val
     require_float_agreement: bool = True
+    unknown: str = "similarity"  # "similarity": add the feature-similarity output (edgeflower.export.ood); "confidence"
 
 
 @dataclass
@@ -71,6 +72,7 @@ class ArtifactResult:
     changed: list[dict]
     unknown_threshold: float
     seconds: float
+    unknown: dict = field(default_factory=dict)  # the unknown rule, its calibration on val and its effect on test
     options: dict = field(default_factory=dict)
     reason: str = ""
     attempts: list[dict] = field(default_factory=list)
@@ -126,14 +128,32 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     say(f"loading data ({root})")
     test = load_split(root, manifest, "test", size, limit_per_class=cfg.limit_per_class)
     val = load_split(root, manifest, "val", size, limit_per_class=cfg.limit_per_class)
+    if cfg.unknown not in ("similarity", "confidence"):
+        raise ExportError(f"unknown rule {cfg.unknown!r}: expected 'similarity' or 'confidence'")
+    from edgeflower.export import ood
+
+    unknown = cfg.unknown
+    if unknown == "similarity" and ood.feature_layer(model) is None:
+        say(f"{model_path.name} has no global pooling layer: the unknown answer falls back to the confidence rule")
+        unknown = "confidence"
     calib, train = None, None
-    if cfg.int8:
+    if cfg.int8 or unknown == "similarity":
         train = load_split(root, manifest, "train", size, limit_per_class=cfg.limit_per_class)
+    if cfg.int8:
         calib = stratified_sample(train, cfg.calibration, cfg.calibration_seed)
     say("evaluating the Keras float model (reference)")
     ref_probs = predict_probs(model, test.x)
     ref_pred = ref_probs.argmax(1)
     ref_acc = float((ref_pred == test.y).mean())
+    unknown_meta: dict = {"method": "confidence"}
+    if unknown == "similarity":
+        say(f"unknown score: features of the {len(train)} training images")
+        bank = ood.compute_bank(model, train.x)
+        model = ood.with_similarity(model, bank)
+        unknown_meta = {"method": ood.METHOD, "feature_layer": ood.feature_layer(model).name,
+                        "bank_size": int(bank.shape[0]), "feature_dims": int(bank.shape[1]),
+                        "description": "cosine similarity of the pooled features to the nearest training photo; "
+                                       "unknown below similarity_threshold (calibrated on the validation split)"}
     base_meta = {
         "edgeflower_version": __version__,
         "labels": classes,
@@ -143,6 +163,7 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
         "model": run_cfg.get("model"),
         "split_manifest_sha256": manifest.sha256,
         "keras_test_accuracy": ref_acc,
+        "unknown": unknown_meta,
     }
     ctx = _Ctx(cfg, out, model, classes, size, test, val, calib, ref_pred, ref_acc, base_meta, say)
     ctx.train = train
@@ -275,11 +296,34 @@ class _Ctx:
 
     def _evaluate(self, path: Path) -> dict:
         clf = Classifier(path, threshold=0.0)
-        probs = clf.predict_batch(self.test.x)
+        probs, sims = clf.score_batch(self.test.x)
         pred = probs.argmax(1)
-        val_probs = clf.predict_batch(self.val.x)
+        val_probs, val_sims = clf.score_batch(self.val.x)
         return {"probs": probs, "pred": pred, "accuracy": float((pred == self.test.y).mean()),
-                "val_probs": val_probs, "clf": clf}
+                "val_probs": val_probs, "sims": sims, "val_sims": val_sims, "clf": clf}
+
+    def _unknown(self, ev: dict, clf: Classifier, confidence: dict) -> tuple[dict, float]:
+        """The artifact's unknown rule: metadata entry and the confidence threshold the device should apply."""
+        meta = dict(self.base_meta["unknown"])
+        correct = ev["pred"] == self.test.y
+        if ev["sims"] is None:
+            if meta.get("method") != "confidence":
+                raise ExportError("the converted artifact lost the similarity output")
+            conf_thr = confidence["threshold"]
+            kept = ev["probs"].max(1) >= conf_thr
+            meta.update(confidence_threshold=conf_thr)
+        else:
+            from edgeflower.export.ood import calibrate_similarity
+
+            cal = calibrate_similarity(ev["val_probs"], ev["val_sims"], self.val.y, self.cfg.unknown_max_drop)
+            out = clf.backend.outputs[clf._sim_index]  # noqa: SLF001 - same package
+            conf_thr = 0.0  # the similarity rule replaces the confidence one (--threshold adds it back)
+            kept = ev["sims"] >= cal["threshold"]
+            meta.update(similarity_threshold=cal["threshold"], similarity_output=out.name, calibration=cal,
+                        confidence_threshold=conf_thr, confidence_threshold_calibrated=confidence["threshold"])
+        meta["test"] = {"accuracy_with_unknown": float((correct & kept).mean()),
+                        "answered_unknown": float((~kept).mean()), "max_drop": self.cfg.unknown_max_drop}
+        return meta, conf_thr
 
     def _finish(self, spec: FormatSpec, tmp: Path, t0: float, options: dict,
                 evaluated: dict | None = None) -> ArtifactResult:
@@ -301,6 +345,7 @@ class _Ctx:
                     "keras": self.classes[self.ref_pred[i]], "artifact": self.classes[pred[i]]}
                    for i in np.nonzero(pred != self.ref_pred)[0]]
         thr = calibrate_threshold(ev["val_probs"], self.val.y, self.cfg.unknown_max_drop)
+        unknown, conf_thr = self._unknown(ev, clf, thr)
         inp, outp = clf.backend.input, clf.backend.output
         meta = {
             **self.base_meta,
@@ -317,8 +362,9 @@ class _Ctx:
             "test_images": len(self.test),
             "drop_pts": drop,
             "passed_gate": passed,
-            "unknown_threshold": thr["threshold"],
+            "unknown_threshold": conf_thr,
             "unknown_calibration": thr,
+            "unknown": unknown,
         }
         name = spec.filename if passed else spec.failed_filename
         final = self.out / name
@@ -340,7 +386,7 @@ class _Ctx:
             sha256=digest, accuracy=acc, reference_accuracy=self.ref_acc, drop_pts=drop,
             max_drop_pts=self.cfg.max_drop, argmax_agreement=agree,
             per_class_delta_pts={c: (pc[c] - ref_pc[c]) * 100 for c in self.classes}, changed=changed,
-            unknown_threshold=thr["threshold"], seconds=time.perf_counter() - t0, options=options, reason=reason,
+            unknown_threshold=conf_thr, unknown=unknown, seconds=time.perf_counter() - t0, options=options, reason=reason,
             predictions={p: self.classes[int(i)] for p, i in zip(self.test.paths, pred)},
         )
 

@@ -1,0 +1,94 @@
+"""The `unknown` answer as part of the exported model: a feature-similarity output beside the probabilities.
+
+Method (chosen on non-flower development photos, see benchmarks/unknown.py): the cosine similarity between the
+pooled backbone features of a photo and those of its nearest training photo (1-nearest-neighbour). A photo
+unlike anything the model was trained on has no close neighbour, however confident the softmax is.
+
+The export model appends three fixed layers to the trained classifier, so every format carries the score and
+the device needs no extra file:
+
+    features -> UnitNormalization -> Dense(bank, no bias; weights = normalized training features) -> max
+
+The threshold is calibrated per artifact on the validation split at export (the same accuracy budget as the
+confidence threshold), so quantization error in the score is measured, not assumed away.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from edgeflower.errors import ExportError
+
+log = logging.getLogger(__name__)
+
+SIMILARITY_OUTPUT = "similarity"
+NORMALIZE_LAYER = "ood_normalize"
+METHOD = "knn_cosine"
+_POOLING = ("GlobalAveragePooling2D", "GlobalMaxPooling2D")
+
+
+def feature_layer(model):
+    """The last global pooling layer: the image embedding the classifier head reads. None when there is none."""
+    for layer in reversed(model.layers):
+        if type(layer).__name__ in _POOLING:
+            return layer
+    return None
+
+
+def features_model(model):
+    import keras
+
+    layer = feature_layer(model)
+    if layer is None:
+        raise ExportError(f"{model.name} has no global pooling layer to take features from: export with "
+                          "--unknown confidence")
+    return keras.Model(model.inputs, layer.output, name=f"{model.name}_embedding")
+
+
+def compute_bank(model, images: np.ndarray, batch: int = 16, desc: str = "unknown: training features") -> np.ndarray:
+    """L2-normalized pooled features of ``images`` (uint8 N x H x W x 3), float32 (N, D)."""
+    from edgeflower._util import progress
+
+    feats = features_model(model)
+    out = []
+    starts = range(0, len(images), batch)
+    for s in progress(starts, total=len(starts), desc=desc):
+        out.append(np.asarray(feats.predict_on_batch(images[s:s + batch].astype(np.float32))))
+    f = np.concatenate(out) if out else np.zeros((0, int(feats.output.shape[-1])), np.float32)
+    return normalize(f)
+
+
+def normalize(f: np.ndarray) -> np.ndarray:
+    f = np.asarray(f, np.float32)
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def with_similarity(model, bank: np.ndarray):
+    """A two-output Keras model: (probabilities, similarity (N, 1)) for export. ``bank``: normalized (M, D)."""
+    import keras
+    from keras import layers
+
+    if len(bank) == 0:
+        raise ExportError("the feature bank is empty: the unknown score needs training images")
+    layer = feature_layer(model)
+    if layer is None:
+        raise ExportError(f"{model.name} has no global pooling layer to take features from")
+    if int(layer.output.shape[-1]) != bank.shape[1]:
+        raise ExportError(f"feature bank has {bank.shape[1]} dims but {layer.name} gives {layer.output.shape[-1]}")
+    x = layers.UnitNormalization(axis=-1, name=NORMALIZE_LAYER)(layer.output)
+    dense = layers.Dense(len(bank), use_bias=False, trainable=False, name="ood_bank")
+    sims = dense(x)
+    dense.set_weights([bank.T.astype(np.float32)])
+    sims = layers.Reshape((len(bank), 1), name="ood_reshape")(sims)
+    best = layers.GlobalMaxPooling1D(name=SIMILARITY_OUTPUT)(sims)
+    return keras.Model(model.inputs, [model.outputs[0], best], name=f"{model.name}_with_unknown")
+
+
+def calibrate_similarity(probs: np.ndarray, sims: np.ndarray, y: np.ndarray, max_drop: float = 0.01) -> dict:
+    """The largest similarity threshold whose validation accuracy (``unknown`` counted wrong) stays within
+    ``max_drop`` of the accuracy without rejection. Same rule as the confidence threshold."""
+    from edgeflower.metrics import calibrate_scores
+
+    return calibrate_scores(probs.argmax(axis=1) == y, np.asarray(sims, np.float64).reshape(-1), max_drop)

@@ -1,0 +1,129 @@
+"""The `unknown` answer: the feature-similarity output that exports add, its calibration and the device rule."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeflower.edge import UNKNOWN, Classifier
+from edgeflower.edge.backends import TensorInfo, main_output
+from edgeflower.metrics import calibrate_scores
+
+from conftest import make_image, run_cli
+
+
+def _keras_similarity(tiny_run, synth_data, synth_split, images):
+    """Reference: max cosine similarity of the Keras model's pooled features to the training images' ones."""
+    from edgeflower.data.arrays import load_split
+    from edgeflower.data.split import load_manifest
+    from edgeflower.export import ood
+    from edgeflower.train.loop import load_keras_model
+
+    model = load_keras_model(tiny_run / "model.keras")
+    train = load_split(synth_data, load_manifest(synth_split), "train", 32)
+    bank = ood.compute_bank(model, train.x)
+    f = ood.normalize(ood.features_model(model).predict_on_batch(images.astype(np.float32)))
+    return (f @ bank.T).max(1), len(train)
+
+
+@pytest.fixture(scope="module")
+def test_images(synth_data, synth_split):
+    from edgeflower.data.arrays import load_split
+    from edgeflower.data.split import load_manifest
+
+    return load_split(synth_data, load_manifest(synth_split), "test", 32)
+
+
+def test_artifacts_carry_the_similarity_output(tiny_export, tiny_run, synth_data, synth_split, test_images):
+    ref, n_train = _keras_similarity(tiny_run, synth_data, synth_split, test_images.x)
+    for name, tol in (("model_float.tflite", 1e-4), ("model.onnx", 1e-4),
+                      ("model_int8.tflite", 0.05), ("model_int8.onnx", 0.05)):
+        clf = Classifier(tiny_export / name)
+        assert clf.has_similarity, name
+        probs, sims = clf.score_batch(test_images.x)
+        assert probs.shape == (len(test_images), 3) and sims.shape == (len(test_images),)
+        np.testing.assert_allclose(sims, ref, atol=tol, err_msg=name)
+        meta = json.loads((tiny_export / f"{name}.json").read_text())
+        u = meta["unknown"]
+        assert u["method"] == "knn_cosine" and u["bank_size"] == n_train
+        assert u["similarity_threshold"] == clf.min_similarity
+        assert meta["unknown_threshold"] == clf.threshold == 0.0  # the confidence rule is off by default
+        # the calibration rule held on the validation split
+        cal = u["calibration"]
+        assert cal["accuracy_without_rejection"] - cal["accuracy_with_rejection"] <= cal["max_drop"] + 1e-9
+
+
+def test_far_photo_is_unknown_and_near_one_is_not(tiny_export, test_images):
+    clf = Classifier(tiny_export / "model_float.tflite")
+    p = clf.classify(test_images.x[0])
+    assert p.similarity is not None
+    strict = Classifier(tiny_export / "model_float.tflite", min_similarity=min(1.0, p.similarity + 1e-3))
+    assert strict.classify(test_images.x[0]).label == UNKNOWN
+    lax = Classifier(tiny_export / "model_float.tflite", min_similarity=-1.0)
+    assert lax.classify(test_images.x[0]).label == clf.labels[p.index]
+    assert "similarity" in p.to_dict()
+
+
+def test_confidence_rule_still_exports_single_output(tiny_run, synth_data, synth_split, tmp_path):
+    from edgeflower.export.pipeline import ExportConfig, export
+
+    rep = export(ExportConfig(target=str(tiny_run), out=str(tmp_path / "e"), onnx=False, data=str(synth_data),
+                              split=str(synth_split), max_drop=100.0, unknown="confidence"))
+    art = rep["artifacts"][0]
+    assert art["unknown"]["method"] == "confidence"
+    clf = Classifier(art["path"])
+    assert not clf.has_similarity and clf.min_similarity is None
+    assert clf.threshold == art["unknown_threshold"] > 0
+    with pytest.raises(Exception, match="no similarity output"):
+        Classifier(art["path"], min_similarity=0.5)
+
+
+def test_probabilities_output_is_found_in_any_order():
+    probs = TensorInfo("StatefulPartitionedCall:1", (1, 5), np.dtype(np.uint8), 1 / 256, 0)
+    sim = TensorInfo("StatefulPartitionedCall:0", (1, 1), np.dtype(np.uint8), 1 / 256, 0)
+    assert main_output([sim, probs]) == 1 and main_output([probs, sim]) == 0
+    assert main_output([probs]) == 0
+
+
+def test_calibrate_scores_keeps_the_budget():
+    rng = np.random.default_rng(0)
+    correct = rng.random(400) < 0.9
+    score = np.where(correct, rng.normal(0.8, 0.1, 400), rng.normal(0.6, 0.1, 400))
+    for budget in (0.0, 0.01, 0.05):
+        cal = calibrate_scores(correct, score, budget)
+        kept = score >= cal["threshold"]
+        assert correct.mean() - (correct & kept).mean() <= budget + 1e-12
+        # one step higher would break the budget (it is the largest such threshold)
+        higher = np.unique(score[score > cal["threshold"]])
+        if len(higher):
+            assert correct.mean() - (correct & (score >= higher[0])).mean() > budget
+
+
+def test_onnx_final_layer_exclusion_finds_the_classifier(tiny_export):
+    import onnx
+
+    from edgeflower.export.convert import _classifier_layer
+
+    model = onnx.load(str(tiny_export / "model.onnx"))
+    names = _classifier_layer(model)
+    nodes = {n.name: n for n in model.graph.node}
+    assert any(nodes[n].op_type == "Softmax" for n in names)
+    assert not any("ood_bank" in n for n in names)
+    assert any(nodes[n].op_type in ("MatMul", "Gemm") for n in names)
+
+
+def test_cli_classify_reports_similarity_and_override(tiny_export, tmp_path):
+    img_dir = tmp_path / "imgs"
+    img_dir.mkdir()
+    make_image((40, 60, 200), size=(32, 32), seed=5).save(img_dir / "a.jpg")
+    out = tmp_path / "p.jsonl"
+    r = run_cli("classify", tiny_export / "model_int8.tflite", "--images", img_dir, "--jsonl", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(out.read_text().splitlines()[0])
+    assert "similarity" in rec
+    r = run_cli("classify", tiny_export / "model_float.tflite", "--images", img_dir, "--jsonl", out, "--quiet",
+                "--min-similarity", "1")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text().splitlines()[0])["label"] == UNKNOWN
