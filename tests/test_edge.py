@@ -76,7 +76,10 @@ def test_classifier_on_frames_and_files(tiny_export, synth_data, name):
 def test_unknown_threshold_and_override(tiny_export):
     frame = np.full((32, 32, 3), 128, np.uint8)  # grey: nothing like the training colours
     assert Classifier(tiny_export / "model_float.tflite", threshold=1.0).classify(frame).label == UNKNOWN
-    assert Classifier(tiny_export / "model_float.tflite", threshold=0.0).classify(frame).label != UNKNOWN
+    assert Classifier(tiny_export / "model_float.tflite", threshold=0.0,
+                      min_similarity=-1.0).classify(frame).label != UNKNOWN
+    # by default the feature-similarity rule answers unknown: grey is unlike every training photo
+    assert Classifier(tiny_export / "model_float.tflite").classify(frame).label == UNKNOWN
     meta = json.loads((tiny_export / "model_float.tflite.json").read_text())
     assert Classifier(tiny_export / "model_float.tflite").threshold == meta["unknown_threshold"]
 
@@ -121,10 +124,11 @@ def test_video_gives_the_same_labels_as_the_stills(tiny_export, synth_data, tmp_
     for fr in frames:
         wr.write(cv2.cvtColor(fr, cv2.COLOR_RGB2BGR))
     wr.release()
-    clf = Classifier(tiny_export / "model_int8.tflite", threshold=0.0)
+    clf = Classifier(tiny_export / "model_int8.tflite", threshold=0.0, min_similarity=-1.0)
     still = [clf.classify(fr).label for fr in frames]
     got = [json.loads(ln)["label"] for ln in run_cli(
-        "classify", tiny_export / "model_int8.tflite", "--video", video, "--threshold", 0).stdout.splitlines()]
+        "classify", tiny_export / "model_int8.tflite", "--video", video, "--threshold", 0,
+        "--min-similarity", -1).stdout.splitlines()]
     assert got == still
 
 
@@ -264,7 +268,8 @@ def test_live_page_shows_a_label(tiny_export, tmp_path):
     for i in range(20):
         make_image((210, 40, 40), size=(64, 48), seed=i).save(imgs / f"{i:03d}.jpg")
     proc = subprocess.Popen([sys.executable, "-m", "edgeflower", "classify", str(tiny_export / "model_float.tflite"),
-                             "--images", str(imgs), "--serve", str(port), "--threshold", "0", "--jsonl", "/dev/null"],
+                             "--images", str(imgs), "--serve", str(port), "--threshold", "0", "--min-similarity", "-1",
+                             "--jsonl", "/dev/null"],
                             stderr=subprocess.PIPE, text=True)
     try:
         status = None
