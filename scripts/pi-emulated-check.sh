@@ -144,10 +144,10 @@ rm -f "$WORK/host"/*.jsonl
 ARTS="model_float.tflite model_int8.tflite model.onnx model_int8.onnx"
 for a in $ARTS; do
   say "classify --images with $a (host, then emulated $PI_CPU)"
-  (cd "$FIX" && "$PYTHON" -m edgeflower classify "export/$a" --images images --threshold 0 --threads 1 --quiet \
+  (cd "$FIX" && "$PYTHON" -m edgeflower classify "export/$a" --images images --threshold 0 --min-similarity -1 --threads 1 --quiet \
      --jsonl "$WORK/host/$a.jsonl") 2>>"$WORK/host.log" || die "classify with $a failed on the host"
   set +e
-  run_pi sh -c "cd /opt/ef/work && edgeflower classify export/$a --images images --threshold 0 --threads 1 --quiet --jsonl out/$a.jsonl" \
+  run_pi sh -c "cd /opt/ef/work && edgeflower classify export/$a --images images --threshold 0 --min-similarity -1 --threads 1 --quiet --jsonl out/$a.jsonl" \
     2>"$WORK/pi-$a.log"
   rc=$?
   set -e

@@ -2,7 +2,7 @@
 
     python scripts/pi_compare.py HOST_DIR PI_DIR
 
-Labels must be identical everywhere. Scores: int8 LiteRT bit-identical (integer kernels have one right answer);
+Labels must be identical everywhere. Scores (class probabilities and the unknown score's similarity): int8 LiteRT bit-identical (integer kernels have one right answer);
 float LiteRT and onnxruntime within 1e-5 (float kernels sum in a different order on NEON than on AVX: measured,
 the float TFLite model differs in the sixth decimal). Exit 1 with a message naming the first difference.
 """
@@ -40,6 +40,11 @@ def main() -> int:
             sy = {t["label"]: t["score"] for t in y["top_k"]}
             if sx.keys() != sy.keys() or any(abs(sx[k] - sy[k]) > tol for k in sx):
                 failures.append(f"{hf.name}: {x['name']}: scores differ beyond {tol}: host {sx} vs arm64 {sy}")
+                break
+            # the unknown score (feature similarity), when the artifact has one, under the same tolerance
+            if ("similarity" in x) != ("similarity" in y) or abs(x.get("similarity", 0) - y.get("similarity", 0)) > tol:
+                failures.append(f"{hf.name}: {x['name']}: similarity differs beyond {tol}: host "
+                                f"{x.get('similarity')} vs arm64 {y.get('similarity')}")
                 break
     labels = {hf.name: [r["label"] for r in load(hf)] for hf in host.glob("*int8*.jsonl")}
     for name, ls in labels.items():

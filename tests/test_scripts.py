@@ -47,5 +47,16 @@ def test_identical_passes_and_differences_fail(tmp_path):
     assert "no output from the emulated root" in _compare(host, pi).stdout
 
 
+def test_similarity_is_compared_too(tmp_path):
+    host, pi = tmp_path / "host", tmp_path / "pi"
+    row = {**_row("a.jpg", "roses", {"roses": 0.9, "tulips": 0.1}), "similarity": 0.75}
+    _write(host, "model_int8.tflite.jsonl", [row])
+    _write(pi, "model_int8.tflite.jsonl", [row])
+    assert _compare(host, pi).returncode == 0
+    _write(pi, "model_int8.tflite.jsonl", [{**row, "similarity": 0.7539}])
+    r = _compare(host, pi)
+    assert r.returncode == 1 and "similarity differs" in r.stdout
+
+
 def test_script_is_valid_bash():
     assert subprocess.run(["bash", "-n", str(ROOT / "scripts/pi-emulated-check.sh")]).returncode == 0
