@@ -53,6 +53,7 @@ def test_artifacts_carry_the_similarity_output(tiny_export, tiny_run, synth_data
         # the calibration rule held on the validation split
         cal = u["calibration"]
         assert cal["accuracy_without_rejection"] - cal["accuracy_with_rejection"] <= cal["max_drop"] + 1e-9
+    assert "unknown, model_int8.tflite: similarity" in (tiny_export / "export_report.md").read_text()
 
 
 def test_far_photo_is_unknown_and_near_one_is_not(tiny_export, test_images):

@@ -409,6 +409,16 @@ def render_table(report: dict) -> str:
         )
     lines.append("")
     for a in report["artifacts"]:
+        u = a.get("unknown") or {}
+        if "test" not in u:
+            continue
+        rule = (f"similarity to the nearest training photo >= {u['similarity_threshold']:.4f}"
+                if "similarity_threshold" in u else f"confidence >= {u.get('confidence_threshold', 0):.4f}")
+        lines.append(f"- unknown, {Path(a['path']).name}: {rule} (calibrated on val); test flowers answered unknown "
+                     f"{u['test']['answered_unknown'] * 100:.1f}%, test accuracy counting them wrong "
+                     f"{u['test']['accuracy_with_unknown'] * 100:.2f}%")
+    lines.append("")
+    for a in report["artifacts"]:
         deltas = ", ".join(f"{c} {d:+.1f}" for c, d in a["per_class_delta_pts"].items())
         lines.append(f"- {Path(a['path']).name}: sha256 `{a['sha256'][:16]}...`, per-class delta (pts): {deltas}")
         for ch in a["changed"][:10]:
