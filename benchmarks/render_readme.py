@@ -165,13 +165,26 @@ def beyond() -> str:
                 f"point.\n\n" + "\n".join(rows))
         m = u.get("methods")
         if m:
-            mrows = ["| score (Keras float model, threshold calibrated on val, 1-point budget) | development | "
+            mrows = [f"| score (Keras float model, threshold calibrated on val, {m['max_drop'] * 100:g}-point budget) | development | "
                      "held-out | test drop (pts) | AUROC flowers vs non-flowers |", "|---|---:|---:|---:|---:|"]
             for name, r in m["methods"].items():
                 mrows.append(f"| {name} | {r['development_rejected'] * 100:.1f}% | {r['held_out_rejected'] * 100:.1f}% "
                              f"| {r['test_drop_pts']:.2f} | {r['auroc_test_vs_non_flower']:.3f} |")
             text += ("\n\nWhy the feature similarity: the candidates on the same photos (features: the "
                      f"`{m['feature_layer']}` layer of `{m['run']}`):\n\n" + "\n".join(mrows))
+        for a in u["artifacts"]:
+            if not a.get("budget_curve"):
+                continue
+            crows = ["| validation budget (pts) | similarity threshold | development rejected | held-out rejected | "
+                     "test drop (pts) |", "|---:|---:|---:|---:|---:|"]
+            for r in a["budget_curve"]:
+                crows.append(f"| {r['val_budget_pts']:g} | {r['similarity_threshold']:.3f} | "
+                             f"{r['development_rejected'] * 100:.1f}% | {r['held_out_rejected'] * 100:.1f}% | "
+                             f"{r['test_drop_pts']:.2f} |")
+            lost = [x["path"] for x in a["test_flowers_answered_unknown_list"] if x["correct_class"]]
+            text += (f"\n\nThe trade-off for {a['artifact']} (`export --unknown-budget`):\n\n" + "\n".join(crows)
+                     + f"\n\nCorrectly classified test photos it answers `unknown` at the default: "
+                     + (", ".join(f"`{p}`" for p in lost) if lost else "none") + ".")
         parts.append(text)
     c = _load("clean.json")
     if c:

@@ -236,20 +236,24 @@ def eval_cmd(target: str, split: str, data_dir: str | None, json_out: str | None
               help="How artifacts answer 'unknown': similarity = a second output scoring how close a photo's features "
                    "are to the nearest training photo (rejects non-flower photos far better); confidence = the top "
                    "probability alone. Thresholds are calibrated on the validation split.")
+@click.option("--unknown-budget", type=click.FloatRange(0, 100), default=None,
+              help="Validation accuracy (percentage points) the unknown threshold may cost "
+                   "[default: 0.5, half the 1-point target, as a margin for val-to-test sampling noise].")
 @_data_opt
 @click.option("--split", "split_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Split manifest (default: the run's, else the frozen flower_photos split).")
 @click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
 @_handle_errors
-def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_activation, auto, unknown, data_dir,
-           split_path, limit_per_class):
+def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_activation, auto, unknown, unknown_budget,
+           data_dir, split_path, limit_per_class):
     """Export RUN_DIR or MODEL.keras to TFLite/ONNX and gate every artifact on the 360-image test set."""
     from edgeflower.errors import AccuracyDropError
     from edgeflower.export.pipeline import ExportConfig, export as run_export, render_table
 
     cfg = ExportConfig(target=target, out=out, int8=int8, onnx=onnx, calibration=calibration, max_drop=max_drop,
                        input_type=input_type, onnx_activation=onnx_activation, auto=auto, data=data_dir,
-                       split=split_path, limit_per_class=limit_per_class, unknown=unknown)
+                       split=split_path, limit_per_class=limit_per_class, unknown=unknown,
+                       **({} if unknown_budget is None else {"unknown_max_drop": unknown_budget / 100}))
     try:
         report = run_export(cfg, progress=lambda m: click.echo(f"... {m}", err=True))
     except AccuracyDropError as exc:

@@ -50,7 +50,10 @@ class ExportConfig:
     data: str | None = None
     split: str | None = None
     limit_per_class: int | None = None  # tests and quick runs only: evaluate on a slice
-    unknown_max_drop: float = 0.01  # accuracy budget (fraction) for the unknown threshold on val
+    # accuracy budget (fraction) for the unknown threshold on val: half the 1-point target, because a threshold
+    # calibrated to cost exactly 1 point on val costs more than that on the test set about half the time
+    # (sampling noise of a ~1% share on 360 images: about +-0.5 points)
+    unknown_max_drop: float = 0.005
     require_float_agreement: bool = True
     unknown: str = "similarity"  # "similarity": add the feature-similarity output (edgeflower.export.ood); "confidence"
 
