@@ -128,7 +128,8 @@ def classify_matches_export(export_dir: Path, root: Path, items: list) -> dict:
         for name in ("model_int8.tflite", "model_float.tflite"):
             t = time.perf_counter()
             proc = subprocess.Popen([sys.executable, "-m", "edgeflower", "classify", str(export_dir / name),
-                                     "--images", tmp, "--threshold", "0", "--threads", "1", "--quiet"],
+                                     "--images", tmp, "--threshold", "0", "--min-similarity", "-1", "--threads", "1",
+                                     "--quiet"],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             stdout, _ = proc.communicate()
             rows = [json.loads(ln) for ln in stdout.splitlines()]

@@ -79,6 +79,7 @@ def test_confidence_rule_still_exports_single_output(tiny_run, synth_data, synth
     assert clf.threshold == art["unknown_threshold"] > 0
     with pytest.raises(Exception, match="no similarity output"):
         Classifier(art["path"], min_similarity=0.5)
+    assert Classifier(art["path"], min_similarity=-1).min_similarity is None  # "off" is accepted everywhere
 
 
 def test_probabilities_output_is_found_in_any_order():

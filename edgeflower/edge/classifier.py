@@ -113,7 +113,7 @@ class Classifier:
                                None)
         unknown = self.metadata.get("unknown") or {}
         if self._sim_index is None:
-            if min_similarity is not None:
+            if min_similarity is not None and min_similarity > -1:  # -1 means "off", harmless without the output
                 raise BackendError(f"{self.path.name} has no similarity output: export it with --unknown similarity, "
                                    "or use --threshold (confidence)")
             self.min_similarity = None
