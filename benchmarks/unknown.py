@@ -239,7 +239,8 @@ def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], max_drop:
             row[f"{s}_rejected"] = float((so < thr).mean())
             others.append(so)
         o = np.concatenate(others)
-        row["auroc_test_vs_non_flower"] = float((st[:, None] > o[None, :]).mean() + 0.5 * (st[:, None] == o[None, :]).mean())
+        row["auroc_test_vs_non_flower"] = float((st[:, None] > o[None, :]).mean()
+                                                + 0.5 * (st[:, None] == o[None, :]).mean())
         out["methods"][name] = row
     out["test_accuracy_without_rejection"] = float(c_test.mean())
     return out
@@ -267,14 +268,17 @@ def main() -> None:
         r = measure_artifact(path, test, val, sets)
         res["artifacts"].append(r)
         print(f"{path}: rule {r['rule']}, non-flower rejected {r['non_flower_rejected'] * 100:.1f}% "
-              f"(development {r['development']['rejected'] * 100:.1f}%, held-out {r['held_out']['rejected'] * 100:.1f}%), "
-              f"test {r['test_accuracy_without_rejection'] * 100:.2f}% -> {r['test_accuracy_with_rejection'] * 100:.2f}% "
-              f"({r['test_drop_pts']:.2f} pts); target {'met' if r['target_met'] else 'missed'}", flush=True)
+              f"(development {r['development']['rejected'] * 100:.1f}%, "
+              f"held-out {r['held_out']['rejected'] * 100:.1f}%), "
+              f"test {r['test_accuracy_without_rejection'] * 100:.2f}% -> "
+              f"{r['test_accuracy_with_rejection'] * 100:.2f}% ({r['test_drop_pts']:.2f} pts); "
+              f"target {'met' if r['target_met'] else 'missed'}", flush=True)
     if args.keras_run:
         res["methods"] = compare_methods(args.keras_run, root, sets)
         for name, row in res["methods"]["methods"].items():
-            print(f"  {name:<46} dev {row['development_rejected'] * 100:5.1f}%  held-out {row['held_out_rejected'] * 100:5.1f}%"
-                  f"  test drop {row['test_drop_pts']:.2f}  AUROC {row['auroc_test_vs_non_flower']:.3f}")
+            print(f"  {name:<46} dev {row['development_rejected'] * 100:5.1f}%  "
+                  f"held-out {row['held_out_rejected'] * 100:5.1f}%  test drop {row['test_drop_pts']:.2f}  "
+                  f"AUROC {row['auroc_test_vs_non_flower']:.3f}")
     res["environment"] = environment()
     res["date"] = time.strftime("%Y-%m-%d")
     write_json(args.results, res)

@@ -2,9 +2,10 @@
 
     python scripts/pi_compare.py HOST_DIR PI_DIR
 
-Labels must be identical everywhere. Scores (class probabilities and the unknown score's similarity): int8 LiteRT bit-identical (integer kernels have one right answer);
-float LiteRT and onnxruntime within 1e-5 (float kernels sum in a different order on NEON than on AVX: measured,
-the float TFLite model differs in the sixth decimal). Exit 1 with a message naming the first difference.
+Labels must be identical everywhere. Scores (class probabilities and the unknown score's similarity): int8
+LiteRT bit-identical (integer kernels have one right answer); float LiteRT and onnxruntime within 1e-5 (float
+kernels sum in a different order on NEON than on AVX: measured, the float TFLite model differs in the sixth
+decimal). Exit 1 with a message naming the first difference.
 """
 
 from __future__ import annotations

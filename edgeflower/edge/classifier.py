@@ -174,7 +174,8 @@ class Classifier:
             return True
         return similarity is not None and self.min_similarity is not None and similarity < self.min_similarity
 
-    def decide(self, probs: np.ndarray, similarity: float | None = None) -> tuple[str, float, int, list[tuple[str, float]]]:
+    def decide(self, probs: np.ndarray,
+               similarity: float | None = None) -> tuple[str, float, int, list[tuple[str, float]]]:
         order = np.argsort(-probs)
         top = int(order[0])
         score = float(probs[top])

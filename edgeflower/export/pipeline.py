@@ -389,7 +389,8 @@ class _Ctx:
             sha256=digest, accuracy=acc, reference_accuracy=self.ref_acc, drop_pts=drop,
             max_drop_pts=self.cfg.max_drop, argmax_agreement=agree,
             per_class_delta_pts={c: (pc[c] - ref_pc[c]) * 100 for c in self.classes}, changed=changed,
-            unknown_threshold=conf_thr, unknown=unknown, seconds=time.perf_counter() - t0, options=options, reason=reason,
+            unknown_threshold=conf_thr, unknown=unknown, seconds=time.perf_counter() - t0, options=options,
+            reason=reason,
             predictions={p: self.classes[int(i)] for p, i in zip(self.test.paths, pred)},
         )
 
