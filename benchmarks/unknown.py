@@ -132,10 +132,9 @@ def heldout_images(sdist: str | None = None) -> list[dict]:
 BUDGETS = (0.0025, 0.005, 0.0075, 0.01)
 
 
-def measure_artifact(path: str, test, val, sets: dict[str, list[dict]]) -> dict:
+def measure_artifact(clf: Classifier, path: str, test, val, sets: dict[str, list[dict]]) -> dict:
     from edgeflower.metrics import calibrate_scores
 
-    clf = Classifier(path, threads=2)
     res = {"artifact": path, "rule": (clf.metadata.get("unknown") or {}).get("method", "confidence"),
            "similarity_threshold": clf.min_similarity, "confidence_threshold": clf.threshold}
     probs, sims = clf.score_batch(test.x)
@@ -262,10 +261,9 @@ def main() -> None:
            "sets": {k: [{kk: o[kk] for kk in ("name", "package", "licence")} for o in v] for k, v in sets.items()},
            "artifacts": []}
     for path in args.artifacts:
-        clf = Classifier(path)
+        clf = Classifier(path, threads=2)
         test, val = (load_split(root, load_manifest(), s, clf.input_size[0]) for s in ("test", "val"))
-        del clf
-        r = measure_artifact(path, test, val, sets)
+        r = measure_artifact(clf, path, test, val, sets)
         res["artifacts"].append(r)
         print(f"{path}: rule {r['rule']}, non-flower rejected {r['non_flower_rejected'] * 100:.1f}% "
               f"(development {r['development']['rejected'] * 100:.1f}%, "

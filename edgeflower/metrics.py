@@ -57,8 +57,7 @@ def calibrate_scores(correct: np.ndarray, score: np.ndarray, max_drop: float = 0
     correct = np.asarray(correct, bool)
     score = np.asarray(score, np.float64)
     base = float(correct.mean()) if len(correct) else 0.0
-    best = float(score.min()) if len(score) else 0.0
-    best = min(best, 0.0)
+    best = float(score.min()) if len(score) else 0.0  # keeping everything always fits the budget
     for t in np.unique(score):
         acc = float((correct & (score >= t)).mean())
         if base - acc <= max_drop + 1e-12:

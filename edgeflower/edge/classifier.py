@@ -133,6 +133,10 @@ class Classifier:
     def has_similarity(self) -> bool:
         return self._sim_index is not None
 
+    @property
+    def similarity_output(self) -> TensorInfo | None:
+        return None if self._sim_index is None else self.backend.outputs[self._sim_index]
+
     def predict_pixels(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
         """uint8 (N, H, W, 3) or (H, W, 3) -> (probabilities (N, C), interpreter milliseconds)."""
         probs, _, inf_ms = self.scores(pixels)
@@ -152,7 +156,7 @@ class Classifier:
             return probs.reshape(len(pixels), -1), None, inf_ms
         outs = self.backend.get_outputs()
         probs = dequantize(outs[self.backend.main], self.backend.output)
-        sims = dequantize(outs[self._sim_index], self.backend.outputs[self._sim_index])
+        sims = dequantize(outs[self._sim_index], self.similarity_output)
         return probs.reshape(len(pixels), -1), sims.reshape(len(pixels)), inf_ms
 
     def predict_batch(self, images: np.ndarray, batch: int = 1) -> np.ndarray:

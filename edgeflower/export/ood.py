@@ -85,10 +85,3 @@ def with_similarity(model, bank: np.ndarray):
     best = layers.GlobalMaxPooling1D(name=SIMILARITY_OUTPUT)(sims)
     return keras.Model(model.inputs, [model.outputs[0], best], name=f"{model.name}_with_unknown")
 
-
-def calibrate_similarity(probs: np.ndarray, sims: np.ndarray, y: np.ndarray, max_drop: float = 0.01) -> dict:
-    """The largest similarity threshold whose validation accuracy (``unknown`` counted wrong) stays within
-    ``max_drop`` of the accuracy without rejection. Same rule as the confidence threshold."""
-    from edgeflower.metrics import calibrate_scores
-
-    return calibrate_scores(probs.argmax(axis=1) == y, np.asarray(sims, np.float64).reshape(-1), max_drop)

@@ -30,7 +30,7 @@ from edgeflower.edge.preprocess import PREPROCESSING
 from edgeflower.errors import AccuracyDropError, ExportError
 from edgeflower.export import convert
 from edgeflower.export.formats import FORMATS, Format, FormatSpec
-from edgeflower.metrics import calibrate_threshold, per_class_accuracy
+from edgeflower.metrics import calibrate_scores, calibrate_threshold, per_class_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,8 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     from edgeflower.export import ood
 
     unknown = cfg.unknown
-    if unknown == "similarity" and ood.feature_layer(model) is None:
+    feature_layer = ood.feature_layer(model)
+    if unknown == "similarity" and feature_layer is None:
         say(f"{model_path.name} has no global pooling layer: the unknown answer falls back to the confidence rule")
         unknown = "confidence"
     calib, train = None, None
@@ -153,7 +154,7 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
         say(f"unknown score: features of the {len(train)} training images")
         bank = ood.compute_bank(model, train.x)
         model = ood.with_similarity(model, bank)
-        unknown_meta = {"method": ood.METHOD, "feature_layer": ood.feature_layer(model).name,
+        unknown_meta = {"method": ood.METHOD, "feature_layer": feature_layer.name,
                         "bank_size": int(bank.shape[0]), "feature_dims": int(bank.shape[1]),
                         "description": "cosine similarity of the pooled features to the nearest training photo; "
                                        "unknown below similarity_threshold (calibrated on the validation split)"}
@@ -316,13 +317,12 @@ class _Ctx:
             kept = ev["probs"].max(1) >= conf_thr
             meta.update(confidence_threshold=conf_thr)
         else:
-            from edgeflower.export.ood import calibrate_similarity
-
-            cal = calibrate_similarity(ev["val_probs"], ev["val_sims"], self.val.y, self.cfg.unknown_max_drop)
-            out = clf.backend.outputs[clf._sim_index]  # noqa: SLF001 - same package
+            # the same rule as the confidence threshold, on the similarity score
+            cal = calibrate_scores(ev["val_probs"].argmax(1) == self.val.y, ev["val_sims"], self.cfg.unknown_max_drop)
             conf_thr = 0.0  # the similarity rule replaces the confidence one (--threshold adds it back)
             kept = ev["sims"] >= cal["threshold"]
-            meta.update(similarity_threshold=cal["threshold"], similarity_output=out.name, calibration=cal,
+            meta.update(similarity_threshold=cal["threshold"], similarity_output=clf.similarity_output.name,
+                        calibration=cal,
                         confidence_threshold=conf_thr, confidence_threshold_calibrated=confidence["threshold"])
         meta["test"] = {"accuracy_with_unknown": float((correct & kept).mean()),
                         "answered_unknown": float((~kept).mean()), "max_drop": self.cfg.unknown_max_drop}
