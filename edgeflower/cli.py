@@ -167,6 +167,10 @@ def _model_names() -> list[str]:
               help="After the head converges, unfreeze the top N backbone layers.")
 @click.option("--fine-tune-epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--fine-tune-lr", type=float, default=1e-5, show_default=True)
+@click.option("--fine-tune-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
+              show_default=True, help="Fine-tuning learning rate: constant, or cosine decay to 0 over the epochs.")
+@click.option("--mixup", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Mixup Beta parameter for end-to-end training (fine-tuning, the CNN); 0 = off, 0.2 is usual.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate (Adam).")
 @click.option("--label-smoothing", type=click.FloatRange(0, 0.5), default=0.0, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True)
@@ -181,13 +185,14 @@ def _model_names() -> list[str]:
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @_handle_errors
 def train(model, data_dir, out, epochs, batch_size, augment, aug_views, fine_tune, fine_tune_epochs, fine_tune_lr,
-          lr, label_smoothing, patience, limit_per_class, seed, weights, input_size, split_path, exclude, force):
+          fine_tune_schedule, mixup, lr, label_smoothing, patience, limit_per_class, seed, weights, input_size, split_path, exclude, force):
     """Train a model on the frozen split and write a run directory with metrics and a report."""
     from edgeflower.train.loop import TrainConfig, train as run_train
 
     cfg = TrainConfig(model=model, data=data_dir, out=out, epochs=epochs, batch_size=batch_size, augment=augment,
                       aug_views=aug_views, fine_tune=fine_tune, fine_tune_epochs=fine_tune_epochs,
-                      fine_tune_lr=fine_tune_lr, learning_rate=lr, label_smoothing=label_smoothing, patience=patience,
+                      fine_tune_lr=fine_tune_lr, fine_tune_schedule=fine_tune_schedule, mixup=mixup,
+                      learning_rate=lr, label_smoothing=label_smoothing, patience=patience,
                       limit_per_class=limit_per_class, seed=seed, weights=weights, input_size=input_size,
                       split=split_path, exclude=exclude, force=force)
     r = run_train(cfg)

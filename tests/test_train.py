@@ -65,14 +65,42 @@ def test_unknown_model_is_a_click_error():
 def test_transfer_with_augment_and_fine_tune(synth_data, synth_split, tmp_path):
     r = train(TrainConfig(model="mobilenet_v2", weights="none", input_size=32, data=str(synth_data),
                           split=str(synth_split), out=str(tmp_path / "mnv2"), epochs=2, augment=True, aug_views=1,
-                          fine_tune=10, fine_tune_epochs=1, verbose=0))
+                          fine_tune=10, fine_tune_epochs=2, fine_tune_lr=1e-3, fine_tune_schedule="cosine",
+                          mixup=0.2, verbose=0))
     assert set(r.history) == {"head", "fine_tune"}
+    # the cosine schedule is logged per epoch: half-way after epoch 1 of 2, (close to) zero at the end
+    lr = r.history["fine_tune"]["learning_rate"]
+    assert lr[0] == pytest.approx(5e-4, rel=0.2) and lr[1] < 1e-5
+    assert r.config["mixup"] == 0.2 and r.config["fine_tune_schedule"] == "cosine"
     assert r.config["timings"]["features_s"] > 0
     # BatchNorm layers stay frozen while the top layers are fine-tuned
     import keras
 
     m = keras.models.load_model(r.run_dir / "model.keras", compile=False)
     assert m.count_params() > 0
+
+
+def test_mixup_blends_images_and_labels_alike():
+    import numpy as np
+    import tensorflow as tf
+
+    from edgeflower.train.loop import mixup_batch
+
+    n = 8  # image i is the constant i and has class i: a mixed image must equal its label's expected class
+    xb = tf.constant(np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1) * np.ones((1, 4, 4, 3), np.float32))
+    yb = tf.one_hot(tf.range(n), n)
+    mx, my = (np.asarray(t) for t in mixup_batch(tf, xb, yb, 0.4))
+    assert np.allclose(my.sum(1), 1) and my.min() >= 0
+    assert np.allclose(mx[:, 0, 0, 0], my @ np.arange(n), atol=1e-5)
+    assert np.allclose(mx, mx[:, :1, :1, :1])  # the same weight for every pixel of an image
+    assert not np.allclose(my, np.asarray(yb)), "Beta(0.4, 0.4) weights are almost never all exactly 1"
+
+
+@pytest.mark.parametrize("kw, match", [({"fine_tune_schedule": "linear"}, "constant or cosine"),
+                                       ({"mixup": -1.0}, "--mixup")])
+def test_bad_schedule_or_mixup_is_refused(synth_data, synth_split, tmp_path, kw, match):
+    with pytest.raises(DataError, match=match):
+        train(TrainConfig(model="cnn", data=str(synth_data), split=str(synth_split), out=str(tmp_path / "x"), **kw))
 
 
 def test_empty_split_after_limit_is_reported(synth_data, tmp_path):

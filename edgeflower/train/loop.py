@@ -44,6 +44,8 @@ class TrainConfig:
     fine_tune: int = 0  # unfreeze the top N backbone layers after the head converges
     fine_tune_epochs: int = 10
     fine_tune_lr: float = 1e-5
+    fine_tune_schedule: str = "constant"  # or "cosine": decay to 0 over the fine-tuning epochs
+    mixup: float = 0.0  # Beta(a, a) mixing of image pairs and their labels, in end-to-end training; 0 = off
     learning_rate: float = 1e-3
     label_smoothing: float = 0.0
     patience: int = 5
@@ -127,8 +129,21 @@ def augmenter(keras, seed: int):
     ], name="augment")
 
 
+def mixup_batch(tf, xb, yb, alpha: float):
+    """Mixup (Zhang et al., 2018): each image and its one-hot label are blended with those of another image of the
+    batch, with a weight drawn from Beta(alpha, alpha) per image."""
+    n = tf.shape(xb)[0]
+    g1 = tf.random.gamma([n], alpha)
+    g2 = tf.random.gamma([n], alpha)
+    lam = g1 / (g1 + g2)
+    perm = tf.random.shuffle(tf.range(n))
+    lx = tf.reshape(lam, [-1, 1, 1, 1])
+    ly = tf.reshape(lam, [-1, 1])
+    return lx * xb + (1 - lx) * tf.gather(xb, perm), ly * yb + (1 - ly) * tf.gather(yb, perm)
+
+
 def _dataset(tf, x: np.ndarray, y: np.ndarray, n_classes: int, batch: int, shuffle: bool, seed: int,
-             aug=None):
+             aug=None, mixup: float = 0.0):
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         ds = ds.shuffle(min(len(x), 4096), seed=seed, reshuffle_each_iteration=True)
@@ -138,13 +153,24 @@ def _dataset(tf, x: np.ndarray, y: np.ndarray, n_classes: int, batch: int, shuff
         xb = tf.cast(xb, tf.float32)
         if aug is not None:
             xb = aug(xb, training=True)
-        return xb, tf.one_hot(yb, n_classes)
+        yb = tf.one_hot(yb, n_classes)
+        if mixup > 0:
+            xb, yb = mixup_batch(tf, xb, yb, mixup)
+        return xb, yb
 
     return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _callbacks(keras, patience: int):
-    return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)]
+    class LogLearningRate(keras.callbacks.Callback):
+        """Record the learning rate in effect at the end of each epoch (a schedule's current value)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+
+    return [LogLearningRate(),
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)]
 
 
 def _verbose(cfg: TrainConfig) -> int:
@@ -183,6 +209,13 @@ def train(cfg: TrainConfig) -> RunResult:
     epochs = cfg.epochs or spec.epochs
     if cfg.batch_size < 1 or epochs < 1:
         raise DataError(f"--batch-size and --epochs must be at least 1 (got {cfg.batch_size}, {epochs})")
+    if cfg.fine_tune_schedule not in ("constant", "cosine"):
+        raise DataError(f"--fine-tune-schedule must be constant or cosine (got {cfg.fine_tune_schedule!r})")
+    if cfg.mixup < 0:
+        raise DataError(f"--mixup must be 0 (off) or a positive Beta parameter (got {cfg.mixup})")
+    if cfg.mixup > 0 and spec.transfer and not cfg.fine_tune:
+        log.warning("--mixup applies to end-to-end training only; the head of a transfer model is trained on cached "
+                    "features without it (add --fine-tune N to use it)")
     out = Path(cfg.out) if cfg.out else default_run_dir(cfg.model)
     if out.exists() and not cfg.force:
         raise RunDirError(f"run directory {out} already exists: choose another --out, or pass --force to replace it")
@@ -225,7 +258,7 @@ def train(cfg: TrainConfig) -> RunResult:
     else:
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
         t = time.perf_counter()
-        h = model.fit(_dataset(tf, tr.x, tr.y, n_classes, cfg.batch_size, True, cfg.seed, aug),
+        h = model.fit(_dataset(tf, tr.x, tr.y, n_classes, cfg.batch_size, True, cfg.seed, aug, cfg.mixup),
                       validation_data=_dataset(tf, va.x, va.y, n_classes, cfg.batch_size, False, cfg.seed),
                       epochs=epochs, callbacks=_callbacks(keras, cfg.patience), verbose=_verbose(cfg))
         timings["fit_s"] = time.perf_counter() - t
@@ -264,9 +297,13 @@ def _fine_tune(tf, keras, built, cfg: TrainConfig, tr, va, n_classes, aug, loss,
     for i, layer in enumerate(layers):
         layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
     model = built.model
-    model.compile(optimizer=keras.optimizers.Adam(cfg.fine_tune_lr), loss=loss, metrics=["accuracy"])
+    lr = cfg.fine_tune_lr
+    if cfg.fine_tune_schedule == "cosine":
+        steps = cfg.fine_tune_epochs * -(-len(tr.x) // cfg.batch_size)
+        lr = keras.optimizers.schedules.CosineDecay(cfg.fine_tune_lr, decay_steps=steps)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=["accuracy"])
     t = time.perf_counter()
-    h = model.fit(_dataset(tf, tr.x, tr.y, n_classes, cfg.batch_size, True, cfg.seed + 7, aug),
+    h = model.fit(_dataset(tf, tr.x, tr.y, n_classes, cfg.batch_size, True, cfg.seed + 7, aug, cfg.mixup),
                   validation_data=_dataset(tf, va.x, va.y, n_classes, cfg.batch_size, False, cfg.seed),
                   epochs=cfg.fine_tune_epochs, callbacks=_callbacks(keras, cfg.patience), verbose=_verbose(cfg))
     timings["fine_tune_s"] = time.perf_counter() - t
