@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgeflower._env import environment  # noqa: E402
 from edgeflower._util import write_json  # noqa: E402
-from edgeflower.edge.bench import BenchConfig, _worker  # noqa: E402
+from edgeflower.edge.bench import BenchConfig, run_isolated  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     for r in range(args.rounds):
         order = paths if r % 2 == 0 else paths[::-1]
         for p in order:
-            res = _worker(p, 1, cfg, with_accuracy=False, data_note=None)
+            res = run_isolated(p, 1, cfg, with_accuracy=False, data_note=None)
             if "error" in res:
                 sys.exit(f"{p}: {res['error']}")
             p50[p].append(res["latency_ms"]["p50"])

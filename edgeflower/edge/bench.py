@@ -161,8 +161,10 @@ def measure(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool, data
     return res
 
 
-def _worker(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool, data_note: str | None,
-            timeout: float = 600) -> dict:
+def run_isolated(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool, data_note: str | None,
+                 timeout: float = 600) -> dict:
+    """Measure one (artifact, threads) pair in a fresh Python process: its own peak RSS, and a crash or hang of one
+    artifact cannot take the others down. Returns the :func:`measure` dict, or one with an ``error`` key."""
     payload = json.dumps({"path": path, "threads": threads, "cfg": asdict(cfg), "acc": with_accuracy,
                           "data_note": data_note})
     try:
@@ -197,7 +199,7 @@ def bench(cfg: BenchConfig, progress=None) -> dict:
             continue
         for i, th in enumerate(cfg.threads):
             say(f"bench {p.name} threads={th}")
-            r = _worker(str(p), th, cfg, with_accuracy=(i == 0), data_note=data_note)
+            r = run_isolated(str(p), th, cfg, with_accuracy=(i == 0), data_note=data_note)
             if "error" not in r:
                 r["sha256"] = sha256_file(p)
             results.append(r)
