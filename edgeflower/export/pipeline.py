@@ -299,6 +299,7 @@ class _Ctx:
         return res
 
     def _evaluate(self, path: Path) -> dict:
+        self.say(f"checking {path.name} on the test and validation images")
         clf = Classifier(path, threshold=0.0)
         probs, sims = clf.score_batch(self.test.x)
         pred = probs.argmax(1)
