@@ -48,6 +48,10 @@ CONFIGS = {
     "mobilenet_v2_ft_all_240_cos_mix": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40,
                                             fine_tune=154, fine_tune_epochs=20, fine_tune_lr=1e-4,
                                             fine_tune_schedule="cosine", mixup=0.2, input_size=240),
+    # the same recipe with another seed: how much of a difference between two runs is noise
+    "mobilenet_v2_ft_all_240_cos_mix_seed1": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40,
+                                                  fine_tune=154, fine_tune_epochs=20, fine_tune_lr=1e-4,
+                                                  fine_tune_schedule="cosine", mixup=0.2, input_size=240, seed=1),
 }
 
 
@@ -66,6 +70,8 @@ def command(kw: dict) -> str:
         parts.append(f"--fine-tune-schedule {kw['fine_tune_schedule']}")
     if kw.get("mixup"):
         parts.append(f"--mixup {kw['mixup']:g}")
+    if "seed" in kw:
+        parts.append(f"--seed {kw['seed']}")
     return " ".join(parts)
 
 
