@@ -120,7 +120,8 @@ STEPS = [("mobilenet_v2", "the study's recipe (frozen backbone, head only)"),
          ("mobilenet_v2_ft_all_cos", "all 154 layers at 224 px, learning rate 1e-4 with cosine decay to 0 (gain vs 3e-5 "
           "constant)"),
          ("mobilenet_v2_ft_all_240_cos_mix", "240 px, cosine 1e-4 and mixup 0.2 (gain vs 240 px, 3e-5 constant)"),
-         ("mobilenet_v2_ft_all_240_cos_mix_seed1", "the same recipe with --seed 1 (difference to seed 42: run-to-run noise)"),
+         ("mobilenet_v2_ft_all_240_cos_mix_seed1",
+          "the same recipe with --seed 1 (difference to seed 42: run-to-run noise)"),
          ("mobilenet_v2_aug_ls_clean", "without the photos `data clean` flags (instead of fine-tuning; gain vs head-only)")]
 ALTERNATIVES = {"mobilenet_v2_ft_all": "mobilenet_v2_aug_ls", "mobilenet_v2_ft_all_240": "mobilenet_v2_ft_all",
                 "mobilenet_v2_ft_all_cos": "mobilenet_v2_ft_all",

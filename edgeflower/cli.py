@@ -185,7 +185,8 @@ def _model_names() -> list[str]:
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @_handle_errors
 def train(model, data_dir, out, epochs, batch_size, augment, aug_views, fine_tune, fine_tune_epochs, fine_tune_lr,
-          fine_tune_schedule, mixup, lr, label_smoothing, patience, limit_per_class, seed, weights, input_size, split_path, exclude, force):
+          fine_tune_schedule, mixup, lr, label_smoothing, patience, limit_per_class, seed, weights, input_size,
+          split_path, exclude, force):
     """Train a model on the frozen split and write a run directory with metrics and a report."""
     from edgeflower.train.loop import TrainConfig, train as run_train
 
