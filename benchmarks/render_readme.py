@@ -31,12 +31,15 @@ def study() -> str:
     d = _load("study.json")
     if not d:
         return "(run `python benchmarks/study.py`)"
-    rows = ["| configuration | command | test acc | study | val acc | macro F1 | epochs | train time |",
+    rows = ["| configuration | command | test acc | study | val acc | macro F1 | epochs (head + fine-tuning) | "
+            "train time |",
             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in d["runs"].items():
+        ep = r["epochs_run"]  # {phase: epochs} (older files: the first phase's count)
+        ep = " + ".join(str(n) for n in ep.values()) if isinstance(ep, dict) else ep
         study_acc = f"{r['study_test_accuracy'] * 100:.2f}%" if r.get("study_test_accuracy") else "-"
         rows.append(f"| {name} | `{r['command']}` | **{r['test_accuracy'] * 100:.2f}%** | {study_acc} | "
-                    f"{r['val_accuracy'] * 100:.2f}% | {r['macro_f1']:.3f} | {r['epochs_run']} | "
+                    f"{r['val_accuracy'] * 100:.2f}% | {r['macro_f1']:.3f} | {ep} | "
                     f"{r['train_seconds'] / 60:.1f} min |")
     extra = ""
     sw = _load("head_sweep_mobilenet_v2.json")

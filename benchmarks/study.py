@@ -98,7 +98,7 @@ def main() -> None:
             "test_accuracy": m["test"]["accuracy"], "val_accuracy": m["val"]["accuracy"],
             "train_accuracy": m["train"]["accuracy"], "test_loss": m["test"]["loss"],
             "macro_f1": m["test"]["macro_f1"], "per_class_f1": {c: v["f1"] for c, v in m["test"]["per_class"].items()},
-            "params": m["params"], "epochs_run": len(next(iter(r.history.values()))["loss"]),
+            "params": m["params"], "epochs_run": {phase: len(h["loss"]) for phase, h in r.history.items()},
             "train_seconds": r.config["train_seconds"], "timings": r.config["timings"],
             "wall_seconds": time.perf_counter() - t0, "study_test_accuracy": STUDY.get(kw["model"]),
         }
