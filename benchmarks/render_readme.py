@@ -160,12 +160,8 @@ def steps() -> str:
             continue
         e = (ex or {}).get("exports", {}).get(name)
         i8 = next((a["accuracy"] for a in e["artifacts"] if a["name"] == "model_int8.tflite"), None) if e else None
-        alternative = name in ALTERNATIVES  # instead of, not after, the row above: its gain is against BASE
-        if name in ALTERNATIVES:
-            b = ALTERNATIVES[name]
-            base = (st["runs"][b]["test_accuracy"] if b in st["runs"] else None)
-        else:
-            base = prev
+        alternative = name in ALTERNATIVES  # instead of, not after, the row above: its gain is against its base run
+        base = st["runs"].get(ALTERNATIVES[name], {}).get("test_accuracy") if alternative else prev
         gain = f"{(f - base) * 100:+.2f}" if base is not None else "-"
         la = by_run.get(name)
         lat_cell = f"{la['p50_ms']:.2f} ms ({la['ratio_to_reference']:.2f}x)" if la else "-"

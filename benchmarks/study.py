@@ -23,6 +23,10 @@ from edgeflower._util import write_json  # noqa: E402
 from edgeflower.train.loop import TrainConfig, train  # noqa: E402
 
 STUDY = {"cnn": 0.7278, "mobilenet_v2": 0.9111, "resnet50": 0.9306}
+_HEAD = dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40)  # chosen by head_sweep.py
+_FT_ALL = dict(_HEAD, fine_tune=154, fine_tune_epochs=20, fine_tune_lr=3e-5)
+_FT_ALL_COS = dict(_FT_ALL, fine_tune_lr=1e-4, fine_tune_schedule="cosine")
+_FT_ALL_240_COS_MIX = dict(_FT_ALL_COS, mixup=0.2, input_size=240)
 CONFIGS = {
     # the study's recipe
     "mobilenet_v2": dict(model="mobilenet_v2", augment=False),
@@ -30,28 +34,20 @@ CONFIGS = {
     "cnn": dict(model="cnn", augment=False),
     "cnn_aug": dict(model="cnn", augment=True),
     # head settings chosen on the validation split (benchmarks/head_sweep.py)
-    "mobilenet_v2_aug_ls": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40),
+    "mobilenet_v2_aug_ls": _HEAD,
     # + fine-tuning the top of the backbone (BatchNorm frozen, in inference mode)
-    "mobilenet_v2_ft": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40, fine_tune=54,
-                            fine_tune_epochs=10, fine_tune_lr=3e-5),
+    "mobilenet_v2_ft": dict(_HEAD, fine_tune=54, fine_tune_epochs=10, fine_tune_lr=3e-5),
     # + fine-tuning the whole backbone (all 154 layers, BatchNorm still frozen) for up to 20 epochs
-    "mobilenet_v2_ft_all": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40, fine_tune=154,
-                                fine_tune_epochs=20, fine_tune_lr=3e-5),
+    "mobilenet_v2_ft_all": _FT_ALL,
     # the same at 240 px: about (240/224)^2 = 1.15x the compute, inside the 1.3x latency budget
-    "mobilenet_v2_ft_all_240": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40,
-                                    fine_tune=154, fine_tune_epochs=20, fine_tune_lr=3e-5, input_size=240),
+    "mobilenet_v2_ft_all_240": dict(_FT_ALL, input_size=240),
     # full fine-tuning with a higher learning rate decayed to 0 (cosine): at 3e-5 constant, val loss was still
     # falling at epoch 20
-    "mobilenet_v2_ft_all_cos": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40, fine_tune=154,
-                                    fine_tune_epochs=20, fine_tune_lr=1e-4, fine_tune_schedule="cosine"),
+    "mobilenet_v2_ft_all_cos": _FT_ALL_COS,
     # 240 px with the cosine schedule and mixup: training accuracy sat at 100% from the first fine-tuning epoch
-    "mobilenet_v2_ft_all_240_cos_mix": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40,
-                                            fine_tune=154, fine_tune_epochs=20, fine_tune_lr=1e-4,
-                                            fine_tune_schedule="cosine", mixup=0.2, input_size=240),
+    "mobilenet_v2_ft_all_240_cos_mix": _FT_ALL_240_COS_MIX,
     # the same recipe with another seed: how much of a difference between two runs is noise
-    "mobilenet_v2_ft_all_240_cos_mix_seed1": dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40,
-                                                  fine_tune=154, fine_tune_epochs=20, fine_tune_lr=1e-4,
-                                                  fine_tune_schedule="cosine", mixup=0.2, input_size=240, seed=1),
+    "mobilenet_v2_ft_all_240_cos_mix_seed1": dict(_FT_ALL_240_COS_MIX, seed=1),
 }
 
 

@@ -323,8 +323,8 @@ class _Ctx:
             conf_thr = 0.0  # the similarity rule replaces the confidence one (--threshold adds it back)
             kept = ev["sims"] >= cal["threshold"]
             meta.update(similarity_threshold=cal["threshold"], similarity_output=clf.similarity_output.name,
-                        calibration=cal,
-                        confidence_threshold=conf_thr, confidence_threshold_calibrated=confidence["threshold"])
+                        calibration=cal, confidence_threshold=conf_thr,
+                        confidence_threshold_calibrated=confidence["threshold"])
         meta["test"] = {"accuracy_with_unknown": float((correct & kept).mean()),
                         "answered_unknown": float((~kept).mean()), "max_drop": self.cfg.unknown_max_drop}
         return meta, conf_thr
