@@ -48,6 +48,10 @@ CONFIGS = {
     "mobilenet_v2_ft_all_240_cos_mix": _FT_ALL_240_COS_MIX,
     # the same recipe with another seed: how much of a difference between two runs is noise
     "mobilenet_v2_ft_all_240_cos_mix_seed1": dict(_FT_ALL_240_COS_MIX, seed=1),
+    # the same without mixup: what mixup buys in accuracy, and whether it costs the unknown score its rejections
+    "mobilenet_v2_ft_all_240_cos": dict(_FT_ALL_COS, input_size=240),
+    # a longer cosine schedule (30 fine-tuning epochs instead of 20)
+    "mobilenet_v2_ft_all_240_cos_mix_30": dict(_FT_ALL_240_COS_MIX, fine_tune_epochs=30),
 }
 
 
