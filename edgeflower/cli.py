@@ -240,8 +240,11 @@ def eval_cmd(target: str, split: str, data_dir: str | None, json_out: str | None
 @click.option("--unknown", "unknown", type=click.Choice(["similarity", "confidence"]), default="similarity",
               show_default=True,
               help="How artifacts answer 'unknown': similarity = a second output scoring how close a photo's features "
-                   "are to the nearest training photo (rejects non-flower photos far better); confidence = the top "
+                   "are to the training photos' (rejects non-flower photos far better); confidence = the top "
                    "probability alone. Thresholds are calibrated on the validation split.")
+@click.option("--unknown-neighbours", type=click.IntRange(min=1), default=2, show_default=True,
+              help="The similarity is to the K-th nearest training photo: with K=2 one stray training photo cannot "
+                   "vouch for a non-flower photo like it (1 = the nearest).")
 @click.option("--unknown-budget", type=click.FloatRange(0, 100), default=None,
               help="Validation accuracy (percentage points) the unknown threshold may cost "
                    "[default: 0.5, half the 1-point target, as a margin for val-to-test sampling noise].")
@@ -250,8 +253,8 @@ def eval_cmd(target: str, split: str, data_dir: str | None, json_out: str | None
               help="Split manifest (default: the run's, else the frozen flower_photos split).")
 @click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
 @_handle_errors
-def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_activation, auto, unknown, unknown_budget,
-           data_dir, split_path, limit_per_class):
+def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_activation, auto, unknown,
+           unknown_neighbours, unknown_budget, data_dir, split_path, limit_per_class):
     """Export RUN_DIR or MODEL.keras to TFLite/ONNX and gate every artifact on the 360-image test set."""
     from edgeflower.errors import AccuracyDropError
     from edgeflower.export.pipeline import ExportConfig, export as run_export, render_table
@@ -259,7 +262,7 @@ def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_acti
     cfg = ExportConfig(target=target, out=out, int8=int8, onnx=onnx, calibration=calibration, max_drop=max_drop,
                        input_type=input_type, onnx_activation=onnx_activation, auto=auto, data=data_dir,
                        split=split_path, limit_per_class=limit_per_class, unknown=unknown,
-                       **({} if unknown_budget is None else {"unknown_max_drop": unknown_budget / 100}))
+                       unknown_neighbours=unknown_neighbours, **({} if unknown_budget is None else {"unknown_max_drop": unknown_budget / 100}))
     try:
         report = run_export(cfg, progress=lambda m: click.echo(f"... {m}", err=True))
     except AccuracyDropError as exc:
@@ -286,7 +289,7 @@ def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_acti
               help="Also report 'unknown' below this top-class confidence (default: the artifact's calibrated value; "
                    "0 for artifacts with the similarity output).")
 @click.option("--min-similarity", type=click.FloatRange(-1, 1), default=None,
-              help="Report 'unknown' when the photo's feature similarity to the nearest training photo is below "
+              help="Report 'unknown' when the photo's feature similarity to the training photos is below "
                    "this (default: the value calibrated at export; -1 turns it off).")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--smooth", type=click.IntRange(min=0), default=0, help="Average probabilities over the last N frames.")

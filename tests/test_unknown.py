@@ -14,8 +14,9 @@ from edgeflower.metrics import calibrate_scores
 from conftest import make_image, run_cli
 
 
-def _keras_similarity(tiny_run, synth_data, synth_split, images):
-    """Reference: max cosine similarity of the Keras model's pooled features to the training images' ones."""
+def _keras_similarity(tiny_run, synth_data, synth_split, images, k=2):
+    """Reference: the k-th largest cosine similarity of the Keras model's pooled features to the training images'
+    ones, in numpy (k = 2, the export default)."""
     from edgeflower.data.arrays import load_split
     from edgeflower.data.split import load_manifest
     from edgeflower.export import ood
@@ -25,7 +26,8 @@ def _keras_similarity(tiny_run, synth_data, synth_split, images):
     train = load_split(synth_data, load_manifest(synth_split), "train", 32)
     bank = ood.compute_bank(model, train.x)
     f = ood.normalize(ood.features_model(model).predict_on_batch(images.astype(np.float32)))
-    return (f @ bank.T).max(1), len(train)
+    sims = f @ bank.T
+    return np.sort(sims, 1)[:, -k], len(train)
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +49,32 @@ def test_artifacts_carry_the_similarity_output(tiny_export, tiny_run, synth_data
         np.testing.assert_allclose(sims, ref, atol=tol, err_msg=name)
         meta = json.loads((tiny_export / f"{name}.json").read_text())
         u = meta["unknown"]
-        assert u["method"] == "knn_cosine" and u["bank_size"] == n_train
+        assert u["method"] == "knn_cosine" and u["bank_size"] == n_train and u["neighbours"] == 2
         assert u["similarity_threshold"] == clf.min_similarity
         assert meta["unknown_threshold"] == clf.threshold == 0.0  # the confidence rule is off by default
         # the calibration rule held on the validation split
         cal = u["calibration"]
         assert cal["accuracy_without_rejection"] - cal["accuracy_with_rejection"] <= cal["max_drop"] + 1e-9
-    assert "unknown, model_int8.tflite: similarity" in (tiny_export / "export_report.md").read_text()
+    assert "unknown, model_int8.tflite: similarity to the second-nearest" in (tiny_export / "export_report.md").read_text()
+
+
+def test_neighbours_option_picks_the_kth_similarity(tiny_run, synth_data, synth_split, test_images, tmp_path):
+    """--unknown-neighbours 1 is the nearest photo (max) and 3 the third; both differ from the default's second."""
+    for k in (1, 3):
+        out = run_cli("export", tiny_run, "--no-onnx", "--data", synth_data, "--split", synth_split,
+                      "--max-drop", 100, "--unknown-neighbours", k, "--out", tmp_path / f"k{k}")
+        assert out.returncode == 0, out.stderr
+        clf = Classifier(tmp_path / f"k{k}" / "model_float.tflite")
+        assert clf.metadata["unknown"]["neighbours"] == k
+        ref, _ = _keras_similarity(tiny_run, synth_data, synth_split, test_images.x, k=k)
+        np.testing.assert_allclose(clf.score_batch(test_images.x)[1], ref, atol=1e-4)
+
+
+def test_neighbours_beyond_the_bank_is_refused(tiny_run, synth_data, synth_split, tmp_path):
+    out = run_cli("export", tiny_run, "--no-onnx", "--data", synth_data, "--split", synth_split,
+                  "--unknown-neighbours", 100_000, "--out", tmp_path / "e")
+    assert out.returncode != 0 and "between 1 and the" in out.stderr + out.stdout
+    assert "Traceback" not in out.stderr
 
 
 def test_far_photo_is_unknown_and_near_one_is_not(tiny_export, test_images):

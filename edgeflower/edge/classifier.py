@@ -5,7 +5,7 @@ with the interpreter's tensor details as the authority on dtypes and quantizatio
 
 `unknown` has two rules, each with a threshold calibrated on the validation split at export:
 - similarity (artifacts exported with the feature-similarity output, the default): the cosine similarity of the
-  photo's features to its nearest training photo is below ``min_similarity``;
+  photo's features to its k-th nearest training photo (k in the metadata, 2 by default) is below ``min_similarity``;
 - confidence: the top probability is below ``threshold`` (0, off, by default when the similarity is there).
 """
 
@@ -36,7 +36,7 @@ class Prediction:
     index: int = -1  # top class index (even when reported as unknown)
     inference_ms: float = 0.0  # the interpreter call alone
     total_ms: float = 0.0  # preprocessing + quantization + inference + postprocessing
-    similarity: float | None = None  # feature similarity to the nearest training photo (None: not in the model)
+    similarity: float | None = None  # feature similarity to the k-th nearest training photo (None: not in the model)
 
     def to_dict(self) -> dict:
         d = {"label": self.label, "score": round(self.score, 6),

@@ -56,6 +56,7 @@ class ExportConfig:
     unknown_max_drop: float = 0.005
     require_float_agreement: bool = True
     unknown: str = "similarity"  # "similarity": add the feature-similarity output (edgeflower.export.ood); "confidence"
+    unknown_neighbours: int = 2  # the similarity is to the k-th nearest training photo (ood.DEFAULT_NEIGHBOURS)
 
 
 @dataclass
@@ -153,11 +154,13 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     if unknown == "similarity":
         say(f"unknown score: features of the {len(train)} training images")
         bank = ood.compute_bank(model, train.x)
-        model = ood.with_similarity(model, bank)
-        unknown_meta = {"method": ood.METHOD, "feature_layer": feature_layer.name,
+        k = cfg.unknown_neighbours
+        model = ood.with_similarity(model, bank, k)
+        unknown_meta = {"method": ood.METHOD, "feature_layer": feature_layer.name, "neighbours": k,
                         "bank_size": int(bank.shape[0]), "feature_dims": int(bank.shape[1]),
-                        "description": "cosine similarity of the pooled features to the nearest training photo; "
-                                       "unknown below similarity_threshold (calibrated on the validation split)"}
+                        "description": f"cosine similarity of the pooled features to the {ood.ordinal(k)} training "
+                                       "photo; unknown below similarity_threshold (calibrated on the validation "
+                                       "split)"}
     base_meta = {
         "edgeflower_version": __version__,
         "labels": classes,
@@ -417,7 +420,9 @@ def render_table(report: dict) -> str:
         u = a.get("unknown") or {}
         if "test" not in u:
             continue
-        rule = (f"similarity to the nearest training photo >= {u['similarity_threshold']:.4f}"
+        from edgeflower.export.ood import ordinal
+
+        rule = (f"similarity to the {ordinal(u.get('neighbours', 1))} training photo >= {u['similarity_threshold']:.4f}"
                 if "similarity_threshold" in u else f"confidence >= {u.get('confidence_threshold', 0):.4f}")
         lines.append(f"- unknown, {Path(a['path']).name}: {rule} (calibrated on val); test flowers answered unknown "
                      f"{u['test']['answered_unknown'] * 100:.1f}%, test accuracy counting them wrong "
