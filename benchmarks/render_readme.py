@@ -125,11 +125,16 @@ STEPS = [("mobilenet_v2", "the study's recipe (frozen backbone, head only)"),
          ("mobilenet_v2_ft_all_240_cos_mix", "240 px, cosine 1e-4 and mixup 0.2 (gain vs 240 px, 3e-5 constant)"),
          ("mobilenet_v2_ft_all_240_cos_mix_seed1",
           "the same recipe with --seed 1 (difference to seed 42: run-to-run noise)"),
+         ("mobilenet_v2_ft_all_240_cos", "240 px, cosine 1e-4 without mixup (gain vs the same with mixup, seed 42)"),
+         ("mobilenet_v2_ft_all_240_cos_mix_30", "240 px, cosine+mixup over 30 fine-tuning epochs instead of 20 (gain vs "
+          "20, seed 42)"),
          ("mobilenet_v2_aug_ls_clean", "without the photos `data clean` flags (instead of fine-tuning; gain vs head-only)")]
 ALTERNATIVES = {"mobilenet_v2_ft_all": "mobilenet_v2_aug_ls", "mobilenet_v2_ft_all_240": "mobilenet_v2_ft_all",
                 "mobilenet_v2_ft_all_cos": "mobilenet_v2_ft_all",
                 "mobilenet_v2_ft_all_240_cos_mix": "mobilenet_v2_ft_all_240",
                 "mobilenet_v2_ft_all_240_cos_mix_seed1": "mobilenet_v2_ft_all_240_cos_mix",
+                "mobilenet_v2_ft_all_240_cos": "mobilenet_v2_ft_all_240_cos_mix",
+                "mobilenet_v2_ft_all_240_cos_mix_30": "mobilenet_v2_ft_all_240_cos_mix",
                 "mobilenet_v2_aug_ls_clean": "mobilenet_v2_aug_ls"}
 
 
@@ -209,8 +214,26 @@ def beyond() -> str:
             for name, r in m["methods"].items():
                 mrows.append(f"| {name} | {r['development_rejected'] * 100:.1f}% | {r['held_out_rejected'] * 100:.1f}% "
                              f"| {r['test_drop_pts']:.2f} | {r['auroc_test_vs_non_flower']:.3f} |")
+            mc = u.get("methods_command", u["command"])
             text += ("\n\nWhy the feature similarity: the candidates on the same photos (features: the "
-                     f"`{m['feature_layer']}` layer of `{m['run']}`):\n\n" + "\n".join(mrows))
+                     f"`{m['feature_layer']}` layer of `{m['run']}`"
+                     + (f"; from `{mc}`" if mc != u["command"] else "") + "):\n\n" + "\n".join(mrows))
+        by_run = u.get("methods_by_run") or {}
+        knn = [n for n in (next(iter(by_run.values()))["methods"] if by_run else {}) if "(k=" in n]
+        if len(by_run) > 1 and knn:
+            krows = ["| Keras model | " + " | ".join(n[n.index("(k=") + 1:].split(",")[0].rstrip(")") for n in knn)
+                     + " |", "|---|" + "---:|" * len(knn)]
+            for run, mm in by_run.items():
+                best = max(mm["methods"][n]["auroc_val_vs_development"] for n in knn)
+                krows.append(f"| `{Path(run).name}` | " + " | ".join(
+                    (lambda a: f"**{a:.4f}**" if a == best else f"{a:.4f}")(mm["methods"][n]["auroc_val_vs_development"])
+                    for n in knn) + " |")
+            mean = {n: sum(mm["methods"][n]["auroc_val_vs_development"] for mm in by_run.values()) / len(by_run)
+                    for n in knn}
+            krows.append("| mean | " + " | ".join(f"{mean[n]:.4f}" for n in knn) + " |")
+            text += ("\n\nHow many neighbours: AUROC of the correctly classified validation flowers against the "
+                     "development photos (the choice is made on these two sets only) for the similarity to the k-th "
+                     "nearest training photo, on each model's Keras features:\n\n" + "\n".join(krows))
         crows = ["| artifact | validation budget (pts) | similarity threshold | development rejected | held-out rejected "
                  "| all rejected | test drop (pts) |", "|---|---:|---:|---:|---:|---:|---:|"]
         lost: dict[str, None] = {}

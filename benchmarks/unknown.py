@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import inspect
+import json
 import re
 import shutil
 import sys
@@ -266,8 +267,18 @@ def main() -> None:
     ap.add_argument("--keras-run", action="append", default=[],
                     help="also compare the candidate methods on this run's Keras model (repeatable; the first one's "
                          "table goes into the README)")
+    ap.add_argument("--keep-methods", action="store_true",
+                    help="keep the method comparison of the existing results file (with the command that made it) "
+                         "instead of recomputing it: for re-measuring artifacts alone")
     ap.add_argument("--results", default=str(ROOT / "benchmarks/results/unknown.json"))
     args = ap.parse_args()
+    kept = {}
+    if args.keep_methods:
+        if args.keras_run:
+            sys.exit("--keep-methods and --keras-run exclude each other")
+        old = json.loads(Path(args.results).read_text())
+        kept = {k: old[k] for k in ("methods", "methods_by_run") if k in old}
+        kept["methods_command"] = old.get("methods_command", old["command"])
     sets = {"development": dev_images(), "held_out": heldout_images(args.opencv_sdist)}
     if not sets["development"]:
         sys.exit("no development images found: pip install scikit-image matplotlib")
@@ -286,6 +297,9 @@ def main() -> None:
               f"test {r['test_accuracy_without_rejection'] * 100:.2f}% -> "
               f"{r['test_accuracy_with_rejection'] * 100:.2f}% ({r['test_drop_pts']:.2f} pts); "
               f"target {'met' if r['target_met'] else 'missed'}", flush=True)
+    res.update(kept)
+    if args.keras_run:
+        res["methods_command"] = res["command"]
     for i, run in enumerate(args.keras_run):
         m = compare_methods(run, root, sets)
         if i == 0:
