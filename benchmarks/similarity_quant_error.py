@@ -34,6 +34,14 @@ from edgeflower.export import convert  # noqa: E402
 from edgeflower.export.pipeline import ExportConfig, stratified_sample  # noqa: E402
 
 
+def _diff(name: str, sims: np.ndarray, ref: np.ndarray) -> dict:
+    d = sims - ref
+    print(f"{name}: similarity - float similarity on {len(d)} val photos: mean {d.mean():+.4f}, sd {d.std():.4f}, "
+          f"max |d| {np.abs(d).max():.3f}", flush=True)
+    return {"mean_diff": float(d.mean()), "sd_diff": float(d.std()), "max_abs_diff": float(np.abs(d).max()),
+            "correlation": float(np.corrcoef(sims, ref)[0, 1])}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
@@ -71,21 +79,13 @@ def main() -> None:
             finally:
                 q.quantize_static = real
             _, sims = Classifier(path).score_batch(val.x)
-            d = sims - ref
-            res["variants"][name] = {"size_bytes": path.stat().st_size, "mean_diff": float(d.mean()),
-                                     "sd_diff": float(d.std()), "max_abs_diff": float(np.abs(d).max()),
-                                     "correlation": float(np.corrcoef(sims, ref)[0, 1])}
-            print(f"{name}: similarity - float similarity on {len(val)} val photos: mean {d.mean():+.4f}, "
-                  f"sd {d.std():.4f}, max |d| {np.abs(d).max():.3f}", flush=True)
+            res["variants"][name] = {"size_bytes": path.stat().st_size, **_diff(name, sims, ref)}
     # the shipped TFLite pair, for comparison (full-integer TFLite cannot keep the head in float)
     tfl = Path(args.run) / "export"
     if (tfl / "model_int8.tflite").is_file() and (tfl / "model_float.tflite").is_file():
         _, f = Classifier(tfl / "model_float.tflite").score_batch(val.x)
         _, i8 = Classifier(tfl / "model_int8.tflite").score_batch(val.x)
-        d = i8 - f
-        res["tflite_int8_vs_float"] = {"mean_diff": float(d.mean()), "sd_diff": float(d.std()),
-                                       "max_abs_diff": float(np.abs(d).max())}
-        print(f"TFLite int8 - float TFLite: mean {d.mean():+.4f}, sd {d.std():.4f}, max |d| {np.abs(d).max():.3f}")
+        res["tflite_int8_vs_float"] = _diff("TFLite int8 against float TFLite", i8, f)
     res["environment"] = environment()
     res["date"] = time.strftime("%Y-%m-%d")
     write_json(args.results, res)
