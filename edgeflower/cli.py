@@ -240,7 +240,7 @@ def eval_cmd(target: str, split: str, data_dir: str | None, json_out: str | None
 @click.option("--unknown", "unknown", type=click.Choice(["similarity", "confidence"]), default="similarity",
               show_default=True,
               help="How artifacts answer 'unknown': similarity = a second output scoring how close a photo's features "
-                   "are to the training photos' (rejects non-flower photos far better); confidence = the top "
+                   "are to those of the training photos (rejects non-flower photos far better); confidence = the top "
                    "probability alone. Thresholds are calibrated on the validation split.")
 @click.option("--unknown-neighbours", type=click.IntRange(min=1), default=2, show_default=True,
               help="The similarity is to the K-th nearest training photo: with K=2 one stray training photo cannot "
@@ -262,7 +262,8 @@ def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_acti
     cfg = ExportConfig(target=target, out=out, int8=int8, onnx=onnx, calibration=calibration, max_drop=max_drop,
                        input_type=input_type, onnx_activation=onnx_activation, auto=auto, data=data_dir,
                        split=split_path, limit_per_class=limit_per_class, unknown=unknown,
-                       unknown_neighbours=unknown_neighbours, **({} if unknown_budget is None else {"unknown_max_drop": unknown_budget / 100}))
+                       unknown_neighbours=unknown_neighbours,
+                       **({} if unknown_budget is None else {"unknown_max_drop": unknown_budget / 100}))
     try:
         report = run_export(cfg, progress=lambda m: click.echo(f"... {m}", err=True))
     except AccuracyDropError as exc:

@@ -400,6 +400,8 @@ class _Ctx:
 
 
 def render_table(report: dict) -> str:
+    from edgeflower.export.ood import ordinal
+
     lines = [
         f"# Export report: {report['source']}",
         "",
@@ -420,8 +422,6 @@ def render_table(report: dict) -> str:
         u = a.get("unknown") or {}
         if "test" not in u:
             continue
-        from edgeflower.export.ood import ordinal
-
         rule = (f"similarity to the {ordinal(u.get('neighbours', 1))} training photo >= {u['similarity_threshold']:.4f}"
                 if "similarity_threshold" in u else f"confidence >= {u.get('confidence_threshold', 0):.4f}")
         lines.append(f"- unknown, {Path(a['path']).name}: {rule} (calibrated on val); test flowers answered unknown "
