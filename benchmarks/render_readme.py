@@ -171,8 +171,9 @@ def steps() -> str:
         gain = f"{(f - base) * 100:+.2f}" if base is not None else "-"
         la = by_run.get(name)
         lat_cell = f"{la['p50_ms']:.2f} ms ({la['ratio_to_reference']:.2f}x)" if la else "-"
-        rows.append(f"| {what} | {f'{v * 100:.2f}%' if v is not None else '-'} | {f * 100:.2f}% | {f'{i8 * 100:.2f}%' if i8 is not None else 'not exported'} | {gain} "
-                    f"| {lat_cell} |")
+        val_cell = f"{v * 100:.2f}%" if v is not None else "-"
+        i8_cell = f"{i8 * 100:.2f}%" if i8 is not None else "not exported"
+        rows.append(f"| {what} | {val_cell} | {f * 100:.2f}% | {i8_cell} | {gain} | {lat_cell} |")
         if not alternative:
             prev = f
     note = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -65,16 +66,16 @@ def test_edge_import_pulls_in_only_numpy_and_pillow():
     """The device runtime stays light to import: no third-party package but numpy and Pillow at import time (the
     inference backend loads when a model is opened). Checked by what is imported, not by a wall-clock limit, which
     a busy machine would break."""
-    code = ("import sys, sysconfig\n"
+    code = ("import json, sys, sysconfig\n"
             "before = set(sys.modules)\n"
             "import edgeflower.edge\n"
             "site = sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']\n"
             "third = {n.split('.')[0] for n in set(sys.modules) - before\n"
             "         if (getattr(sys.modules[n], '__file__', None) or '').startswith(site)}\n"
-            "print(sorted(third))")
+            "print(json.dumps(sorted(third)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    third = set(eval(out.stdout.strip().splitlines()[-1]))
+    third = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert "numpy" in third  # the check sees site-packages at all
     assert third <= {"numpy", "PIL", "edgeflower"}, third
 

@@ -14,9 +14,9 @@ from edgeflower.metrics import calibrate_scores
 from conftest import make_image, run_cli
 
 
-def _keras_similarity(tiny_run, synth_data, synth_split, images, k=2):
-    """Reference: the k-th largest cosine similarity of the Keras model's pooled features to the training images'
-    ones, in numpy (k = 2, the export default)."""
+def _keras_similarities(tiny_run, synth_data, synth_split, images):
+    """Reference, in numpy: the cosine similarities (N, M) of the Keras model's pooled features to the training
+    images' ones, and M."""
     from edgeflower.data.arrays import load_split
     from edgeflower.data.split import load_manifest
     from edgeflower.export import ood
@@ -26,8 +26,11 @@ def _keras_similarity(tiny_run, synth_data, synth_split, images, k=2):
     train = load_split(synth_data, load_manifest(synth_split), "train", 32)
     bank = ood.compute_bank(model, train.x)
     f = ood.normalize(ood.features_model(model).predict_on_batch(images.astype(np.float32)))
-    sims = f @ bank.T
-    return np.sort(sims, 1)[:, -k], len(train)
+    return f @ bank.T, len(train)
+
+
+def _kth(sims, k):
+    return np.sort(sims, 1)[:, -k]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,8 @@ def test_images(synth_data, synth_split):
 
 
 def test_artifacts_carry_the_similarity_output(tiny_export, tiny_run, synth_data, synth_split, test_images):
-    ref, n_train = _keras_similarity(tiny_run, synth_data, synth_split, test_images.x)
+    sims_ref, n_train = _keras_similarities(tiny_run, synth_data, synth_split, test_images.x)
+    ref = _kth(sims_ref, 2)  # the export default
     for name, tol in (("model_float.tflite", 1e-4), ("model.onnx", 1e-4),
                       ("model_int8.tflite", 0.05), ("model_int8.onnx", 0.05)):
         clf = Classifier(tiny_export / name)
@@ -60,14 +64,14 @@ def test_artifacts_carry_the_similarity_output(tiny_export, tiny_run, synth_data
 
 def test_neighbours_option_picks_the_kth_similarity(tiny_run, synth_data, synth_split, test_images, tmp_path):
     """--unknown-neighbours 1 is the nearest photo (max) and 3 the third; both differ from the default's second."""
+    sims_ref, _ = _keras_similarities(tiny_run, synth_data, synth_split, test_images.x)
     for k in (1, 3):
         out = run_cli("export", tiny_run, "--no-onnx", "--data", synth_data, "--split", synth_split,
                       "--max-drop", 100, "--unknown-neighbours", k, "--out", tmp_path / f"k{k}")
         assert out.returncode == 0, out.stderr
         clf = Classifier(tmp_path / f"k{k}" / "model_float.tflite")
         assert clf.metadata["unknown"]["neighbours"] == k
-        ref, _ = _keras_similarity(tiny_run, synth_data, synth_split, test_images.x, k=k)
-        np.testing.assert_allclose(clf.score_batch(test_images.x)[1], ref, atol=1e-4)
+        np.testing.assert_allclose(clf.score_batch(test_images.x)[1], _kth(sims_ref, k), atol=1e-4)
 
 
 def test_neighbours_beyond_the_bank_is_refused(tiny_run, synth_data, synth_split, tmp_path):

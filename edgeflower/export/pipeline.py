@@ -28,7 +28,7 @@ from edgeflower.edge.classifier import Classifier
 from edgeflower.edge.metadata import sidecar_path
 from edgeflower.edge.preprocess import PREPROCESSING
 from edgeflower.errors import AccuracyDropError, ExportError
-from edgeflower.export import convert
+from edgeflower.export import convert, ood
 from edgeflower.export.formats import FORMATS, Format, FormatSpec
 from edgeflower.metrics import calibrate_scores, calibrate_threshold, per_class_accuracy
 
@@ -56,7 +56,7 @@ class ExportConfig:
     unknown_max_drop: float = 0.005
     require_float_agreement: bool = True
     unknown: str = "similarity"  # "similarity": add the feature-similarity output (edgeflower.export.ood); "confidence"
-    unknown_neighbours: int = 2  # the similarity is to the k-th nearest training photo (ood.DEFAULT_NEIGHBOURS)
+    unknown_neighbours: int = ood.DEFAULT_NEIGHBOURS  # the similarity is to the k-th nearest training photo
 
 
 @dataclass
@@ -134,8 +134,6 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     val = load_split(root, manifest, "val", size, limit_per_class=cfg.limit_per_class)
     if cfg.unknown not in ("similarity", "confidence"):
         raise ExportError(f"unknown rule {cfg.unknown!r}: expected 'similarity' or 'confidence'")
-    from edgeflower.export import ood
-
     unknown = cfg.unknown
     feature_layer = ood.feature_layer(model)
     if unknown == "similarity" and feature_layer is None:
@@ -400,8 +398,6 @@ class _Ctx:
 
 
 def render_table(report: dict) -> str:
-    from edgeflower.export.ood import ordinal
-
     lines = [
         f"# Export report: {report['source']}",
         "",
@@ -422,7 +418,8 @@ def render_table(report: dict) -> str:
         u = a.get("unknown") or {}
         if "test" not in u:
             continue
-        rule = (f"similarity to the {ordinal(u.get('neighbours', 1))} training photo >= {u['similarity_threshold']:.4f}"
+        rule = (f"similarity to the {ood.ordinal(u.get('neighbours', 1))} training photo "
+                f">= {u['similarity_threshold']:.4f}"
                 if "similarity_threshold" in u else f"confidence >= {u.get('confidence_threshold', 0):.4f}")
         lines.append(f"- unknown, {Path(a['path']).name}: {rule} (calibrated on val); test flowers answered unknown "
                      f"{u['test']['answered_unknown'] * 100:.1f}%, test accuracy counting them wrong "
