@@ -5,7 +5,8 @@
 #
 # Builds a minimal bookworm arm64 root, installs edgeflower[edge] + onnxruntime from the registry's aarch64 wheels
 # at the host's versions, runs `edgeflower classify --images` (and a functional `edgeflower bench`) inside it on
-# a few real photos, and compares with the same commands on the host: LiteRT identical, onnxruntime within 1e-5.
+# a few real photos, and compares with the same commands on the host: the same labels, quantized outputs within one
+# quantization step of each output tensor, float outputs within 1e-5 (scripts/pi_compare.py says why; docs/pi.md).
 # Timings under emulation mean nothing: this checks correctness only.
 #
 # Environment: PI_CPU=cortex-a72 (Pi 4, default) or cortex-a76 (Pi 5); PI_WORK=dir (default .cache/pi-check);
@@ -136,6 +137,8 @@ run_pi /opt/ef/venv/bin/python -c "import sys, edgeflower.edge, ai_edge_litert, 
 say "exporting a small model on the host"
 FIX="$WORK/fixture"
 "$PYTHON" "$HERE/scripts/pi_fixture.py" "$FIX" >"$WORK/fixture.log" 2>&1 || { tail -20 "$WORK/fixture.log"; die "exporting the fixture model failed"; }
+say "$(tail -1 "$WORK/fixture.log")"
+say "fixture hashes in $FIX/fingerprint.json (a rerun on this machine builds the same bytes)"
 rm -rf "$ROOTFS/opt/ef/work" && mkdir -p "$ROOTFS/opt/ef/work"
 cp -r "$FIX/export" "$FIX/images" "$ROOTFS/opt/ef/work/"
 mkdir -p "$WORK/host" "$ROOTFS/opt/ef/work/out"
@@ -171,5 +174,6 @@ print("bench on arm64: ok (" + ", ".join(x["name"] for x in r["results"]) + ")")
 PY
 
 # 6. compare
-"$PYTHON" "$HERE/scripts/pi_compare.py" "$WORK/host" "$ROOTFS/opt/ef/work/out" || die "predictions differ (QEMU_CPU=$PI_CPU)"
+"$PYTHON" "$HERE/scripts/pi_compare.py" "$WORK/host" "$ROOTFS/opt/ef/work/out" --models "$FIX/export" \
+  || die "predictions differ beyond what is promised (QEMU_CPU=$PI_CPU; fixture $FIX/fingerprint.json)"
 say "passed: Raspberry Pi OS arm64 (emulated $PI_CPU) gives the host's answers; no camera and no Pi timing were tested"

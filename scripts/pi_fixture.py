@@ -6,11 +6,18 @@ Trains the study's CNN at 32x32 on synthetic colour images (blue / green / red, 
 no weights or dataset needed), exports float and int8 TFLite and ONNX without the accuracy gate (the point is
 equality across machines, not accuracy), and copies a handful of real test photos (synthetic ones when the
 dataset is not available). Real photos get varied colour "classes", so wrong int8 kernels cannot hide.
+
+The fixture is reproducible: seeded data and weights, and TensorFlow's op determinism on. OUT_DIR/fingerprint.json
+holds the sha256 of the trained weights, of every TFLite file, of what each ONNX graph computes (tf2onnx's internal
+names vary from process to process, see onnx_graph_digest) and of the photos, so two builds can be compared and a
+failure rerun on the same model.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import sys
@@ -35,7 +42,61 @@ def synthetic(root: Path, per_class: int = 30) -> None:
             Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(root / c / f"{c}_{i:03d}.jpg", quality=95)
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def onnx_graph_digest(model) -> str:
+    """A hash of what an ONNX graph computes, blind to the names of its internal values and to node order.
+
+    tf2onnx names folded constants from a counter run over sets of graph objects, so two builds of the same model
+    differ in those names (and in the order of initializers) from process to process. The metadata is left out too:
+    it names the source run's folder. Each value is hashed by its producer (op, attributes, the hashes of its inputs)
+    or by its bytes (initializers); the digest covers the graph's named inputs and outputs.
+    """
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    producer = {o: (n, k) for n in g.node for k, o in enumerate(n.output)}
+    memo: dict[str, str] = {}
+
+    def h(name: str) -> str:
+        if name not in memo:
+            if name in inits:
+                a = inits[name]
+                memo[name] = _sha256(f"{a.dtype}{a.shape}".encode() + a.tobytes())
+            elif name in producer:
+                n, k = producer[name]
+                attrs = b"".join(a.SerializeToString(deterministic=True) for a in sorted(n.attribute, key=lambda a: a.name))
+                memo[name] = _sha256(f"{n.domain}:{n.op_type}:{k}:".encode() + attrs
+                                     + ",".join(h(i) if i else "-" for i in n.input).encode())
+            else:  # a graph input
+                memo[name] = _sha256(f"input:{name}".encode())
+        return memo[name]
+
+    return _sha256(json.dumps({o.name: h(o.name) for o in g.output}, sort_keys=True).encode())
+
+
+def fingerprint(out: Path) -> dict:
+    """sha256 of what decides the comparison: the trained weights, the artifacts and the photos."""
+    import zipfile
+
+    import onnx
+
+    files = {"run/model.weights.h5": _sha256(zipfile.ZipFile(out / "run" / "model.keras").read("model.weights.h5"))}
+    for p in sorted((out / "export").iterdir()):
+        if p.suffix == ".tflite":
+            files[f"export/{p.name}"] = _sha256(p.read_bytes())
+        elif p.suffix == ".onnx":
+            files[f"export/{p.name} (graph)"] = onnx_graph_digest(onnx.load(str(p)))
+    for p in sorted((out / "images").iterdir()):
+        files[f"images/{p.name}"] = _sha256(p.read_bytes())
+    return {"fingerprint": _sha256(json.dumps(files, sort_keys=True).encode()), "files": files}
+
+
 def main() -> None:
+    os.environ["TF_DETERMINISTIC_OPS"] = "1"
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--data", default=None)
@@ -49,6 +110,10 @@ def main() -> None:
     from edgeflower.export.pipeline import ExportConfig, export
     from edgeflower.train.loop import TrainConfig, train
 
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
@@ -58,7 +123,7 @@ def main() -> None:
     split = write_manifest(make_split(synth, test_supports={c: 6 for c in COLOURS}, show_progress=False),
                            out / "split.json")
     r = train(TrainConfig(model="cnn", data=str(synth), split=str(split), out=str(out / "run"), epochs=8,
-                          input_size=32, batch_size=8, learning_rate=3e-3, patience=8, verbose=0))
+                          input_size=32, batch_size=8, learning_rate=3e-3, patience=8, verbose=0, seed=42))
     export(ExportConfig(target=str(r.run_dir), out=str(out / "export"), int8=True, onnx=True, calibration=30,
                         data=str(synth), split=str(split), max_drop=100.0, require_float_agreement=False))
     try:
@@ -77,7 +142,10 @@ def main() -> None:
     labels = {clf.classify(p).index for p in (out / "images").iterdir()}
     if len(labels) < 2:
         sys.exit(f"the fixture model predicts one class for every photo ({labels}); it cannot reveal wrong kernels")
-    print(out, f"({len(labels)} distinct classes on {len(list((out / 'images').iterdir()))} photos)")
+    fp = fingerprint(out)
+    (out / "fingerprint.json").write_text(json.dumps(fp, indent=1, sort_keys=True) + "\n")
+    print(out, f"({len(labels)} distinct classes on {len(list((out / 'images').iterdir()))} photos; "
+               f"fixture fingerprint {fp['fingerprint'][:16]})")
 
 
 if __name__ == "__main__":
