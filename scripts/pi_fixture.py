@@ -68,7 +68,8 @@ def onnx_graph_digest(model) -> str:
                 memo[name] = _sha256(f"{a.dtype}{a.shape}".encode() + a.tobytes())
             elif name in producer:
                 n, k = producer[name]
-                attrs = b"".join(a.SerializeToString(deterministic=True) for a in sorted(n.attribute, key=lambda a: a.name))
+                attrs = b"".join(a.SerializeToString(deterministic=True)
+                                 for a in sorted(n.attribute, key=lambda a: a.name))
                 memo[name] = _sha256(f"{n.domain}:{n.op_type}:{k}:".encode() + attrs
                                      + ",".join(h(i) if i else "-" for i in n.input).encode())
             else:  # a graph input

@@ -224,11 +224,11 @@ def train(cfg: TrainConfig) -> RunResult:
     tf = require("tensorflow", "training")
     import keras
 
-    partial = prepare_run_dir(out, cfg.force)
     keras.utils.set_random_seed(cfg.seed)
     n_classes = len(manifest.classes)
     weights = None if (cfg.weights in (None, "none", "None")) else cfg.weights
     built = spec.build(n_classes, input_size=size, **({} if not spec.transfer else {"weights": weights}))
+    partial = prepare_run_dir(out, cfg.force)  # after the build: bad weights leave no half-written run
     model = built.model
     tr, va, te = arrays["train"], arrays["val"], arrays["test"]
     aug = augmenter(keras, cfg.seed) if augment else None

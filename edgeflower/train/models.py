@@ -94,16 +94,34 @@ def _scale_caffe(keras, x):
     return y
 
 
-def _transfer(app: str, scale: Callable, head: Callable, name: str) -> Callable[..., Built]:
+def _applications(app: str) -> Callable[..., Any]:
+    """A keras.applications backbone without its top, with Keras's own ImageNet weight download and cache."""
+    def make(keras, input_size: int, weights: str | None):
+        ctor = getattr(keras.applications, app)
+        try:
+            return ctor(include_top=False, weights=weights, input_shape=(input_size, input_size, 3))
+        except Exception as exc:  # network failures, bad cache files
+            raise ModelError(_weights_hint(app, weights, exc)) from exc
+
+    return make
+
+
+def _lite(variant: str) -> Callable[..., Any]:
+    """An EfficientNet-Lite backbone; ImageNet weights from the installed package (edgeflower[lite]) or a .pth."""
+    def make(keras, input_size: int, weights: str | None):
+        from edgeflower.train import efficientnet_lite
+
+        return efficientnet_lite.backbone(variant, input_size, weights)
+
+    return make
+
+
+def _transfer(make_base: Callable[..., Any], scale: Callable, head: Callable, name: str) -> Callable[..., Built]:
     def build(num_classes: int, input_size: int = 224, weights: str | None = "imagenet") -> Built:
         keras = _keras()
         from keras import layers
 
-        ctor = getattr(keras.applications, app)
-        try:
-            base = ctor(include_top=False, weights=weights, input_shape=(input_size, input_size, 3))
-        except Exception as exc:  # network failures, bad cache files
-            raise ModelError(_weights_hint(app, weights, exc)) from exc
+        base = make_base(keras, input_size, weights)
         base.trainable = False
         inp = keras.Input((input_size, input_size, 3), name="image")
         x = scale(keras, inp)
@@ -133,6 +151,18 @@ def _weights_hint(app: str, weights: Any, exc: Exception) -> str:
             "whose models/ holds it), or use --weights none")
 
 
+def _scale_lite(keras, x):
+    """EfficientNet-Lite's pixel scaling, (x - 127) / 128."""
+    from edgeflower.train.efficientnet_lite import scale_layer
+
+    return scale_layer(keras)(x)
+
+
+def _head_lite(layers, n):
+    return [layers.Dense(1024, activation="relu", name="fc"), layers.Dropout(0.3, name="drop"),
+            layers.Dense(n, activation="softmax", name="probs")]
+
+
 def _head_mobilenet(layers, n):
     return [layers.Dense(1024, activation="relu", name="fc"), layers.Dense(n, activation="softmax", name="probs")]
 
@@ -153,19 +183,27 @@ def _head_study(l2: float | None = None):
     return head
 
 
+def _spec(name: str, make_base: Callable[..., Any], scale: Callable, head: Callable, **kw) -> ModelSpec:
+    return ModelSpec(name, _transfer(make_base, scale, head, name), **kw)
+
+
 MODELS: dict[str, ModelSpec] = {
     "cnn": ModelSpec("cnn", build_cnn, epochs=30, transfer=False,
                      description="the study's hand-crafted 4-block CNN (407,109 parameters)"),
-    "mobilenet_v2": ModelSpec("mobilenet_v2", _transfer("MobileNetV2", _scale_tf, _head_mobilenet, "mobilenet_v2"),
-                              description="frozen ImageNet MobileNetV2 + GAP + Dense 1024 + softmax"),
-    "resnet50": ModelSpec("resnet50", _transfer("ResNet50", _scale_caffe, _head_study(), "resnet50"),
-                          description="frozen ImageNet ResNet50 + GAP + 100/50 Dense head with dropout"),
-    "resnet50_da": ModelSpec("resnet50_da", _transfer("ResNet50", _scale_caffe, _head_study(0.01), "resnet50_da"),
-                             augment=True, description="resnet50 with L2 0.01 on the head and augmentation"),
-    "inception_v3": ModelSpec("inception_v3", _transfer("InceptionV3", _scale_tf, _head_study(), "inception_v3"),
-                              input_size=299, description="frozen ImageNet InceptionV3 + the study's head"),
-    "vgg16": ModelSpec("vgg16", _transfer("VGG16", _scale_caffe, _head_study(), "vgg16"),
-                       description="frozen ImageNet VGG16 + the study's head"),
+    "mobilenet_v2": _spec("mobilenet_v2", _applications("MobileNetV2"), _scale_tf, _head_mobilenet,
+                          description="frozen ImageNet MobileNetV2 + GAP + Dense 1024 + softmax"),
+    "resnet50": _spec("resnet50", _applications("ResNet50"), _scale_caffe, _head_study(),
+                      description="frozen ImageNet ResNet50 + GAP + 100/50 Dense head with dropout"),
+    "resnet50_da": _spec("resnet50_da", _applications("ResNet50"), _scale_caffe, _head_study(0.01), augment=True,
+                         description="resnet50 with L2 0.01 on the head and augmentation"),
+    "inception_v3": _spec("inception_v3", _applications("InceptionV3"), _scale_tf, _head_study(), input_size=299,
+                          description="frozen ImageNet InceptionV3 + the study's head"),
+    "vgg16": _spec("vgg16", _applications("VGG16"), _scale_caffe, _head_study(),
+                   description="frozen ImageNet VGG16 + the study's head"),
+    **{v: _spec(v, _lite(v), _scale_lite, _head_lite, input_size=size,
+                description=f"frozen ImageNet EfficientNet-Lite{v[-1]} (weights from the edgeflower[lite] packages) "
+                            "+ GAP + Dense 1024 + dropout 0.3 + softmax")
+       for v, size in (("efficientnet_lite0", 224), ("efficientnet_lite1", 240), ("efficientnet_lite2", 260))},
 }
 
 
