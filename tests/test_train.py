@@ -120,3 +120,35 @@ def test_real_data_slice_trains(tmp_path):
     assert out.returncode == 0, out.stderr
     cfg = json.loads((tmp_path / "real" / "config.json").read_text())
     assert cfg["counts"]["train"] == 20 and cfg["counts"]["test"] == 10
+
+
+def test_interrupted_fine_tuning_resumes_from_the_last_epoch(synth_data, synth_split, tmp_path, monkeypatch):
+    """A run stopped after fine-tuning epoch 1 of 3 continues at epoch 2 when the same command runs again."""
+    import keras
+
+    from edgeflower.train import loop
+
+    cfg = TrainConfig(model="mobilenet_v2", weights="none", input_size=32, data=str(synth_data),
+                      split=str(synth_split), out=str(tmp_path / "ft"), epochs=2, fine_tune=10, fine_tune_epochs=3,
+                      fine_tune_lr=1e-3, patience=10, verbose=0)
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if self.params.get("epochs") == 3 and epoch == 0:  # the fine-tuning phase, after its first epoch
+                raise KeyboardInterrupt
+
+    real = loop._callbacks
+    monkeypatch.setattr(loop, "_callbacks", lambda *a, **k: real(*a, **k) + [Stop()])
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    backup = loop.resume_dir(tmp_path / "ft")
+    assert (backup / "training_metadata.json").is_file() and not (tmp_path / "ft").exists()
+    monkeypatch.setattr(loop, "_callbacks", real)
+    r = train(cfg)
+    assert len(r.history["fine_tune"]["loss"]) == 2  # epochs 2 and 3 only
+    assert not backup.exists()
+    # another configuration does not pick up a stale backup
+    backup.mkdir()
+    (backup / "training_metadata.json").write_text('{"epoch": 2}')
+    r = train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "ft"), "force": True, "fine_tune_epochs": 2}))
+    assert len(r.history["fine_tune"]["loss"]) == 2

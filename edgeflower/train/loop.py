@@ -161,7 +161,25 @@ def _dataset(tf, x: np.ndarray, y: np.ndarray, n_classes: int, batch: int, shuff
     return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _callbacks(keras, patience: int):
+def resume_dir(out: Path) -> Path:
+    """Where an end-to-end phase (fine-tuning, the CNN) keeps its per-epoch backup: beside the run, so that a
+    rerun of the same command after a crash, a Ctrl-C or the end of a session continues from the last finished
+    epoch (Keras's BackupAndRestore: weights, optimizer state and the epoch; removed when the phase ends)."""
+    return out.with_name(out.name + ".resume")
+
+
+def _match_backup(backup: Path, cfg: TrainConfig) -> None:
+    """Keep an epoch backup only for the command that wrote it: another configuration starts afresh."""
+    stamp = backup / "edgeflower_config.json"
+    want = json.dumps(asdict(cfg), sort_keys=True, default=str)
+    if backup.exists() and (not stamp.is_file() or stamp.read_text() != want):
+        log.warning("ignoring the epoch backup in %s: it was written by another configuration", backup)
+        shutil.rmtree(backup)
+    backup.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(want)
+
+
+def _callbacks(keras, patience: int, backup: Path | None = None):
     class LogLearningRate(keras.callbacks.Callback):
         """Record the learning rate in effect at the end of each epoch (a schedule's current value)."""
 
@@ -169,8 +187,14 @@ def _callbacks(keras, patience: int):
             if logs is not None:
                 logs["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
 
-    return [LogLearningRate(),
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)]
+    cbs = [LogLearningRate(),
+           keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)]
+    if backup is not None:
+        if (backup / "training_metadata.json").exists():
+            log.warning("resuming from the backup in %s (an earlier run of this command stopped before the end)",
+                        backup)
+        cbs.append(keras.callbacks.BackupAndRestore(str(backup)))
+    return cbs
 
 
 def _verbose(cfg: TrainConfig) -> int:
@@ -229,6 +253,7 @@ def train(cfg: TrainConfig) -> RunResult:
     weights = None if (cfg.weights in (None, "none", "None")) else cfg.weights
     built = spec.build(n_classes, input_size=size, **({} if not spec.transfer else {"weights": weights}))
     partial = prepare_run_dir(out, cfg.force)  # after the build: bad weights leave no half-written run
+    _match_backup(resume_dir(out), cfg)
     model = built.model
     tr, va, te = arrays["train"], arrays["val"], arrays["test"]
     aug = augmenter(keras, cfg.seed) if augment else None
@@ -254,13 +279,15 @@ def train(cfg: TrainConfig) -> RunResult:
         timings["head_fit_s"] = time.perf_counter() - t
         history["head"] = {k: [float(v) for v in vs] for k, vs in h.history.items()}
         if cfg.fine_tune > 0:
-            history["fine_tune"] = _fine_tune(tf, keras, built, cfg, tr, va, n_classes, aug, loss, timings)
+            history["fine_tune"] = _fine_tune(tf, keras, built, cfg, tr, va, n_classes, aug, loss, timings,
+                                              resume_dir(out))
     else:
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
         t = time.perf_counter()
         h = model.fit(_dataset(tf, tr.x, tr.y, n_classes, cfg.batch_size, True, cfg.seed, aug, cfg.mixup),
                       validation_data=_dataset(tf, va.x, va.y, n_classes, cfg.batch_size, False, cfg.seed),
-                      epochs=epochs, callbacks=_callbacks(keras, cfg.patience), verbose=_verbose(cfg))
+                      epochs=epochs, callbacks=_callbacks(keras, cfg.patience, resume_dir(out)),
+                      verbose=_verbose(cfg))
         timings["fit_s"] = time.perf_counter() - t
         history["fit"] = {k: [float(v) for v in vs] for k, vs in h.history.items()}
     train_seconds = time.perf_counter() - t0
@@ -284,11 +311,12 @@ def train(cfg: TrainConfig) -> RunResult:
     if out.exists():
         shutil.rmtree(out)
     os.replace(partial, out)
+    shutil.rmtree(resume_dir(out), ignore_errors=True)
     log.info("run written to %s", out)
     return RunResult(out, metrics, config, history)
 
 
-def _fine_tune(tf, keras, built, cfg: TrainConfig, tr, va, n_classes, aug, loss, timings) -> dict:
+def _fine_tune(tf, keras, built, cfg: TrainConfig, tr, va, n_classes, aug, loss, timings, backup: Path) -> dict:
     """Unfreeze the top N backbone layers (BatchNorm layers stay frozen and in inference mode)."""
     base = built.backbone
     base.trainable = True
@@ -305,7 +333,8 @@ def _fine_tune(tf, keras, built, cfg: TrainConfig, tr, va, n_classes, aug, loss,
     t = time.perf_counter()
     h = model.fit(_dataset(tf, tr.x, tr.y, n_classes, cfg.batch_size, True, cfg.seed + 7, aug, cfg.mixup),
                   validation_data=_dataset(tf, va.x, va.y, n_classes, cfg.batch_size, False, cfg.seed),
-                  epochs=cfg.fine_tune_epochs, callbacks=_callbacks(keras, cfg.patience), verbose=_verbose(cfg))
+                  epochs=cfg.fine_tune_epochs, callbacks=_callbacks(keras, cfg.patience, backup),
+                  verbose=_verbose(cfg))
     timings["fine_tune_s"] = time.perf_counter() - t
     return {k: [float(v) for v in vs] for k, vs in h.history.items()}
 
