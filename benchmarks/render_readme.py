@@ -275,18 +275,47 @@ def beyond() -> str:
     return "\n\n".join(parts) if parts else "(run `python benchmarks/unknown.py` and `python benchmarks/clean.py`)"
 
 
+def backbones() -> str:
+    d = _load("backbones.json")
+    if not d:
+        return "(run `python benchmarks/backbones.py`)"
+    rows = ["| backbone | training | input | seed | val acc | Keras test | float TFLite | int8 TFLite | int8 ONNX | "
+            "int8 p50 1 / 2 threads (ms) | vs reference (1 thr) | int8 size | train time |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    pct = (lambda v: f"{v * 100:.2f}%" if v is not None else "-")
+    for r in d["rows"]:
+        how = f"fine-tuned ({r['fine_tune_layers']} layers)" if r["fine_tuned"] else "head only"
+        lat = r["int8_p50_ms"]
+        rows.append(f"| {r['model']} | {how} | {r['input_size']} | {r['seed']} | {pct(r['val_accuracy'])} | "
+                    f"{pct(r['keras_test_accuracy'])} | {pct(r['float_tflite_accuracy'])} | "
+                    f"**{pct(r['int8_tflite_accuracy'])}** | {pct(r['int8_onnx_accuracy'])} | "
+                    f"{lat['1']:.2f} / {lat['2']:.2f} | {r['int8_p50_ratio_to_reference']['1']:.2f}x | "
+                    f"{r['int8_tflite_bytes'] / 2**20:.1f} MB | {r['train_seconds'] / 60:.0f} min |")
+    cmds = "\n".join(f"- `{Path(r['run']).name}`: `{r['command']}`" for r in d["rows"])
+    return (f"Backbones compared (`{d['command']}`; reference `{d['reference']}`, the head-only MobileNetV2 of "
+            "`make main`). Test accuracies are on the frozen 360-image test set; runs of one backbone at one input "
+            "size share a latency measurement (same graph). Train times were measured with other jobs on the two "
+            "cores.\n\n" + "\n".join(rows) + "\n\nCommands:\n\n" + cmds + "\n\n" + _env_line(d))
+
+
 SECTIONS = {"study": study, "export": export, "latency": latency, "beyond": beyond}
+DOCS = {"docs/results.md": {"backbones": backbones}}
+
+
+def render(path: Path, sections: dict) -> None:
+    text = path.read_text()
+    for key, fn in sections.items():
+        pat = re.compile(rf"(<!-- results:{key} -->\n).*?(\n<!-- /results:{key} -->)", re.S)
+        if not pat.search(text):
+            sys.exit(f"{path.name} has no results:{key} markers")
+        text = pat.sub(lambda m: m.group(1) + fn() + m.group(2), text)
+    path.write_text(text)
 
 
 def main() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    for key, fn in SECTIONS.items():
-        pat = re.compile(rf"(<!-- results:{key} -->\n).*?(\n<!-- /results:{key} -->)", re.S)
-        if not pat.search(text):
-            sys.exit(f"README has no results:{key} markers")
-        text = pat.sub(lambda m: m.group(1) + fn() + m.group(2), text)
-    readme.write_text(text)
+    render(ROOT / "README.md", SECTIONS)
+    for rel, sections in DOCS.items():
+        render(ROOT / rel, sections)
 
 
 if __name__ == "__main__":

@@ -176,7 +176,9 @@ def _model_names() -> list[str]:
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--limit-per-class", type=click.IntRange(min=1), default=None, help="Quick runs: N images per class.")
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--weights", default="imagenet", show_default=True, help="Backbone weights: imagenet, none, or a file.")
+@click.option("--weights", default="imagenet", show_default=True,
+              help="Backbone weights: imagenet, none, or a file (Keras .h5; a legacy PyTorch .pth for "
+                   "efficientnet_lite*).")
 @click.option("--input-size", type=click.IntRange(min=32), default=None, help="Square input size (default per model).")
 @click.option("--split", "split_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Split manifest (default: the frozen flower_photos split).")

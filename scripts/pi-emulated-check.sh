@@ -144,7 +144,7 @@ cp -r "$FIX/export" "$FIX/images" "$ROOTFS/opt/ef/work/"
 mkdir -p "$WORK/host" "$ROOTFS/opt/ef/work/out"
 rm -f "$WORK/host"/*.jsonl
 
-ARTS="model_float.tflite model_int8.tflite model.onnx model_int8.onnx"
+ARTS=$(cd "$FIX/export" && ls ./*.tflite ./*.onnx | sed 's|^\./||')  # the CNN's four and lite0_*'s four
 for a in $ARTS; do
   say "classify --images with $a (host, then emulated $PI_CPU)"
   (cd "$FIX" && "$PYTHON" -m edgeflower classify "export/$a" --images images --threshold 0 --min-similarity -1 --threads 1 --quiet \

@@ -3,7 +3,8 @@
     python scripts/pi_fixture.py OUT_DIR [--data DIR]
 
 Trains the study's CNN at 32x32 on synthetic colour images (blue / green / red, as in the export tests: fast, and
-no weights or dataset needed), exports float and int8 TFLite and ONNX without the accuracy gate (the point is
+no weights or dataset needed) and an EfficientNet-Lite0 head at 64 px on the same images (its ImageNet weights come
+from edgeflower[lite]), exports float and int8 TFLite and ONNX of both without the accuracy gate (the point is
 equality across machines, not accuracy), and copies a handful of real test photos (synthetic ones when the
 dataset is not available). Real photos get varied colour "classes", so wrong int8 kernels cannot hide.
 
@@ -85,7 +86,8 @@ def fingerprint(out: Path) -> dict:
 
     import onnx
 
-    files = {"run/model.weights.h5": _sha256(zipfile.ZipFile(out / "run" / "model.keras").read("model.weights.h5"))}
+    files = {f"{run.name}/model.weights.h5": _sha256(zipfile.ZipFile(run / "model.keras").read("model.weights.h5"))
+             for run in sorted(out.glob("run*"))}
     for p in sorted((out / "export").iterdir()):
         if p.suffix == ".tflite":
             files[f"export/{p.name}"] = _sha256(p.read_bytes())
@@ -102,6 +104,7 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--data", default=None)
     ap.add_argument("--images", type=int, default=12)
+    ap.add_argument("--no-lite", action="store_true", help="leave out the EfficientNet-Lite0 artifacts")
     args = ap.parse_args()
     os.environ.setdefault("EDGEFLOWER_NO_PROGRESS", "1")
     from edgeflower.data.source import resolve_data_dir
@@ -127,6 +130,18 @@ def main() -> None:
                           input_size=32, batch_size=8, learning_rate=3e-3, patience=8, verbose=0, seed=42))
     export(ExportConfig(target=str(r.run_dir), out=str(out / "export"), int8=True, onnx=True, calibration=30,
                         data=str(synth), split=str(split), max_drop=100.0, require_float_agreement=False))
+    if not args.no_lite:
+        # EfficientNet-Lite0 at 64 px (head on its ImageNet features): the backbone's depthwise and ReLU6 kernels
+        # on arm64 too. Its four artifacts join the others as lite0_<name>.
+        r = train(TrainConfig(model="efficientnet_lite0", data=str(synth), split=str(split), out=str(out / "run_lite0"),
+                              epochs=6, input_size=64, batch_size=16, learning_rate=3e-3, verbose=0, seed=42))
+        tmp = out / "export_lite0"
+        export(ExportConfig(target=str(r.run_dir), out=str(tmp), int8=True, onnx=True, calibration=30,
+                            data=str(synth), split=str(split), max_drop=100.0, require_float_agreement=False))
+        for p in sorted(tmp.iterdir()):
+            if p.name.startswith("model"):  # the artifacts and their sidecars (model_int8.tflite.json, ...)
+                p.rename(out / "export" / f"lite0_{p.name}")
+        shutil.rmtree(tmp)
     try:
         root = resolve_data_dir(args.data, download=False)
         items = split_items(load_manifest(), "test")
