@@ -5,7 +5,7 @@ PY      ?= python3
 VENV    ?= .venv
 BIN      = $(VENV)/bin
 RUN     ?= runs/main
-MODEL   ?= mobilenet_v2
+MODEL   ?= efficientnet_lite0
 # Offline on the development machines: use ../shared when it is there (a user's machine downloads instead).
 SHARED   = $(abspath ../shared)
 export EDGEFLOWER_DATA ?= $(if $(wildcard $(SHARED)/data/flower_photos),$(SHARED)/data/flower_photos,)

@@ -154,7 +154,9 @@ def _model_names() -> list[str]:
 
 
 @main.command()
-@click.option("--model", type=click.Choice(_model_names()), default="mobilenet_v2", show_default=True)
+@click.option("--model", type=click.Choice(_model_names()), default="efficientnet_lite0", show_default=True,
+              help="Network to train. The default is the backbone best on the validation split among those that "
+                   "train in make main's budget (docs/results.md).")
 @_data_opt
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run directory (default runs/MODEL-TIME).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "mobilenet_v2"
+    model: str = "efficientnet_lite0"
     data: str | None = None
     out: str | None = None
     epochs: int | None = None  # None: the study's (30 for the CNN, 20 for transfer models)
