@@ -186,11 +186,14 @@ def _model_names() -> list[str]:
               help="Split manifest (default: the frozen flower_photos split).")
 @click.option("--exclude", type=click.Path(dir_okay=False, exists=True), default=None,
               help="File of relative paths to leave out of training (from `edgeflower data clean`).")
+@click.option("--background", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Folder of photos of the camera's scene without flowers (a few dozen, or video frames): trained "
+                   "as one more class that the device answers 'unknown'.")
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @_handle_errors
 def train(model, data_dir, out, epochs, batch_size, augment, aug_views, fine_tune, fine_tune_epochs, fine_tune_lr,
           fine_tune_schedule, mixup, lr, label_smoothing, patience, limit_per_class, seed, weights, input_size,
-          split_path, exclude, force):
+          split_path, exclude, background, force):
     """Train a model on the frozen split and write a run directory with metrics and a report."""
     from edgeflower.train.loop import TrainConfig, train as run_train
 
@@ -199,7 +202,7 @@ def train(model, data_dir, out, epochs, batch_size, augment, aug_views, fine_tun
                       fine_tune_lr=fine_tune_lr, fine_tune_schedule=fine_tune_schedule, mixup=mixup,
                       learning_rate=lr, label_smoothing=label_smoothing, patience=patience,
                       limit_per_class=limit_per_class, seed=seed, weights=weights, input_size=input_size,
-                      split=split_path, exclude=exclude, force=force)
+                      split=split_path, exclude=exclude, background=background, force=force)
     r = run_train(cfg)
     m = r.metrics
     click.echo(f"{model}: test accuracy {m['test']['accuracy'] * 100:.2f}% (val {m['val']['accuracy'] * 100:.2f}%, "

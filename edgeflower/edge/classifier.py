@@ -112,6 +112,8 @@ class Classifier:
         self._sim_index = next((i for i, o in enumerate(outs) if i != self.backend.main and o.shape[-1:] == (1,)),
                                None)
         unknown = self.metadata.get("unknown") or {}
+        # a background class (train --background: the camera's scene without flowers) is answered unknown
+        self.background = self.metadata.get("background_class")
         if self._sim_index is None:
             if min_similarity is not None and min_similarity > -1:  # -1 means "off", harmless without the output
                 raise BackendError(f"{self.path.name} has no similarity output: export it with --unknown similarity, "
@@ -183,7 +185,8 @@ class Classifier:
         order = np.argsort(-probs)
         top = int(order[0])
         score = float(probs[top])
-        label = UNKNOWN if self.is_unknown(score, similarity) else self.labels[top]
+        unknown = self.is_unknown(score, similarity) or self.labels[top] == self.background
+        label = UNKNOWN if unknown else self.labels[top]
         return label, score, top, [(self.labels[int(i)], float(probs[int(i)])) for i in order[: self.top_k]]
 
     def classify(self, frame: ImageLike, smoother: "Smoother | None" = None) -> Prediction:

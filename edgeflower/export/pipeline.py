@@ -142,6 +142,13 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     calib, train = None, None
     if cfg.int8 or unknown == "similarity":
         train = load_split(root, manifest, "train", size, limit_per_class=cfg.limit_per_class)
+    background = run_cfg.get("background")
+    if background:  # the run's background photos, as the last class (edgeflower.data.background)
+        from edgeflower.data.background import with_background
+
+        parts = with_background({"test": test, "val": val, **({"train": train} if train is not None else {})},
+                                background["dir"], background["splits"], size)
+        test, val, train = parts["test"], parts["val"], parts.get("train")
     if cfg.int8:
         calib = stratified_sample(train, cfg.calibration, cfg.calibration_seed)
     say("evaluating the Keras float model (reference)")
@@ -151,7 +158,8 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     unknown_meta: dict = {"method": "confidence"}
     if unknown == "similarity":
         say(f"unknown score: features of the {len(train)} training images")
-        bank = ood.compute_bank(model, train.x)
+        # the bank holds the flower photos only: the similarity says "like a training flower"
+        bank = ood.compute_bank(model, train.x if not background else train.x[train.y != len(classes) - 1])
         k = cfg.unknown_neighbours
         model = ood.with_similarity(model, bank, k)
         unknown_meta = {"method": ood.METHOD, "feature_layer": feature_layer.name, "neighbours": k,
@@ -169,6 +177,7 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
         "split_manifest_sha256": manifest.sha256,
         "keras_test_accuracy": ref_acc,
         "unknown": unknown_meta,
+        "background_class": background["class"] if background else None,
     }
     ctx = _Ctx(cfg, out, model, classes, size, test, val, calib, ref_pred, ref_acc, base_meta, say)
     ctx.train = train
@@ -312,6 +321,11 @@ class _Ctx:
         """The artifact's unknown rule: metadata entry and the confidence threshold the device should apply."""
         meta = dict(self.base_meta["unknown"])
         correct = ev["pred"] == self.test.y
+        # background photos (train --background) are right when answered unknown, by either rule; they take no part
+        # in calibrating the similarity threshold, which bounds what it costs on flowers
+        bg = self.base_meta.get("background_class")
+        bg_test = self.test.y == self.classes.index(bg) if bg else np.zeros(len(self.test), bool)
+        flower_val = self.val.y != self.classes.index(bg) if bg else np.ones(len(self.val), bool)
         if ev["sims"] is None:
             if meta.get("method") != "confidence":
                 raise ExportError("the converted artifact lost the similarity output")
@@ -320,14 +334,18 @@ class _Ctx:
             meta.update(confidence_threshold=conf_thr)
         else:
             # the same rule as the confidence threshold, on the similarity score
-            cal = calibrate_scores(ev["val_probs"].argmax(1) == self.val.y, ev["val_sims"], self.cfg.unknown_max_drop)
+            cal = calibrate_scores((ev["val_probs"].argmax(1) == self.val.y)[flower_val], ev["val_sims"][flower_val],
+                                   self.cfg.unknown_max_drop)
             conf_thr = 0.0  # the similarity rule replaces the confidence one (--threshold adds it back)
             kept = ev["sims"] >= cal["threshold"]
             meta.update(similarity_threshold=cal["threshold"], similarity_output=clf.similarity_output.name,
                         calibration=cal, confidence_threshold=conf_thr,
                         confidence_threshold_calibrated=confidence["threshold"])
-        meta["test"] = {"accuracy_with_unknown": float((correct & kept).mean()),
-                        "answered_unknown": float((~kept).mean()), "max_drop": self.cfg.unknown_max_drop}
+        right = np.where(bg_test, correct | ~kept, correct & kept)
+        meta["test"] = {"accuracy_with_unknown": float(right.mean()),
+                        "answered_unknown": float((~kept)[~bg_test].mean()), "max_drop": self.cfg.unknown_max_drop}
+        if bg:
+            meta["test"]["background_answered_unknown"] = float(right[bg_test].mean()) if bg_test.any() else None
         return meta, conf_thr
 
     def _finish(self, spec: FormatSpec, tmp: Path, t0: float, options: dict,
@@ -423,7 +441,9 @@ def render_table(report: dict) -> str:
                 if "similarity_threshold" in u else f"confidence >= {u.get('confidence_threshold', 0):.4f}")
         lines.append(f"- unknown, {Path(a['path']).name}: {rule} (calibrated on val); test flowers answered unknown "
                      f"{u['test']['answered_unknown'] * 100:.1f}%, test accuracy counting them wrong "
-                     f"{u['test']['accuracy_with_unknown'] * 100:.2f}%")
+                     f"{u['test']['accuracy_with_unknown'] * 100:.2f}%"
+                     + (f"; background photos answered unknown {u['test']['background_answered_unknown'] * 100:.1f}%"
+                        if u["test"].get("background_answered_unknown") is not None else ""))
     lines.append("")
     for a in report["artifacts"]:
         deltas = ", ".join(f"{c} {d:+.1f}" for c, d in a["per_class_delta_pts"].items())

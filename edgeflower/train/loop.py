@@ -55,6 +55,7 @@ class TrainConfig:
     input_size: int | None = None
     split: str | None = None  # manifest path; None: the packaged flower_photos split
     exclude: str | None = None  # file listing relative paths to leave out of training (data clean)
+    background: str | None = None  # folder of photos of the camera's scene without flowers: one more class
     force: bool = False
     verbose: int | None = None
 
@@ -97,7 +98,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def load_data(cfg: TrainConfig, size: int) -> tuple[Path, Any, dict[str, SplitArrays]]:
+def load_data(cfg: TrainConfig, size: int) -> tuple[Path, Any, dict[str, SplitArrays], dict | None]:
     root = resolve_data_dir(cfg.data)
     manifest = load_manifest(cfg.split)
     exclude = set()
@@ -114,7 +115,15 @@ def load_data(cfg: TrainConfig, size: int) -> tuple[Path, Any, dict[str, SplitAr
                                    exclude=exclude if split == "train" else None)
         if len(arrays[split]) == 0:
             raise DataError(f"the {split} split is empty after --limit-per-class/--exclude; use a larger limit")
-    return root, manifest, arrays
+    background = None
+    if cfg.background:
+        from edgeflower.data.background import BACKGROUND, split_background, with_background
+
+        # what export and eval need to load the same background photos: the folder and its split
+        background = {"dir": str(Path(cfg.background).resolve()), "class": BACKGROUND,
+                      "splits": split_background(cfg.background)}
+        arrays = with_background(arrays, background["dir"], background["splits"], size)
+    return root, manifest, arrays, background
 
 
 def augmenter(keras, seed: int):
@@ -244,12 +253,13 @@ def train(cfg: TrainConfig) -> RunResult:
     if out.exists() and not cfg.force:
         raise RunDirError(f"run directory {out} already exists: choose another --out, or pass --force to replace it")
     # validate data before building anything heavy: a bad file must not end a long run halfway
-    root, manifest, arrays = load_data(cfg, size)
+    root, manifest, arrays, background = load_data(cfg, size)
     tf = require("tensorflow", "training")
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
-    n_classes = len(manifest.classes)
+    classes = list(arrays["train"].classes)  # the dataset's classes (+ background)
+    n_classes = len(classes)
     weights = None if (cfg.weights in (None, "none", "None")) else cfg.weights
     built = spec.build(n_classes, input_size=size, **({} if not spec.transfer else {"weights": weights}))
     partial = prepare_run_dir(out, cfg.force)  # after the build: bad weights leave no half-written run
@@ -295,12 +305,13 @@ def train(cfg: TrainConfig) -> RunResult:
         model.save(tmp)
     config = {
         **asdict(cfg), "out": str(out), "model": cfg.model, "input_size": size, "augment": augment, "epochs": epochs,
-        "weights": weights, "data_dir": str(Path(root).resolve()), "classes": list(manifest.classes),
+        "weights": weights, "data_dir": str(Path(root).resolve()), "classes": classes,
+        "background": background,
         "split_manifest": cfg.split or "packaged:flower_photos_split.json", "split_manifest_sha256": manifest.sha256,
         "counts": {k: len(v) for k, v in arrays.items()}, "versions": versions(), "train_seconds": train_seconds,
         "timings": timings, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }
-    metrics, test_probs = evaluate_model(model, arrays, manifest.classes)
+    metrics, test_probs = evaluate_model(model, arrays, classes)
     write_json(partial / "config.json", config)
     write_json(partial / "history.json", history)
     write_json(partial / "metrics.json", metrics)
@@ -396,8 +407,12 @@ def evaluate(target: str, split: str = "test", data: str | None = None, manifest
     root = resolve_data_dir(data or cfg.get("data_dir"))
     manifest = load_manifest(manifest_path or (cfg.get("split") if cfg.get("split") else None))
     a = load_split(root, manifest, split, size, limit_per_class=limit_per_class)
+    if cfg.get("background"):
+        from edgeflower.data.background import with_background
+
+        a = with_background({split: a}, cfg["background"]["dir"], cfg["background"]["splits"], size)[split]
     probs = predict_probs(model, a.x)
-    m = classification_metrics(probs, a.y, manifest.classes)
+    m = classification_metrics(probs, a.y, a.classes)
     m["model"] = str(model_path)
     m["split"] = split
     return m
