@@ -6,7 +6,9 @@ For each exported run, quantizes its float ONNX once per variant with the export
 (everything else as `edgeflower export --int8`) and measures test accuracy two ways: with onnxruntime's
 fused int8 kernels on this machine, and with every graph optimization off, which computes exactly what the QDQ
 graph says (what arm64 computes; x86 without VNNI saturates int16 pair sums). Also the largest difference between
-the two, and a one-thread p50 on one image (noisy on a shared machine: a first look, not the bench). Writes benchmarks/results/onnx_reduce_range.json.
+the two, the same with onnxruntime's session.x64quantprecision (what the edge runtime sets: uint8 x uint8 kernels
+where int8 weights could saturate), and a one-thread p50 on one image each way (noisy on a shared machine: a
+first look, not the bench). Writes benchmarks/results/onnx_reduce_range.json.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from edgeflower._env import environment  # noqa: E402
 from edgeflower._util import write_json  # noqa: E402
 
 
-def _run(path: Path, x: np.ndarray, optimize: bool) -> np.ndarray:
+def _run(path: Path, x: np.ndarray, optimize: bool, precise: bool = False) -> np.ndarray:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                      else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    if precise:  # what edgeflower's edge runtime sets (edge/backends.py)
+        opts.add_session_config_entry("session.x64quantprecision", "1")
     opts.intra_op_num_threads = 2
     s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     name = s.get_inputs()[0].name
@@ -40,11 +44,13 @@ def _run(path: Path, x: np.ndarray, optimize: bool) -> np.ndarray:
     return np.concatenate([s.run([probs], {name: x[i:i + 16].astype(np.float32)})[0] for i in range(0, len(x), 16)])
 
 
-def _p50(path: Path, x: np.ndarray, runs: int = 100) -> float:
+def _p50(path: Path, x: np.ndarray, runs: int = 100, precise: bool = False) -> float:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
+    if precise:
+        opts.add_session_config_entry("session.x64quantprecision", "1")
     s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     feed = {s.get_inputs()[0].name: x.astype(np.float32)}
     for _ in range(10):
@@ -86,15 +92,22 @@ def main() -> None:
             for bits, opts in VARIANTS.items():
                 q = Path(tmp) / f"{bits}.onnx"
                 convert.onnx_int8(run / "export" / "model.onnx", q, calib, opts)
-                fused, exact = _run(q, test.x, True), _run(q, test.x, False)
-                row[bits + " p50_ms_1thread"] = _p50(q, test.x[:1])
+                fused, precise, exact = _run(q, test.x, True), _run(q, test.x, True, True), _run(q, test.x, False)
                 row[bits] = {"x86_fused_accuracy": float((fused.argmax(1) == test.y).mean()),
+                             "x86_fused_x64quantprecision_accuracy": float((precise.argmax(1) == test.y).mean()),
                              "qdq_exact_accuracy": float((exact.argmax(1) == test.y).mean()),
                              "max_abs_difference": float(np.abs(fused - exact).max()),
-                             "labels_differ": int((fused.argmax(1) != exact.argmax(1)).sum())}
-                print(f"{run.name} {bits}: x86 fused {row[bits]['x86_fused_accuracy'] * 100:.2f}%, exact QDQ (arm64) "
-                      f"{row[bits]['qdq_exact_accuracy'] * 100:.2f}%, max |diff| {row[bits]['max_abs_difference']:.4f}, "
-                      f"{row[bits]['labels_differ']} labels differ", flush=True)
+                             "max_abs_difference_x64quantprecision": float(np.abs(precise - exact).max()),
+                             "labels_differ": int((fused.argmax(1) != exact.argmax(1)).sum()),
+                             "labels_differ_x64quantprecision": int((precise.argmax(1) != exact.argmax(1)).sum()),
+                             "p50_ms_1thread": _p50(q, test.x[:1]),
+                             "p50_ms_1thread_x64quantprecision": _p50(q, test.x[:1], precise=True)}
+                r = row[bits]
+                print(f"{run.name} {bits}: x86 fused {r['x86_fused_accuracy'] * 100:.2f}% "
+                      f"({r['labels_differ']} labels differ from the exact graph), with x64quantprecision "
+                      f"{r['x86_fused_x64quantprecision_accuracy'] * 100:.2f}% ({r['labels_differ_x64quantprecision']}),"
+                      f" exact QDQ {r['qdq_exact_accuracy'] * 100:.2f}%; p50 {r['p50_ms_1thread']:.2f} / "
+                      f"{r['p50_ms_1thread_x64quantprecision']:.2f} ms", flush=True)
         out["runs"][run.name] = {"keras_test_accuracy": rep["keras_test_accuracy"], "test_images": len(test), **row}
     out["environment"] = environment()
     out["date"] = time.strftime("%Y-%m-%d")

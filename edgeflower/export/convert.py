@@ -108,13 +108,12 @@ class OnnxInt8Options:
     per_channel: bool = True
     exclude_last: bool = False  # keep the final classifier layer in float
     method: str = "minmax"  # or "percentile" / "entropy"
-    # uint8 weights (uint8 x uint8 kernels): onnxruntime's uint8 x int8 kernels on x86 CPUs without VNNI (AVX2,
-    # AVX-512F) multiply-add pairs into int16 with saturation (VPMADDUBSW), so with int8 weights the fused x86
-    # kernels compute something other than the QDQ graph, while ARM computes what it says. Measured
-    # (benchmarks/onnx_reduce_range.py, make main's MobileNetV2): int8 weights 88.61% on x86 against 90.56% for
-    # the exact QDQ graph (23 of 360 labels differ); 7-bit int8 weights (reduce_range) do not saturate but lose
-    # precision (88.89% exact); uint8 weights 90.83% on x86 and 90.56% exact (1 label differs), float 91.39%.
-    weight_type: str = "uint8"  # or "int8"
+    # int8 weights, 8 bits. On x86 CPUs without VNNI, onnxruntime's uint8 x int8 kernels saturate; the edge
+    # runtime turns on onnxruntime's session.x64quantprecision for that (edge/backends.py). The alternatives measured
+    # on make main's models (benchmarks/onnx_reduce_range.py): 7-bit weights (reduce_range) lose precision
+    # (MobileNetV2 88.89% against 90.56% for 8 bits, exact QDQ graph); uint8 weights are exact but 9x slower
+    # on x86 for EfficientNet-Lite0 (66 ms against 7 ms, one thread).
+    weight_type: str = "int8"  # or "uint8"
     reduce_range: bool = False  # 7-bit weights
 
 
@@ -139,8 +138,8 @@ class _Reader:
 
 def onnx_int8(float_path: Path, out_path: Path, calibration: np.ndarray, opts: OnnxInt8Options = OnnxInt8Options(),
               workdir: Path | None = None) -> None:
-    """Static QDQ quantization with per-channel 8-bit weights (uint8 by default, see OnnxInt8Options) and uint8
-    activations (never dynamic quantization)."""
+    """Static QDQ quantization with per-channel 8-bit int8 weights and uint8 activations (never dynamic
+    quantization)."""
     if len(calibration) == 0:
         raise ExportError("the calibration set is empty: int8 quantization needs representative images")
     q = require("onnxruntime.quantization", "ONNX int8 quantization")
