@@ -24,6 +24,7 @@ _EXTRAS = {
     "cv2": ("opencv-python-headless", "edge"),
     "picamera2": ("picamera2 (apt install python3-picamera2)", "edge"),
     "matplotlib": ("matplotlib", "train"),
+    "mediapipe": ("mediapipe", "export"),
 }
 
 

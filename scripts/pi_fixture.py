@@ -80,6 +80,18 @@ def onnx_graph_digest(model) -> str:
     return _sha256(json.dumps({o.name: h(o.name) for o in g.output}, sort_keys=True).encode())
 
 
+def tflite_model_digest(data: bytes) -> str:
+    """A hash of what a .tflite computes: the flatbuffer without its metadata (the standard metadata and the
+    associated edgeflower.json name the source run's folder)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    for m in model.metadata or []:
+        model.buffers[m.buffer].data = None
+    model.metadata = None
+    return _sha256(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+
+
 def fingerprint(out: Path) -> dict:
     """sha256 of what decides the comparison: the trained weights, the artifacts and the photos."""
     import zipfile
@@ -90,7 +102,7 @@ def fingerprint(out: Path) -> dict:
              for run in sorted(out.glob("run*"))}
     for p in sorted((out / "export").iterdir()):
         if p.suffix == ".tflite":
-            files[f"export/{p.name}"] = _sha256(p.read_bytes())
+            files[f"export/{p.name} (model)"] = tflite_model_digest(p.read_bytes())
         elif p.suffix == ".onnx":
             files[f"export/{p.name} (graph)"] = onnx_graph_digest(onnx.load(str(p)))
     for p in sorted((out / "images").iterdir()):

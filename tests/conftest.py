@@ -89,6 +89,16 @@ def tiny_export(tiny_run, synth_data, synth_split) -> Path:
     return tiny_run / "export"
 
 
+def without_metadata(src: Path, dst: Path) -> Path:
+    """A copy of the .tflite ``src`` without its embedded metadata (an artifact from another tool)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(src))
+    model.metadata = None
+    flatbuffer_utils.write_model(model, str(dst))
+    return dst
+
+
 def run_cli(*args, env=None, timeout=300):
     import subprocess
 

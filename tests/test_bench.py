@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, without_metadata
 from edgeflower.edge.bench import BenchConfig, bench, render
 from edgeflower.errors import BenchError
 
@@ -56,8 +55,7 @@ def test_bad_threads():
 
 
 def test_cli_json_plot_and_no_metadata(tiny_export, synth_data, synth_split, tmp_path):
-    lone = tmp_path / "lone.tflite"
-    shutil.copy(tiny_export / "model_int8.tflite", lone)
+    lone = without_metadata(tiny_export / "model_int8.tflite", tmp_path / "lone.tflite")
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"not onnx")
     out = run_cli("bench", lone, corrupt, tiny_export / "model_int8.tflite", "--threads", "1", "--runs", 10,

@@ -13,7 +13,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from conftest import make_image, run_cli
+from conftest import make_image, run_cli, without_metadata
 from edgeflower.edge import UNKNOWN, Classifier, Smoother, load_backend
 from edgeflower.edge.classifier import dequantize, quantize
 from edgeflower.edge.backends import TensorInfo
@@ -94,10 +94,11 @@ def test_smoother_averages():
 
 
 def test_artifact_without_metadata_still_runs(tiny_export, tmp_path):
-    lone = tmp_path / "m.tflite"
-    shutil.copy(tiny_export / "model_int8.tflite", lone)
+    # the same model without its embedded metadata and without a sidecar
+    lone = without_metadata(tiny_export / "model_int8.tflite", tmp_path / "m.tflite")
     clf = Classifier(lone)
     assert not clf.has_metadata and clf.labels == ["class_0", "class_1", "class_2"]
+    assert clf.has_similarity and clf.classify(np.zeros((32, 32, 3), np.uint8)).similarity is not None
 
 
 # ---------------------------------------------------------------- sources and loop

@@ -148,7 +148,7 @@ def test_fixture_is_reproducible(tmp_path):
         assert r.returncode == 0, r.stderr[-2000:]
         prints.append(json.loads((out / "fingerprint.json").read_text()))
     assert prints[0] == prints[1]
-    expected = {"run/model.weights.h5", "export/model_int8.tflite", "export/model_int8.onnx (graph)"}
+    expected = {"run/model.weights.h5", "export/model_int8.tflite (model)", "export/model_int8.onnx (graph)"}
     assert expected <= set(prints[0]["files"])
 
 

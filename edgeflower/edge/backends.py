@@ -39,13 +39,32 @@ def _pkg_version(dist: str) -> str:
         return "unknown"
 
 
+PROBS, SIMILARITY = "probs", "similarity"  # the output names of every edgeflower artifact (probs is output 0)
+
+
+def _named(outputs: list[TensorInfo], name: str) -> int | None:
+    return next((i for i, o in enumerate(outputs) if o.name == name), None)
+
+
 def main_output(outputs: list[TensorInfo]) -> int:
-    """Index of the class-probability output: the first one with more than one value per image (a model
-    exported with the ``unknown`` score has a second, single-value output whose order converters do not fix)."""
+    """Index of the class-probability output: the one named ``probs``; in artifacts from before the outputs were
+    named, the first one with more than one value per image (the similarity is a single value)."""
+    named = _named(outputs, PROBS)
+    if named is not None:
+        return named
     for i, o in enumerate(outputs):
         if len(o.shape) and o.shape[-1] != 1:
             return i
     return 0
+
+
+def similarity_output(outputs: list[TensorInfo], main: int) -> int | None:
+    """Index of the ``unknown`` similarity output: the one named ``similarity``; in older artifacts, a
+    single-value output other than the probabilities. None when the artifact has none."""
+    named = _named(outputs, SIMILARITY)
+    if named is not None:
+        return named
+    return next((i for i, o in enumerate(outputs) if i != main and o.shape[-1:] == (1,)), None)
 
 
 class Backend:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeflower.edge.backends import Backend, TensorInfo, load_backend
+from edgeflower.edge.backends import Backend, TensorInfo, load_backend, similarity_output
 from edgeflower.edge.metadata import read_metadata
 from edgeflower.edge.preprocess import ImageLike, preprocess
 from edgeflower.errors import BackendError
@@ -108,9 +108,7 @@ class Classifier:
         self.threshold = float(threshold)
         self.top_k = max(1, min(top_k, len(self.labels)))
         # the feature-similarity output, when the artifact has one
-        outs = self.backend.outputs
-        self._sim_index = next((i for i, o in enumerate(outs) if i != self.backend.main and o.shape[-1:] == (1,)),
-                               None)
+        self._sim_index = similarity_output(self.backend.outputs, self.backend.main)
         unknown = self.metadata.get("unknown") or {}
         # a background class (train --background: the camera's scene without flowers) is answered unknown
         self.background = self.metadata.get("background_class")

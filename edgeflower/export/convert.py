@@ -49,11 +49,52 @@ def _first(exc: Exception) -> str:
     return (lines[0] if lines else type(exc).__name__)[:300]
 
 
+# The names every artifact gives its tensors, in this order: class scores first, then the unknown similarity.
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("probs", "similarity")
+
+
+def name_tensors(tflite: bytes, n_outputs: int) -> bytes:
+    """Put the outputs in the Keras model's order and name them ``probs`` (, ``similarity``).
+
+    The TFLite converter lists a two-output model's subgraph outputs in another order than the model's (the
+    similarity first), and names them ``StatefulPartitionedCall_1:1``; MediaPipe Tasks, the Task Library and a plain
+    ``get_output_details()[0]`` loop read output 0 as the class scores. The signature keeps the model's order
+    (``output_0`` is the model's first output), so the subgraph outputs are set to the signature's order, and the
+    signature keys and tensor names become ``probs``/``similarity`` (input: ``image``). Nothing computed changes.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    if n_outputs > len(OUTPUT_NAMES):
+        raise ExportError(f"the model has {n_outputs} outputs; edgeflower exports at most {len(OUTPUT_NAMES)}")
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
+    if len(model.subgraphs) != 1 or not model.signatureDefs or len(model.signatureDefs) != 1:
+        raise ExportError("the converted TFLite model has more than one subgraph or signature")
+    sub, sig = model.subgraphs[0], model.signatureDefs[0]
+    keys = [o.name.decode() for o in sig.outputs]
+    if sorted(keys) != [f"output_{i}" for i in range(n_outputs)]:
+        raise ExportError(f"unexpected TFLite signature outputs {keys}: expected output_0 .. output_{n_outputs - 1}")
+    outs = sorted(sig.outputs, key=lambda o: int(o.name.decode().split("_")[1]))
+    if sorted(int(i) for i in sub.outputs) != sorted(o.tensorIndex for o in outs):
+        raise ExportError("the TFLite signature does not list the subgraph's outputs")
+    sub.outputs = np.array([o.tensorIndex for o in outs], dtype=np.int32)
+    sig.outputs = outs
+    for o, name in zip(outs, OUTPUT_NAMES):
+        o.name = name.encode()
+        sub.tensors[o.tensorIndex].name = name.encode()
+    if len(sig.inputs) == 1:
+        sig.inputs[0].name = INPUT_NAME.encode()
+        sub.tensors[sig.inputs[0].tensorIndex].name = INPUT_NAME.encode()
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 def tflite_float(model) -> bytes:
     tf, conv = _converter(model)
     try:
         with quiet():
-            return conv.convert()
+            return name_tensors(conv.convert(), len(model.outputs))
+    except ExportError:
+        raise
     except Exception as exc:  # noqa: BLE001 - converter raises many types
         raise ExportError(f"TFLite conversion failed: {_first(exc)}. Layers outside TFLite's builtin ops (custom "
                           "layers, tf.py_function) cannot be converted") from exc
@@ -79,9 +120,10 @@ def tflite_int8(model, calibration: np.ndarray, opts: TFLiteInt8Options = TFLite
         conv._experimental_disable_per_channel = True  # noqa: SLF001 - the documented way to get per-tensor
     try:
         with quiet():
-            return conv.convert()
+            flat = conv.convert()
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"int8 TFLite conversion failed: {_first(exc)}") from exc
+    return name_tensors(flat, len(model.outputs))
 
 
 def onnx_float(model, path: Path, opset: int = 17) -> None:
@@ -95,11 +137,24 @@ def onnx_float(model, path: Path, opset: int = 17) -> None:
             proto, _ = tf2onnx.convert.from_keras(model, input_signature=sig, opset=opset)
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"tf2onnx conversion failed: {_first(exc)}") from exc
+    _name_onnx_outputs(proto, onnx)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"the converted ONNX model fails onnx.checker: {_first(exc)}") from exc
     onnx.save(proto, os.fspath(path))
+
+
+def _name_onnx_outputs(proto, onnx) -> None:
+    """Name the graph outputs ``probs`` (, ``similarity``) in the model's order, whatever the Keras layers were
+    called (an Identity node renames one where needed)."""
+    if len(proto.graph.output) > len(OUTPUT_NAMES):
+        raise ExportError(f"the model has {len(proto.graph.output)} outputs; edgeflower exports at most "
+                          f"{len(OUTPUT_NAMES)}")
+    for out, name in zip(proto.graph.output, OUTPUT_NAMES):
+        if out.name != name:
+            proto.graph.node.append(onnx.helper.make_node("Identity", [out.name], [name], name=f"{name}_identity"))
+            out.name = name
 
 
 @dataclass(frozen=True)

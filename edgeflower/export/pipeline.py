@@ -28,7 +28,7 @@ from edgeflower.edge.classifier import Classifier
 from edgeflower.edge.metadata import sidecar_path
 from edgeflower.edge.preprocess import PREPROCESSING
 from edgeflower.errors import AccuracyDropError, ExportError
-from edgeflower.export import convert, ood
+from edgeflower.export import convert, ood, tflite_metadata
 from edgeflower.export.formats import FORMATS, Format, FormatSpec
 from edgeflower.metrics import calibrate_scores, calibrate_threshold, per_class_accuracy
 
@@ -392,10 +392,12 @@ class _Ctx:
         name = spec.filename if passed else spec.failed_filename
         final = self.out / name
         del clf, ev  # release the interpreter before the file moves
+        staged = self.tmp / ("meta_" + spec.filename)
         if spec.runtime == "onnxruntime":
-            staged = self.tmp / ("meta_" + spec.filename)
             convert.embed_onnx_metadata(tmp, staged, meta)
-            tmp = staged
+        else:  # standard TFLite Model Metadata, labels and edgeflower's fields inside the file
+            tflite_metadata.embed_tflite_metadata(tmp, staged, meta)
+        tmp = staged
         size, digest = tmp.stat().st_size, sha256_file(tmp)
         meta["sha256"], meta["size_bytes"] = digest, size
         # sidecar first, then the artifact: a reader that finds the artifact also finds its metadata
