@@ -298,8 +298,28 @@ def backbones() -> str:
             "cores.\n\n" + "\n".join(rows) + "\n\nCommands:\n\n" + cmds + "\n\n" + _env_line(d))
 
 
+def clients() -> str:
+    d = _load("clients.json")
+    if not d:
+        return "(run `python benchmarks/clients.py RUN`)"
+    rows = ["| run | artifact | same pixels: top-1 agree | same pixels: max score diff | MediaPipe resizes: top-1 "
+            "changed | accuracy, edgeflower | accuracy, MediaPipe resizing |", "|---|---|---:|---:|---:|---:|---:|"]
+    for run, r in d["runs"].items():
+        for name in ("model_float.tflite", "model_int8.tflite"):
+            a = r[name]
+            step = f" (step {a['output_step']:.5f})" if a.get("output_step") else ""
+            rows.append(f"| {Path(run).name} ({r.get('model')}) | {name} | {a['same_pixels']['top1_agreement'] * 100:.1f}% | "
+                        f"{a['same_pixels']['max_abs_score_difference']:.6f}{step} | "
+                        f"{a['mediapipe_resizes']['top1_changed']} of {a['images']} | "
+                        f"{a['edgeflower_accuracy'] * 100:.2f}% | {a['mediapipe_resized_accuracy'] * 100:.2f}% |")
+    return (f"MediaPipe Tasks' ImageClassifier against `edgeflower classify` on the frozen test photos "
+            f"(`{d['command']}`). \"Same pixels\": MediaPipe is given edgeflower's preprocessed pixels; "
+            "\"MediaPipe resizes\": it is given the decoded photo and resizes it itself.\n\n" + "\n".join(rows)
+            + "\n\n" + _env_line(d))
+
+
 SECTIONS = {"study": study, "export": export, "latency": latency, "beyond": beyond}
-DOCS = {"docs/results.md": {"backbones": backbones}}
+DOCS = {"docs/results.md": {"backbones": backbones}, "docs/clients.md": {"clients": clients}}
 
 
 def render(path: Path, sections: dict) -> None:

@@ -172,3 +172,23 @@ def test_old_artifacts_without_names_still_work():
     named = [TensorInfo("similarity", (1, 1), np.dtype(np.float32)), TensorInfo("probs", (1, 2), np.dtype(np.float32))]
     assert main_output(named) == 1 and similarity_output(named, 1) == 0
     assert dequantize(np.array([[128]], np.uint8), sim)[0, 0] == pytest.approx(1.0)
+
+
+def test_export_without_mediapipe_says_what_to_install(tiny_run, synth_data, synth_split, tmp_path, monkeypatch):
+    import sys
+
+    from edgeflower.errors import MissingDependencyError
+    from edgeflower.export.pipeline import ExportConfig, export
+
+    from edgeflower.export import convert
+
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe now raises ImportError
+
+    def converted(*a, **k):
+        raise AssertionError("the export converted a model before finding that MediaPipe is missing")
+
+    monkeypatch.setattr(convert, "tflite_float", converted)
+    out = tmp_path / "export"
+    with pytest.raises(MissingDependencyError, match=r'pip install "edgeflower\[export\]"'):
+        export(ExportConfig(target=str(tiny_run), out=str(out), data=str(synth_data), split=str(synth_split)))
+    assert list(out.iterdir()) == []  # it stopped before converting anything

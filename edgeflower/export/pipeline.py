@@ -118,6 +118,7 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     run_cfg = run_cfg or {}
     out = Path(cfg.out) if cfg.out else (model_path.parent / "export")
     _check_out_dir(out)
+    tflite_metadata.available()  # before minutes of work: the TFLite metadata needs MediaPipe's writers
     model = load_keras_model(model_path)
     shape = tuple(model.inputs[0].shape)
     if len(shape) != 4 or shape[-1] != 3 or shape[1] is None or shape[1] != shape[2]:

@@ -99,6 +99,11 @@ def _writers():
     return fb, metadata, metadata_info, writer_utils
 
 
+def available() -> None:
+    """Raise MissingDependencyError (naming the extra) when the metadata writers cannot be imported."""
+    _writers()
+
+
 def embed_tflite_metadata(path: Path, out: Path, meta: dict) -> None:
     """Copy the ``.tflite`` at ``path`` to ``out`` with standard metadata built from edgeflower's ``meta``."""
     import flatbuffers
