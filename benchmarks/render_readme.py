@@ -318,8 +318,37 @@ def clients() -> str:
             + "\n\n" + _env_line(d))
 
 
-SECTIONS = {"study": study, "export": export, "latency": latency, "beyond": beyond}
-DOCS = {"docs/results.md": {"backbones": backbones}, "docs/clients.md": {"clients": clients}}
+SUMMARY = [("cnn", "the study's hand-crafted CNN"), ("mobilenet_v2", "MobileNetV2, the study's recipe"),
+           ("mobilenet_v2_aug_ls", "MobileNetV2, head only, make main's recipe"),
+           ("efficientnet_lite0_aug_ls", "EfficientNet-Lite0, head only, make main's recipe (the default)"),
+           ("efficientnet_lite1_aug_ls", "EfficientNet-Lite1, head only, make main's recipe"),
+           ("efficientnet_lite2_aug_ls", "EfficientNet-Lite2, head only, make main's recipe"),
+           ("mobilenet_v2_ft_all_240_cos_mix_30", "MobileNetV2, whole backbone fine-tuned, 240 px (2 hours)")]
+
+
+def summary() -> str:
+    d = _load("study.json")
+    if not d:
+        return "(run `python benchmarks/study.py`)"
+    rows = ["| model | val acc | test acc (Keras float) | the study |", "|---|---:|---:|---:|"]
+    for key, what in SUMMARY:
+        r = d["runs"].get(key)
+        if r is None:
+            continue
+        study_acc = f"{r['study_test_accuracy'] * 100:.2f}%" if key in ("cnn", "mobilenet_v2") and \
+            r.get("study_test_accuracy") else ""
+        rows.append(f"| {what} | {r['val_accuracy'] * 100:.2f}% | {r['test_accuracy'] * 100:.2f}% | {study_acc} |")
+    return ("On the frozen 360-image test set (`python benchmarks/study.py`). The int8 artifacts, latency on one "
+            "and two threads, the `unknown` answer and every other table: [docs/results.md](docs/results.md). "
+            "MobileNetV2's ImageNet weights on the development machine are rebuilt from an int8 model, which costs "
+            "it one to two points against official weights ([docs/experiments.md](docs/experiments.md))."
+            "\n\n" + "\n".join(rows))
+
+
+SECTIONS = {"summary": summary}
+DOCS = {"docs/results.md": {"study": study, "export": export, "latency": latency, "beyond": beyond,
+                            "backbones": backbones},
+        "docs/clients.md": {"clients": clients}}
 
 
 def render(path: Path, sections: dict) -> None:

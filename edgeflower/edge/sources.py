@@ -141,7 +141,7 @@ class PiCameraSource(Source):
         except ImportError as exc:
             raise MissingDependencyError(
                 "picamera2 is not importable: on Raspberry Pi OS run `sudo apt install python3-picamera2` and create "
-                "the venv with --system-site-packages (see README 'Raspberry Pi')") from exc
+                "the venv with --system-site-packages (see the README, 'Raspberry Pi')") from exc
         self._cls = Picamera2
         self.size, self.reconnect, self.retries = size, reconnect, retries
         self._start()
