@@ -183,7 +183,8 @@ def _model_names() -> list[str]:
                    "efficientnet_lite*).")
 @click.option("--input-size", type=click.IntRange(min=32), default=None, help="Square input size (default per model).")
 @click.option("--split", "split_path", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Split manifest (default: the frozen flower_photos split).")
+              help="Split manifest (default: the frozen split for flower_photos; for any other folder, a split made "
+                   "from it and saved in the run as split.json).")
 @click.option("--exclude", type=click.Path(dir_okay=False, exists=True), default=None,
               help="File of relative paths to leave out of training (from `edgeflower data clean`).")
 @click.option("--background", type=click.Path(file_okay=False, exists=True), default=None,
@@ -203,7 +204,7 @@ def train(model, data_dir, out, epochs, batch_size, augment, aug_views, fine_tun
                       learning_rate=lr, label_smoothing=label_smoothing, patience=patience,
                       limit_per_class=limit_per_class, seed=seed, weights=weights, input_size=input_size,
                       split=split_path, exclude=exclude, background=background, force=force)
-    r = run_train(cfg)
+    r = run_train(cfg, say=lambda msg: click.echo(msg, err=True))
     m = r.metrics
     click.echo(f"{model}: test accuracy {m['test']['accuracy'] * 100:.2f}% (val {m['val']['accuracy'] * 100:.2f}%, "
                f"train {m['train']['accuracy'] * 100:.2f}%) in {r.config['train_seconds']:.0f} s -> {r.run_dir}")
@@ -390,7 +391,8 @@ def classify(model, camera, video, images, backend, threads, threshold, min_simi
 @_data_opt
 @click.option("--no-accuracy", is_flag=True, help="Skip the 360-image accuracy check.")
 @click.option("--split", "split_path", type=click.Path(dir_okay=False), default=None,
-              help="Split manifest whose test images to use (default: the frozen flower_photos split).")
+              help="Split manifest whose test images to use (default: the split of the run the artifacts came "
+                   "from, else the frozen flower_photos split).")
 @click.option("--backend", type=click.Choice(["litert", "tflite-runtime", "onnxruntime"]), default=None)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write results as JSON.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None,

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +53,39 @@ def _canonical(obj: dict) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
+def manifest_from_dict(raw: dict) -> Manifest:
+    splits = {k: [tuple(x) for x in raw["splits"][k]] for k in SPLITS}
+    return Manifest(raw["classes"], splits, raw.get("excluded", []), raw.get("seed", SEED),
+                    hashlib.sha256(_canonical(raw)).hexdigest(), raw)
+
+
+MIN_PER_CLASS = 10  # an automatic split needs at least 1 test, 2 validation and 7 training photos per class
+
+
+def class_folders(root: str | os.PathLike) -> list[str]:
+    """The class names of a dataset folder: its subfolders (hidden ones left out)."""
+    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def is_packaged_dataset(root: str | os.PathLike) -> bool:
+    """Whether ``root`` has flower_photos' classes, so that the frozen split applies to it."""
+    return class_folders(root) == sorted(load_manifest().classes)
+
+
+def auto_split(root: str | os.PathLike, seed: int = SEED, show_progress: bool = True) -> dict:
+    """A split for a dataset that is not flower_photos: stratified and seeded, duplicates kept within one split,
+    about 10% of each class for test and 20% of the rest for validation (as `edgeflower data split --out`)."""
+    m = make_split(root, seed=seed, test_supports={}, show_progress=show_progress)
+    per_class = Counter(rel.split("/", 1)[0] for k in SPLITS for rel, _ in m["splits"][k])
+    too_few = {c: per_class[c] for c in m["classes"] if per_class[c] < MIN_PER_CLASS}
+    if too_few:
+        raise DataError("too few usable photos to split into train, validation and test: "
+                        + ", ".join(f"{c} has {n}" for c, n in sorted(too_few.items()))
+                        + f"; add photos (at least {MIN_PER_CLASS} per class, a few dozen is better) or pass your own "
+                          "--split")
+    return m
+
+
 def load_manifest(path: str | os.PathLike | None = None) -> Manifest:
     path = Path(path) if path else packaged_manifest_path()
     try:
@@ -65,9 +98,7 @@ def load_manifest(path: str | os.PathLike | None = None) -> Manifest:
     if raw.get("format") != FORMAT:
         raise DataError(f"{path} is not an edgeflower split manifest (format {raw.get('format')!r}, "
                         f"expected {FORMAT!r})")
-    splits = {k: [tuple(x) for x in raw["splits"][k]] for k in SPLITS}
-    return Manifest(raw["classes"], splits, raw.get("excluded", []), raw.get("seed", SEED),
-                    hashlib.sha256(_canonical(raw)).hexdigest(), raw)
+    return manifest_from_dict(raw)
 
 
 def split_items(manifest: Manifest, split: str, limit_per_class: int | None = None) -> list[tuple[str, int, str]]:

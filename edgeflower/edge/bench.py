@@ -14,7 +14,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +180,27 @@ def run_isolated(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool,
     return json.loads(lines[-1])
 
 
+def with_run_split(cfg: BenchConfig, say=lambda m: None) -> BenchConfig:
+    """Without --data and --split, the test photos of the run the artifacts were exported from: the dataset folder
+    and split its metadata names (a run on your own photos has its own split.json), when they exist here and all
+    the artifacts agree; else the defaults (the frozen flower_photos split)."""
+    if cfg.data is not None or cfg.split is not None:
+        return cfg
+    from edgeflower.edge.metadata import read_metadata
+
+    found = set()
+    for a in cfg.artifacts:
+        meta = (read_metadata(a) or {}) if Path(a).is_file() else {}
+        found.add((meta.get("data_dir"), meta.get("split")))
+    if len(found) != 1:
+        return cfg
+    data, split = found.pop()
+    if not (data and split and Path(data).is_dir() and Path(split).is_file()):
+        return cfg
+    say(f"test photos: the run's split {split} of {data}")
+    return replace(cfg, data=data, split=split)
+
+
 def bench(cfg: BenchConfig, progress=None) -> dict:
     say = progress or (lambda m: log.info(m))
     if not cfg.artifacts:
@@ -189,6 +210,7 @@ def bench(cfg: BenchConfig, progress=None) -> dict:
         raise BenchError(f"--threads values must be at least 1, got {bad}; e.g. --threads 1,2,4")
     if cfg.runs < 1 or cfg.warmup < 0:
         raise BenchError(f"--runs must be >= 1 and --warmup >= 0 (got {cfg.runs}, {cfg.warmup})")
+    cfg = with_run_split(cfg, say)
     data_note = check_test_images(cfg)
     results = []
     for path in cfg.artifacts:

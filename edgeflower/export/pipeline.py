@@ -176,6 +176,9 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
         "source_model_sha256": sha256_file(model_path),
         "model": run_cfg.get("model"),
         "split_manifest_sha256": manifest.sha256,
+        # where the test photos are (bench finds them from here; a run on your own photos has its own split.json)
+        "data_dir": str(Path(root).resolve()),
+        "split": str(Path(cfg.split or run_cfg.get("split")).resolve()) if (cfg.split or run_cfg.get("split")) else None,
         "keras_test_accuracy": ref_acc,
         "unknown": unknown_meta,
         "background_class": background["class"] if background else None,

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -24,7 +24,8 @@ from edgeflower._deps import require
 from edgeflower._util import atomic_path, write_json
 from edgeflower.data.arrays import SplitArrays, load_split
 from edgeflower.data.source import resolve_data_dir
-from edgeflower.data.split import load_manifest
+from edgeflower.data.split import (auto_split, is_packaged_dataset, load_manifest, manifest_from_dict,
+                                   write_manifest)
 from edgeflower.errors import DataError, RunDirError
 from edgeflower.metrics import classification_metrics
 from edgeflower.train.models import count_params, get_spec
@@ -98,9 +99,20 @@ def versions() -> dict[str, str]:
     return out
 
 
-def load_data(cfg: TrainConfig, size: int) -> tuple[Path, Any, dict[str, SplitArrays], dict | None]:
+def load_data(cfg: TrainConfig, size: int,
+              say: Callable[[str], None] | None = None) -> tuple[Path, Any, dict[str, SplitArrays], dict | None]:
+    """The dataset's train/val/test arrays. Without --split, flower_photos takes the frozen split; any other folder
+    gets a split of its own (``auto_split``), marked ``automatic`` in ``manifest.raw`` so that train saves it in the
+    run as split.json."""
     root = resolve_data_dir(cfg.data)
-    manifest = load_manifest(cfg.split)
+    if cfg.split is None and not is_packaged_dataset(root):
+        (say or log.info)(f"{root} is not flower_photos: making a stratified, seeded, duplicate-safe split of it "
+                          "(about 10% test)")
+        raw = auto_split(root, seed=cfg.seed)
+        raw["automatic"] = True
+        manifest = manifest_from_dict(raw)
+    else:
+        manifest = load_manifest(cfg.split)
     exclude = set()
     if cfg.exclude:
         try:
@@ -235,7 +247,9 @@ def predict_probs(model, x: np.ndarray, batch: int = 16) -> np.ndarray:
                            for s in range(0, len(x), batch)])
 
 
-def train(cfg: TrainConfig) -> RunResult:
+def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResult:
+    """Train and write the run directory. ``say`` gets the one-line messages a user should see (default: the log)."""
+    say = say or log.info
     spec = get_spec(cfg.model)
     size = cfg.input_size or spec.input_size
     augment = spec.augment if cfg.augment is None else cfg.augment
@@ -253,7 +267,7 @@ def train(cfg: TrainConfig) -> RunResult:
     if out.exists() and not cfg.force:
         raise RunDirError(f"run directory {out} already exists: choose another --out, or pass --force to replace it")
     # validate data before building anything heavy: a bad file must not end a long run halfway
-    root, manifest, arrays, background = load_data(cfg, size)
+    root, manifest, arrays, background = load_data(cfg, size, say)
     tf = require("tensorflow", "training")
     import keras
 
@@ -263,6 +277,13 @@ def train(cfg: TrainConfig) -> RunResult:
     weights = None if (cfg.weights in (None, "none", "None")) else cfg.weights
     built = spec.build(n_classes, input_size=size, **({} if not spec.transfer else {"weights": weights}))
     partial = prepare_run_dir(out, cfg.force)  # after the build: bad weights leave no half-written run
+    split_path = cfg.split
+    if manifest.raw.get("automatic"):
+        write_manifest(manifest.raw, partial / "split.json")
+        split_path = str((out / "split.json").resolve())
+        c = manifest.raw["counts"]
+        say(f"split: train {c['train']}, val {c['val']}, test {c['test']} photos (seed {manifest.seed}), saved as "
+            f"{out / 'split.json'}; export, eval and bench find it from the run")
     _match_backup(resume_dir(out), cfg)
     model = built.model
     tr, va, te = arrays["train"], arrays["val"], arrays["test"]
@@ -307,7 +328,8 @@ def train(cfg: TrainConfig) -> RunResult:
         **asdict(cfg), "out": str(out), "model": cfg.model, "input_size": size, "augment": augment, "epochs": epochs,
         "weights": weights, "data_dir": str(Path(root).resolve()), "classes": classes,
         "background": background,
-        "split_manifest": cfg.split or "packaged:flower_photos_split.json", "split_manifest_sha256": manifest.sha256,
+        "split": split_path,
+        "split_manifest": split_path or "packaged:flower_photos_split.json", "split_manifest_sha256": manifest.sha256,
         "counts": {k: len(v) for k, v in arrays.items()}, "versions": versions(), "train_seconds": train_seconds,
         "timings": timings, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }

@@ -1,0 +1,62 @@
+"""Your own photos in one command: `train --data DIR` on a folder that is not flower_photos makes and keeps its own
+split, and export, eval and bench find it from the run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import make_dataset, run_cli
+from edgeflower.data.split import MIN_PER_CLASS, auto_split, is_packaged_dataset, load_manifest
+from edgeflower.errors import DataError
+
+
+@pytest.mark.slow
+def test_own_folder_from_train_to_bench_without_a_split(tmp_path):
+    data = make_dataset(tmp_path / "my_photos", per_class=20)
+    run = tmp_path / "run"
+    out = run_cli("train", "--model", "cnn", "--data", data, "--epochs", 2, "--input-size", 32, "--out", run)
+    assert out.returncode == 0, out.stderr
+    assert "split: train" in out.stderr and "split.json" in out.stderr
+    cfg = json.loads((run / "config.json").read_text())
+    m = load_manifest(run / "split.json")
+    assert cfg["split"] == str((run / "split.json").resolve()) and cfg["split_manifest_sha256"] == m.sha256
+    assert m.classes == ["blue", "green", "red"] and m.raw["automatic"]
+    assert {k: len(v) for k, v in m.splits.items()} == cfg["counts"]
+    assert cfg["counts"]["test"] == 6  # about 10% of each class of 20
+    # the same folder gives the same split (seeded)
+    assert auto_split(data, seed=42, show_progress=False)["splits"] == m.raw["splits"]
+    ev = run_cli("eval", run)
+    assert ev.returncode == 0, ev.stderr
+    ex = run_cli("export", run, "--int8", "--no-onnx", "--max-drop", 100, "--calibration", 10)
+    assert ex.returncode == 0, ex.stderr
+    rep = json.loads((run / "export" / "export_report.json").read_text())
+    assert rep["test_images"] == 6
+    b = run_cli("bench", run / "export" / "model_int8.tflite", "--threads", 1, "--runs", 5, "--warmup", 1,
+                "--json", tmp_path / "b.json")
+    assert b.returncode == 0, b.stderr
+    res = json.loads((tmp_path / "b.json").read_text())["results"][0]
+    assert res["accuracy"] is not None and res["test_images"] == 6
+
+
+def test_flower_photos_keeps_the_frozen_split(tmp_path):
+    fake = tmp_path / "flower_photos"
+    for c in load_manifest().classes:
+        (fake / c).mkdir(parents=True)
+    assert is_packaged_dataset(fake)
+    (fake / "orchids").mkdir()
+    assert not is_packaged_dataset(fake)
+
+
+def test_too_few_photos_say_so_and_leave_no_run(tmp_path):
+    data = make_dataset(tmp_path / "few", per_class=MIN_PER_CLASS)
+    shutil.rmtree(data / "red")
+    make_dataset(tmp_path / "few_red", per_class=3)
+    shutil.move(str(tmp_path / "few_red" / "red"), str(data / "red"))
+    with pytest.raises(DataError, match=r"red has 3.*at least 10 per class"):
+        auto_split(data, show_progress=False)
+    out = run_cli("train", "--model", "cnn", "--data", data, "--epochs", 1, "--out", tmp_path / "run")
+    assert out.returncode != 0 and "red has 3" in out.stderr
+    assert not (tmp_path / "run").exists()
