@@ -160,9 +160,11 @@ def _model_names() -> list[str]:
 @_data_opt
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run directory (default runs/MODEL-TIME).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Maximum epochs (default: the study's, 30 CNN / 20 transfer).")
+              help="Maximum epochs, with early stopping (default: 40 for transfer models, 30 for the CNN).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--augment/--no-augment", default=None, help="Flip, zoom, translation and contrast on the fly.")
+@click.option("--augment/--no-augment", default=None,
+              help="Flip, zoom, translation and contrast on the fly (default: on for transfer models, off for the "
+                   "CNN).")
 @click.option("--aug-views", type=click.IntRange(min=1), default=4, show_default=True,
               help="Augmented views of the training set whose features are cached (transfer models).")
 @click.option("--fine-tune", type=click.IntRange(min=0), default=0, show_default=True,
@@ -174,7 +176,8 @@ def _model_names() -> list[str]:
 @click.option("--mixup", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Mixup Beta parameter for end-to-end training (fine-tuning, the CNN); 0 = off, 0.2 is usual.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate (Adam).")
-@click.option("--label-smoothing", type=click.FloatRange(0, 0.5), default=0.0, show_default=True)
+@click.option("--label-smoothing", type=click.FloatRange(0, 0.5), default=None,
+              help="Label smoothing (default: 0.1 for transfer models, 0 for the CNN).")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--limit-per-class", type=click.IntRange(min=1), default=None, help="Quick runs: N images per class.")
 @click.option("--seed", type=int, default=42, show_default=True)
@@ -353,7 +356,12 @@ def classify(model, camera, video, images, backend, threads, threshold, min_simi
         host, port = server.server_address[:2]
         click.echo(f"live page: http://{host}:{port}/", err=True)
     show = (not quiet) and sys.stderr.isatty()
-    status = (lambda msg: click.echo("\r" + msg[:150].ljust(150), nl=False, err=True)) if show else None
+    if show:
+        status = lambda msg: click.echo("\r" + msg[:150].ljust(150), nl=False, err=True)  # noqa: E731
+    elif not quiet:  # under systemd, nohup or a pipe: the same status as a line every 15 s
+        status = _every(15.0, lambda msg: click.echo(msg[:150], err=True))
+    else:
+        status = None
     out = open(jsonl, "w", encoding="utf-8") if jsonl else sys.stdout
     try:
         summary = run(clf, source, out=out, smooth=smooth, status=status, live_state=live_state,
@@ -378,6 +386,19 @@ def classify(model, camera, video, images, backend, threads, threshold, min_simi
             pass
     if summary.error:
         raise SourceError(summary.error)
+
+
+def _every(seconds: float, fn):
+    """``fn``, called at most once per ``seconds`` (the first call goes through)."""
+    last = [float("-inf")]
+
+    def call(msg: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= seconds:
+            last[0] = now
+            fn(msg)
+
+    return call
 
 
 # ---------------------------------------------------------------- bench (edge: never imports TensorFlow)

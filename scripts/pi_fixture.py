@@ -146,7 +146,8 @@ def main() -> None:
         # EfficientNet-Lite0 at 64 px (head on its ImageNet features): the backbone's depthwise and ReLU6 kernels
         # on arm64 too. Its four artifacts join the others as lite0_<name>.
         r = train(TrainConfig(model="efficientnet_lite0", data=str(synth), split=str(split), out=str(out / "run_lite0"),
-                              epochs=6, input_size=64, batch_size=16, learning_rate=3e-3, verbose=0, seed=42))
+                              epochs=6, input_size=64, batch_size=16, learning_rate=3e-3, verbose=0, seed=42,
+                              augment=False, label_smoothing=0.0))
         tmp = out / "export_lite0"
         export(ExportConfig(target=str(r.run_dir), out=str(tmp), int8=True, onnx=True, calibration=30,
                             data=str(synth), split=str(split), max_drop=100.0, require_float_agreement=False))

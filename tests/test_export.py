@@ -138,7 +138,7 @@ def test_resnet50_exports_on_the_same_path(synth_data, synth_split, tmp_path):
     from edgeflower.train.loop import TrainConfig, train
 
     r = train(TrainConfig(model="resnet50", weights="none", input_size=32, data=str(synth_data),
-                          split=str(synth_split), out=str(tmp_path / "r50"), epochs=1, verbose=0))
+                          split=str(synth_split), out=str(tmp_path / "r50"), epochs=1, augment=False, verbose=0))
     rep = export(ExportConfig(target=str(r.run_dir), int8=True, onnx=True, calibration=10, data=str(synth_data),
                               split=str(synth_split), max_drop=100.0))
     assert [a["name"] for a in rep["artifacts"]] == ARTIFACTS

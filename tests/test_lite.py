@@ -144,7 +144,7 @@ def test_another_architecture_missing_and_extra_tensors(lite0_state):
 def _train_cfg(synth_data, synth_split, out, **kw):
     from edgeflower.train.loop import TrainConfig
 
-    kw = {"epochs": 3, "input_size": 32, "batch_size": 16, "verbose": 0, **kw}
+    kw = {"epochs": 3, "input_size": 32, "batch_size": 16, "verbose": 0, "augment": False, **kw}
     return TrainConfig(model="efficientnet_lite0", data=str(synth_data), split=str(synth_split), out=str(out), **kw)
 
 

@@ -129,7 +129,8 @@ def test_interrupted_fine_tuning_resumes_from_the_last_epoch(synth_data, synth_s
     from edgeflower.train import loop
 
     cfg = TrainConfig(model="mobilenet_v2", weights="none", input_size=32, data=str(synth_data),
-                      split=str(synth_split), out=str(tmp_path / "ft"), epochs=2, fine_tune=10, fine_tune_epochs=3,
+                      split=str(synth_split), out=str(tmp_path / "ft"), epochs=2, augment=False, fine_tune=10,
+                      fine_tune_epochs=3,
                       fine_tune_lr=1e-3, patience=10, verbose=0)
 
     class Stop(keras.callbacks.Callback):
@@ -152,3 +153,18 @@ def test_interrupted_fine_tuning_resumes_from_the_last_epoch(synth_data, synth_s
     (backup / "training_metadata.json").write_text('{"epoch": 2}')
     r = train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "ft"), "force": True, "fine_tune_epochs": 2}))
     assert len(r.history["fine_tune"]["loss"]) == 2
+
+
+def test_default_recipe_is_the_recommended_one(synth_data, synth_split, tmp_path):
+    """`edgeflower train --model X` with no recipe flags trains make main's recipe, not the study's weaker one."""
+    from edgeflower.train.models import MODELS
+
+    out = run_cli("train", "--model", "mobilenet_v2", "--weights", "none", "--input-size", 32, "--aug-views", 1,
+                  "--data", synth_data, "--split", synth_split, "--out", tmp_path / "run")
+    assert out.returncode == 0, out.stderr
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (cfg["augment"], cfg["label_smoothing"], cfg["epochs"]) == (True, 0.1, 40)
+    for name, spec in MODELS.items():
+        if spec.transfer and name != "resnet50_da":
+            assert (spec.augment, spec.label_smoothing, spec.epochs) == (True, 0.1, 40), name
+    assert (MODELS["cnn"].augment, MODELS["cnn"].label_smoothing) == (False, 0.0)

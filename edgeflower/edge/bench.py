@@ -13,6 +13,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeflower._env import environment
-from edgeflower._util import percentiles, sha256_file
+from edgeflower._util import percentiles, progress, sha256_file
 from edgeflower.errors import BenchError, EdgeflowerError
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,8 @@ def measure(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool, data
             res["accuracy_note"] = f"unavailable: the artifact's labels {clf.labels} are not the split's classes"
         else:
             y = np.array([lab for _, lab, _ in items])
-            pred = np.array([int(np.argmax(clf.classify(root / rel).probs)) for rel, _, _ in items])
+            pred = np.array([int(np.argmax(clf.classify(root / rel).probs))
+                             for rel, _, _ in progress(items, total=len(items), desc=f"{Path(path).name} accuracy")])
             res["accuracy"] = float((pred == y).mean())
             res["per_class_accuracy"] = {c: float((pred[y == i] == i).mean()) for i, c in enumerate(manifest.classes)
                                          if (y == i).any()}
@@ -167,14 +169,35 @@ def run_isolated(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool,
     artifact cannot take the others down. Returns the :func:`measure` dict, or one with an ``error`` key."""
     payload = json.dumps({"path": path, "threads": threads, "cfg": asdict(cfg), "acc": with_accuracy,
                           "data_note": data_note})
+    proc = subprocess.Popen([sys.executable, "-m", "edgeflower.edge.bench", payload], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    out_parts: list[str] = []
+    prefix = f"{Path(path).name} "
+
+    def relay() -> None:  # the worker's progress lines reach the user as they come; the rest is kept for errors
+        for ln in proc.stderr:
+            if ln.startswith(prefix):
+                sys.stderr.write(ln)
+                sys.stderr.flush()
+            err.append(ln)
+
+    readers = [threading.Thread(target=relay, daemon=True),
+               threading.Thread(target=lambda: out_parts.append(proc.stdout.read()), daemon=True)]
+    for r in readers:
+        r.start()
     try:
-        proc = subprocess.run([sys.executable, "-m", "edgeflower.edge.bench", payload], capture_output=True,
-                              text=True, timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
         return {"artifact": path, "name": Path(path).name, "threads": threads, "error": f"timed out after {timeout} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    for r in readers:
+        r.join(timeout=10)
+    out = "".join(out_parts)
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        tail = ("".join(err).strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
         return {"artifact": path, "name": Path(path).name, "threads": threads,
                 "error": f"worker failed (exit {proc.returncode}): {tail}"}
     return json.loads(lines[-1])

@@ -163,9 +163,15 @@ class Classifier:
         """Probabilities of many preprocessed images (batch 1 by default: what the device runs)."""
         return self.score_batch(images, batch)[0]
 
-    def score_batch(self, images: np.ndarray, batch: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
-        """(probabilities (N, C), similarities (N,) or None) of many preprocessed images."""
-        out = [self.scores(images[s:s + batch]) for s in range(0, len(images), batch)]
+    def score_batch(self, images: np.ndarray, batch: int = 1,
+                    desc: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities (N, C), similarities (N,) or None) of many preprocessed images; ``desc`` shows progress."""
+        starts = range(0, len(images), batch)
+        if desc:
+            from edgeflower._util import progress
+
+            starts = progress(starts, total=len(starts), desc=desc)
+        out = [self.scores(images[s:s + batch]) for s in starts]
         if not out:
             return np.zeros((0, len(self.labels)), np.float32), (np.zeros(0, np.float32) if self.has_similarity
                                                                   else None)

@@ -125,7 +125,8 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
         raise ExportError(f"{model_path}: expected a square RGB image input (None, S, S, 3), got {shape}")
     size = int(shape[1])
     root = resolve_data_dir(cfg.data or run_cfg.get("data_dir"))
-    manifest = load_manifest(cfg.split or run_cfg.get("split"))
+    split_file = cfg.split or run_cfg.get("split")
+    manifest = load_manifest(split_file)
     classes = list(run_cfg.get("classes") or manifest.classes)
     n_out = int(model.outputs[0].shape[-1])
     if n_out != len(classes):
@@ -178,7 +179,7 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
         "split_manifest_sha256": manifest.sha256,
         # where the test photos are (bench finds them from here; a run on your own photos has its own split.json)
         "data_dir": str(Path(root).resolve()),
-        "split": str(Path(cfg.split or run_cfg.get("split")).resolve()) if (cfg.split or run_cfg.get("split")) else None,
+        "split": str(Path(split_file).resolve()) if split_file else None,
         "keras_test_accuracy": ref_acc,
         "unknown": unknown_meta,
         "background_class": background["class"] if background else None,
@@ -315,9 +316,9 @@ class _Ctx:
     def _evaluate(self, path: Path) -> dict:
         self.say(f"checking {path.name} on the test and validation images")
         clf = Classifier(path, threshold=0.0)
-        probs, sims = clf.score_batch(self.test.x)
+        probs, sims = clf.score_batch(self.test.x, desc=f"{path.name} on the test images")
         pred = probs.argmax(1)
-        val_probs, val_sims = clf.score_batch(self.val.x)
+        val_probs, val_sims = clf.score_batch(self.val.x, desc=f"{path.name} on the validation images")
         return {"probs": probs, "pred": pred, "accuracy": float((pred == self.test.y).mean()),
                 "val_probs": val_probs, "sims": sims, "val_sims": val_sims, "clf": clf}
 

@@ -38,7 +38,7 @@ class TrainConfig:
     model: str = "efficientnet_lite0"
     data: str | None = None
     out: str | None = None
-    epochs: int | None = None  # None: the study's (30 for the CNN, 20 for transfer models)
+    epochs: int | None = None  # None: the model's default (40 for transfer models, with early stopping; 30 CNN)
     batch_size: int = 32
     augment: bool | None = None  # None: the model's default
     aug_views: int = 4  # augmented views of the training set whose features are cached (transfer + augment)
@@ -48,7 +48,7 @@ class TrainConfig:
     fine_tune_schedule: str = "constant"  # or "cosine": decay to 0 over the fine-tuning epochs
     mixup: float = 0.0  # Beta(a, a) mixing of image pairs and their labels, in end-to-end training; 0 = off
     learning_rate: float = 1e-3
-    label_smoothing: float = 0.0
+    label_smoothing: float | None = None  # None: the model's default (0.1 for transfer models, 0 for the CNN)
     patience: int = 5
     limit_per_class: int | None = None
     seed: int = 42
@@ -254,6 +254,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResu
     size = cfg.input_size or spec.input_size
     augment = spec.augment if cfg.augment is None else cfg.augment
     epochs = cfg.epochs or spec.epochs
+    label_smoothing = spec.label_smoothing if cfg.label_smoothing is None else cfg.label_smoothing
     if cfg.batch_size < 1 or epochs < 1:
         raise DataError(f"--batch-size and --epochs must be at least 1 (got {cfg.batch_size}, {epochs})")
     if cfg.fine_tune_schedule not in ("constant", "cosine"):
@@ -288,7 +289,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResu
     model = built.model
     tr, va, te = arrays["train"], arrays["val"], arrays["test"]
     aug = augmenter(keras, cfg.seed) if augment else None
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
     history: dict[str, dict] = {}
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -326,6 +327,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResu
         model.save(tmp)
     config = {
         **asdict(cfg), "out": str(out), "model": cfg.model, "input_size": size, "augment": augment, "epochs": epochs,
+        "label_smoothing": label_smoothing,
         "weights": weights, "data_dir": str(Path(root).resolve()), "classes": classes,
         "background": background,
         "split": split_path,

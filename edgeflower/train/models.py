@@ -31,6 +31,7 @@ class ModelSpec:
     input_size: int = 224
     epochs: int = 20
     augment: bool = False
+    label_smoothing: float = 0.0
     transfer: bool = True
     description: str = ""
     weights_note: str = ""
@@ -183,8 +184,14 @@ def _head_study(l2: float | None = None):
     return head
 
 
+# The default recipe of every transfer model: augmentation, label smoothing 0.1, up to 40 epochs with early stopping
+# (make main's; chosen on the validation split by benchmarks/head_sweep.py). The study's recipe is
+# --no-augment --label-smoothing 0 --epochs 20.
+RECIPE = {"augment": True, "label_smoothing": 0.1, "epochs": 40}
+
+
 def _spec(name: str, make_base: Callable[..., Any], scale: Callable, head: Callable, **kw) -> ModelSpec:
-    return ModelSpec(name, _transfer(make_base, scale, head, name), **kw)
+    return ModelSpec(name, _transfer(make_base, scale, head, name), **{**RECIPE, **kw})
 
 
 MODELS: dict[str, ModelSpec] = {
