@@ -346,7 +346,7 @@ def classify(model, camera, video, images, backend, threads, threshold, min_simi
             index = int(camera)
         except ValueError as exc:
             raise SourceError(f"--camera {camera!r}: expected a camera number (0, 1, ...) or no value") from exc
-        source = OpenCVSource(index, reconnect=reconnect)
+        source = OpenCVSource(index, reconnect=reconnect, size=(w, h))
     live_state = None
     if serve:
         from edgeflower.edge.serve import LiveState, start_server

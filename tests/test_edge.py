@@ -9,6 +9,7 @@ import sys
 import time
 import types
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,8 +222,27 @@ def test_missing_picamera2_and_opencv_messages(monkeypatch):
     with pytest.raises(MissingDependencyError, match="python3-picamera2.*--system-site-packages"):
         PiCameraSource()
     monkeypatch.setitem(sys.modules, "cv2", None)
-    with pytest.raises(MissingDependencyError, match="opencv"):
+    with pytest.raises(MissingDependencyError, match=r'--video.*pip install "edgeflower\[edge\]".*opencv'):
         OpenCVSource("x.mp4")
+
+
+@pytest.mark.parametrize("module, backend, extra", [("onnxruntime", "onnxruntime", "edge-onnx"),
+                                                     ("ai_edge_litert.interpreter", "litert", "edge")])
+def test_missing_backend_names_the_extra_that_holds_it(tiny_export, monkeypatch, module, backend, extra):
+    from edgeflower._deps import _EXTRAS
+
+    monkeypatch.setitem(sys.modules, module, None)
+    name = "model_int8.onnx" if backend == "onnxruntime" else "model_int8.tflite"
+    with pytest.raises(MissingDependencyError) as e:
+        load_backend(tiny_export / name, backend)
+    msg = str(e.value)
+    assert f'pip install "edgeflower[{extra}]"' in msg and "\n" not in msg
+    # the extra named really installs the package
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    assert _EXTRAS[module][0] in cfg["options.extras_require"][extra]
 
 
 def test_bad_sources(tiny_export, tmp_path):
@@ -336,3 +356,84 @@ def test_reconnect_restarts_a_lost_pi_camera(tiny_export, monkeypatch):
     s = run(Classifier(tiny_export / "model_float.tflite"), PiCameraSource((64, 48), reconnect=True), out=None,
             max_frames=6)
     assert starts["n"] == 2 and s.frames >= 1 and s.error == ""
+
+
+def test_usb_camera_gets_the_resolution_asked_for(tiny_export, monkeypatch):
+    from click.testing import CliRunner
+
+    from edgeflower.cli import main
+
+    asked = {}
+
+    class FakeCapture:
+        def __init__(self, spec):
+            self.spec = spec
+
+        def isOpened(self):
+            return True
+
+        def set(self, prop, value):
+            asked[prop] = value
+            return True
+
+        def read(self):
+            return True, np.zeros((asked.get("h", 48), asked.get("w", 64), 3), np.uint8)
+
+        def release(self):
+            pass
+
+    fake = types.SimpleNamespace(VideoCapture=FakeCapture, CAP_PROP_FRAME_WIDTH="w", CAP_PROP_FRAME_HEIGHT="h",
+                                 COLOR_BGR2RGB=4, cvtColor=lambda img, code: img[..., ::-1])
+    monkeypatch.setitem(sys.modules, "cv2", fake)
+    r = CliRunner().invoke(main, ["classify", str(tiny_export / "model_int8.tflite"), "--camera", "0",
+                                  "--resolution", "640x480", "--max-frames", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert asked == {"w": 640, "h": 480}
+
+
+def test_live_page_encodes_only_for_viewers_and_at_its_rate():
+    import socket
+
+    from edgeflower.edge.serve import LiveState, start_server
+
+    state = LiveState(max_fps=5)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    for i in range(50):  # nobody watching: no JPEG work on the inference thread's behalf
+        state.update(frame + i, {"label": "red", "frame": i})
+    assert state.encoded == 0 and state.status["frame"] == 49
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = start_server(f"127.0.0.1:{port}", state)
+    stop = False
+
+    def camera():  # a fast camera: 200 FPS
+        i = 0
+        while not stop:
+            state.update(frame + (i % 200), {"label": "red", "frame": i})
+            i += 1
+            time.sleep(0.005)
+
+    import threading
+
+    t = threading.Thread(target=camera, daemon=True)
+    t.start()
+    try:
+        resp = urllib.request.urlopen(f"http://127.0.0.1:{port}/stream.mjpg", timeout=10)
+        t0 = time.monotonic()
+        got = 0
+        while got < 4:
+            line = resp.readline()
+            if line.startswith(b"Content-Length:"):
+                n = int(line.split(b":")[1])
+                resp.readline()
+                assert resp.read(n)[:2] == b"\xff\xd8"  # a JPEG
+                got += 1
+        elapsed = time.monotonic() - t0
+        resp.close()
+    finally:
+        stop = True
+        t.join(timeout=2)
+        server.shutdown()
+    assert elapsed >= 3 * 0.2 * 0.9  # 4 frames at 5 FPS: at least 3 intervals
+    assert state.encoded <= 6  # one encode per frame sent, not one per camera frame (about 150 went by)

@@ -224,14 +224,9 @@ def _ort_dtype(t: str) -> np.dtype:
 
 
 def _import(module: str, dist: str):
-    import importlib
+    from edgeflower._deps import require
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"backend package {dist} is not installed: pip install \"edgeflower[edge]\" (or pip install {dist})"
-        ) from exc
+    return require(module, f"the {dist} backend")
 
 
 BACKENDS: dict[str, type[Backend]] = {

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -31,29 +32,47 @@ setInterval(tick,500);tick();
 
 
 class LiveState:
-    """The newest annotated frame (as JPEG) and the current prediction, shared with the HTTP threads."""
+    """The newest frame and the current prediction, shared with the HTTP threads.
 
-    def __init__(self):
+    The inference loop only stores a reference to each frame. The stream's HTTP threads JPEG-encode the newest one
+    when someone is watching, at most ``max_fps`` times a second, and once per frame however many watch: a Pi that
+    nobody is looking at pays nothing for the page, and the camera loop never waits for an encoder."""
+
+    def __init__(self, max_fps: float = 10.0):
         self.cond = threading.Condition()
-        self.jpeg: bytes | None = None
+        self.frame: np.ndarray | None = None
+        self.frame_seq = -1
         self.status: dict = {"label": None, "score": None, "fps": 0.0, "latency_ms": 0.0, "frame": -1}
         self.seq = 0
+        self.encoded = 0  # frames encoded so far
+        self.min_interval = 1.0 / max_fps if max_fps > 0 else 0.0
+        self._jpeg: tuple[int, bytes] | None = None
+        self._encode_lock = threading.Lock()
 
     def update(self, frame: np.ndarray | None, status: dict) -> None:
-        jpeg = None
-        if frame is not None:
-            img = Image.fromarray(frame)
-            if img.width > 640:
-                img = img.resize((640, round(img.height * 640 / img.width)))
-            buf = io.BytesIO()
-            img.save(buf, format="JPEG", quality=75)
-            jpeg = buf.getvalue()
         with self.cond:
-            if jpeg is not None:
-                self.jpeg = jpeg
-            self.status = status
             self.seq += 1
+            if frame is not None:
+                self.frame, self.frame_seq = frame, self.seq
+            self.status = status
             self.cond.notify_all()
+
+    def jpeg(self) -> tuple[int, bytes] | None:
+        """(frame sequence number, JPEG) of the newest frame, encoded on the first call for that frame."""
+        with self.cond:
+            frame, seq = self.frame, self.frame_seq
+        if frame is None:
+            return None
+        with self._encode_lock:
+            if self._jpeg is None or self._jpeg[0] != seq:
+                img = Image.fromarray(frame)
+                if img.width > 640:
+                    img = img.resize((640, round(img.height * 640 / img.width)))
+                buf = io.BytesIO()
+                img.save(buf, format="JPEG", quality=75)
+                self._jpeg = (seq, buf.getvalue())
+                self.encoded += 1
+            return self._jpeg
 
 
 def make_handler(state: LiveState):
@@ -88,14 +107,19 @@ def make_handler(state: LiveState):
             self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            seen = -1
+            seen, last = -1, float("-inf")
             try:
                 while True:
                     with state.cond:
-                        state.cond.wait_for(lambda: state.seq != seen and state.jpeg is not None, timeout=5)
-                        seen, jpeg = state.seq, state.jpeg
-                    if jpeg is None:
+                        state.cond.wait_for(lambda: state.frame_seq != seen and state.frame is not None, timeout=5)
+                    wait = last + state.min_interval - time.monotonic()  # the page's rate, not the camera's
+                    if wait > 0:
+                        time.sleep(wait)
+                    got = state.jpeg()  # the newest frame after the wait
+                    if got is None or got[0] == seen:
                         continue
+                    seen, jpeg = got
+                    last = time.monotonic()
                     self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                      + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
             except (BrokenPipeError, ConnectionResetError):

@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from edgeflower.edge.preprocess import IMAGE_SUFFIXES, open_image
-from edgeflower.errors import ImageError, MissingDependencyError, SourceError
+from edgeflower.errors import ImageError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +73,21 @@ class ImageSource(Source):
 
 
 def _cv2():
-    try:
-        import cv2
-    except ImportError as exc:
-        raise MissingDependencyError("OpenCV is needed for --video and --camera N: pip install "
-                                     "opencv-python-headless (or apt install python3-opencv)") from exc
-    return cv2
+    from edgeflower._deps import require
+
+    return require("cv2", "--video and --camera N")
 
 
 class OpenCVSource(Source):
     name = "opencv"
 
-    def __init__(self, spec: str | int, reconnect: bool = False, retries: int = 10, retry_delay: float = 1.0):
+    def __init__(self, spec: str | int, reconnect: bool = False, retries: int = 10, retry_delay: float = 1.0,
+                 size: tuple[int, int] | None = None):
+        """``size`` (width, height): the capture size asked of a camera (``--resolution``); the camera may pick
+        the nearest it supports. Videos and streams keep their own size."""
         self.cv2 = _cv2()
         self.spec = spec
+        self.size = size if isinstance(spec, int) else None
         self.live = isinstance(spec, int) or str(spec).startswith(("rtsp://", "http://", "https://"))
         self.reconnect, self.retries, self.retry_delay = reconnect, retries, retry_delay
         if not isinstance(spec, int) and not self.live and not Path(spec).is_file():
@@ -98,6 +99,9 @@ class OpenCVSource(Source):
         if not cap.isOpened():
             what = f"camera {self.spec}" if isinstance(self.spec, int) else f"video {self.spec}"
             raise SourceError(f"cannot open {what}: check that it exists and is not in use by another program")
+        if self.size:
+            cap.set(self.cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+            cap.set(self.cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
         return cap
 
     def frames(self) -> Iterator[Frame]:
@@ -136,13 +140,9 @@ class PiCameraSource(Source):
     live = True
 
     def __init__(self, size: tuple[int, int] = (640, 480), reconnect: bool = False, retries: int = 10):
-        try:
-            from picamera2 import Picamera2
-        except ImportError as exc:
-            raise MissingDependencyError(
-                "picamera2 is not importable: on Raspberry Pi OS run `sudo apt install python3-picamera2` and create "
-                "the venv with --system-site-packages (see the README, 'Raspberry Pi')") from exc
-        self._cls = Picamera2
+        from edgeflower._deps import require
+
+        self._cls = require("picamera2", "the Raspberry Pi camera").Picamera2
         self.size, self.reconnect, self.retries = size, reconnect, retries
         self._start()
 
