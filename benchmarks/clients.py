@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,7 @@ def main() -> None:
                   f"(accuracy {r['edgeflower_accuracy'] * 100:.2f}% edgeflower, "
                   f"{r['mediapipe_resized_accuracy'] * 100:.2f}% MediaPipe resizing)", flush=True)
         out["runs"][str(run)] = row
+    out["date"] = time.strftime("%Y-%m-%d")
     out["environment"] = environment(("numpy", "pillow", "ai-edge-litert", "mediapipe", "edgeflower"))
     write_json(args.results, out)
 

@@ -313,7 +313,7 @@ def clients() -> str:
                         f"{a['mediapipe_resizes']['top1_changed']} of {a['images']} | "
                         f"{a['edgeflower_accuracy'] * 100:.2f}% | {a['mediapipe_resized_accuracy'] * 100:.2f}% |")
     return (f"MediaPipe Tasks' ImageClassifier against `edgeflower classify` on the frozen test photos "
-            f"(`{d['command']}`). \"Same pixels\": MediaPipe is given edgeflower's preprocessed pixels; "
+            f"(`{d['command']}`; {d.get('note', '')}). \"Same pixels\": MediaPipe is given edgeflower's preprocessed pixels; "
             "\"MediaPipe resizes\": it is given the decoded photo and resizes it itself.\n\n" + "\n".join(rows)
             + "\n\n" + _env_line(d))
 

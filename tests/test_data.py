@@ -17,7 +17,7 @@ from PIL import Image
 
 from conftest import SHARED_DATA, make_dataset, make_image, needs_shared, run_cli
 from edgeflower.data import source
-from edgeflower.data.check import check_dataset, require_usable
+from edgeflower.data.check import check_dataset
 from edgeflower.data.split import (TEST_SUPPORTS, load_manifest, make_split, split_items, verify_files,
                                    write_manifest)
 from edgeflower.errors import DataError, DownloadError
@@ -155,8 +155,10 @@ def test_check_reports_every_problem_without_crashing(messy):
     assert d["converted_modes"].get("RGBA") == 1 and d["converted_modes"].get("exif-rotated") == 1
     assert ["green/copy.jpg", "green/green_000.jpg"] in d["identical_duplicates"]
     assert ["green/green_001.jpg", "red/cross.jpg"] in d["cross_class_duplicates"]
-    with pytest.raises(DataError, match="empty_class"):
-        require_usable(r)
+    from edgeflower.data.split import auto_split
+
+    with pytest.raises(DataError, match="no readable images: empty_class"):  # train --data on this folder
+        auto_split(messy, show_progress=False)
 
 
 def test_cli_data_check_on_messy_folder(messy, tmp_path):

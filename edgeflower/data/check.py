@@ -15,7 +15,6 @@ from PIL import Image, ImageOps
 
 from edgeflower._util import progress, sha256_file
 from edgeflower.data.source import IMAGE_SUFFIXES, list_images
-from edgeflower.errors import DataError
 
 #: Two photos are near-duplicates when their 64-bit dHashes differ in at most NEAR_DUP_BITS bits (a cheap
 #: candidate filter that alone has many false positives on flower close-ups) AND their normalised 32x32
@@ -182,15 +181,3 @@ def check_dataset(root: str | os.PathLike, show_progress: bool = True) -> CheckR
     for i, j, corr in near_duplicate_pairs(reps):
         report.near_duplicates.append((reps[i].path, reps[j].path, round(corr, 4)))
     return report
-
-
-def require_usable(report: CheckReport) -> None:
-    """Raise DataError if the dataset cannot be trained on at all."""
-    usable = {c: n for c, n in report.counts.items() if n > 0}
-    if report.empty_classes:
-        raise DataError(f"class folder(s) with no readable images: {', '.join(report.empty_classes)} in "
-                        f"{report.root}: add images or remove the folder")
-    if len(usable) < 2:
-        raise DataError(f"{report.root} has {len(usable)} class(es) with images; a classifier needs at least 2")
-
-

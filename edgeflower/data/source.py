@@ -114,7 +114,8 @@ def _fetch(url: str, dest: Path, timeout: float) -> str:
     h = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0) or None
+            # a server that sends no Content-Length still gets a bar: the archive's known size
+            total = int(resp.headers.get("Content-Length") or 0) or (ARCHIVE_SIZE if url == ARCHIVE_URL else None)
             chunk = 1 << 20
 
             def chunks():

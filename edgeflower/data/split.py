@@ -76,6 +76,10 @@ def auto_split(root: str | os.PathLike, seed: int = SEED, show_progress: bool = 
     """A split for a dataset that is not flower_photos: stratified and seeded, duplicates kept within one split,
     about 10% of each class for test and 20% of the rest for validation (as `edgeflower data split --out`)."""
     m = make_split(root, seed=seed, test_supports={}, show_progress=show_progress)
+    empty = sorted(set(class_folders(root)) - set(m["classes"]))
+    if empty:
+        raise DataError(f"class folder(s) with no readable images: {', '.join(empty)} in {root}: add images or "
+                        "remove the folder")
     per_class = Counter(rel.split("/", 1)[0] for k in SPLITS for rel, _ in m["splits"][k])
     too_few = {c: per_class[c] for c in m["classes"] if per_class[c] < MIN_PER_CLASS}
     if too_few:

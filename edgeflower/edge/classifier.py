@@ -137,11 +137,6 @@ class Classifier:
     def similarity_output(self) -> TensorInfo | None:
         return None if self._sim_index is None else self.backend.outputs[self._sim_index]
 
-    def predict_pixels(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
-        """uint8 (N, H, W, 3) or (H, W, 3) -> (probabilities (N, C), interpreter milliseconds)."""
-        probs, _, inf_ms = self.scores(pixels)
-        return probs, inf_ms
-
     def scores(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
         """uint8 (N, H, W, 3) or (H, W, 3) -> (probabilities (N, C), similarities (N,) or None, interpreter ms)."""
         if pixels.ndim == 3:

@@ -9,7 +9,7 @@ softmax); training the head on features computed once is what makes transfer lea
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from edgeflower._deps import require
@@ -34,8 +34,6 @@ class ModelSpec:
     label_smoothing: float = 0.0
     transfer: bool = True
     description: str = ""
-    weights_note: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def _keras():
