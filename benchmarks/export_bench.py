@@ -92,7 +92,7 @@ def main() -> None:
             "peak_rss_mb_by_step": _peaks_by_step(phases, rss),
             "keras_test_accuracy": report["keras_test_accuracy"],
             "artifacts": [{k: a[k] for k in ("name", "format", "size_bytes", "accuracy", "drop_pts",
-                                              "argmax_agreement", "passed", "reason", "unknown_threshold",
+                                              "argmax_agreement", "passed", "reason", "confidence_threshold",
                                               "per_class_delta_pts")} | {"changed": len(a["changed"])}
                           for a in report["artifacts"]],
         }

@@ -188,7 +188,7 @@ def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
-def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], max_drop: float = 0.005) -> dict:
+def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], budget: float = 0.005) -> dict:
     """Candidate scores on the Keras model's pooled features and probabilities; thresholds calibrated on val."""
     import keras
 
@@ -236,11 +236,11 @@ def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], max_drop:
         "cosine to 3rd-nearest training photo (k=3)": lambda s: knn(s, 3),
         "cosine to 5th-nearest training photo (k=5)": lambda s: knn(s, 5),
     }
-    out = {"run": run, "feature_layer": layer.name, "max_drop": max_drop, "methods": {}}
+    out = {"run": run, "feature_layer": layer.name, "budget": budget, "methods": {}}
     c_val, c_test = p["val"].argmax(1) == y["val"], p["test"].argmax(1) == y["test"]
     for name, fn in methods.items():
         sv, st = fn("val"), fn("test")
-        cal = calibrate_scores(c_val, sv, max_drop)
+        cal = calibrate_scores(c_val, sv, budget)
         thr = cal["threshold"]
         row = {"threshold": thr, "val_rejected": cal["rejected_share"],
                "test_accuracy_with_rejection": float((c_test & (st >= thr)).mean()),

@@ -215,17 +215,20 @@ def train(model, data_dir, out, epochs, batch_size, augment, aug_views, fine_tun
 
 @main.command("eval")
 @click.argument("target", type=click.Path(exists=True))
-@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--subset", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
+              help="Which part of the split to evaluate on.")
+@click.option("--split", "split_path", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Split manifest, as for train (default: the run's).")
 @_data_opt
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None)
 @_handle_errors
-def eval_cmd(target: str, split: str, data_dir: str | None, json_out: str | None) -> None:
-    """Recompute the metrics of a saved model (RUN_DIR or MODEL.keras) on one split."""
+def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | None, json_out: str | None) -> None:
+    """Recompute the metrics of a saved model (RUN_DIR or MODEL.keras) on one part of its split."""
     from edgeflower._util import write_json
     from edgeflower.train.loop import evaluate
 
-    m = evaluate(target, split=split, data=data_dir)
-    click.echo(f"{split}: accuracy {m['accuracy'] * 100:.2f}% loss {m['loss']:.4f} macro-F1 {m['macro_f1']:.3f} "
+    m = evaluate(target, split=subset, data=data_dir, manifest_path=split_path)
+    click.echo(f"{subset}: accuracy {m['accuracy'] * 100:.2f}% loss {m['loss']:.4f} macro-F1 {m['macro_f1']:.3f} "
                f"({m['n']} images)")
     for c, v in m["per_class"].items():
         click.echo(f"  {c:<12} P {v['precision']:.3f}  R {v['recall']:.3f}  F1 {v['f1']:.3f}  n {v['support']}")
@@ -274,7 +277,7 @@ def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_acti
                        input_type=input_type, onnx_activation=onnx_activation, auto=auto, data=data_dir,
                        split=split_path, limit_per_class=limit_per_class, unknown=unknown,
                        unknown_neighbours=unknown_neighbours,
-                       **({} if unknown_budget is None else {"unknown_max_drop": unknown_budget / 100}))
+                       **({} if unknown_budget is None else {"unknown_budget_pts": unknown_budget}))
     try:
         report = run_export(cfg, progress=lambda m: click.echo(f"... {m}", err=True))
     except AccuracyDropError as exc:

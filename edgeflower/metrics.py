@@ -41,30 +41,32 @@ def per_class_accuracy(pred: np.ndarray, y: np.ndarray, classes: list[str]) -> d
     return {c: float((pred[y == i] == i).mean()) if (y == i).any() else float("nan") for i, c in enumerate(classes)}
 
 
-def calibrate_threshold(probs: np.ndarray, y: np.ndarray, max_drop: float = 0.01) -> dict:
+def calibrate_threshold(probs: np.ndarray, y: np.ndarray, budget: float = 0.01) -> dict:
     """The largest confidence threshold whose accuracy (an ``unknown`` answer counted wrong) stays within
-    ``max_drop`` of the accuracy without rejection, on the given (validation) predictions.
+    ``budget`` (a fraction: 0.005 is half a point) of the accuracy without rejection, on the given (validation)
+    predictions.
 
     Rejecting more raises the chance that a non-flower photo is answered ``unknown``; the budget bounds what
     that costs on real flowers.
     """
-    return calibrate_scores(probs.argmax(axis=1) == y, probs.max(axis=1), max_drop)
+    return calibrate_scores(probs.argmax(axis=1) == y, probs.max(axis=1), budget)
 
 
-def calibrate_scores(correct: np.ndarray, score: np.ndarray, max_drop: float = 0.01) -> dict:
+def calibrate_scores(correct: np.ndarray, score: np.ndarray, budget: float = 0.01) -> dict:
     """The largest threshold on ``score`` (higher = more in-distribution; ``score >= threshold`` is kept) whose
-    accuracy, counting rejected images as wrong, stays within ``max_drop`` of the accuracy without rejection."""
+    accuracy, counting rejected images as wrong, stays within ``budget`` (a fraction) of the accuracy without
+    rejection."""
     correct = np.asarray(correct, bool)
     score = np.asarray(score, np.float64)
     base = float(correct.mean()) if len(correct) else 0.0
     best = float(score.min()) if len(score) else 0.0  # keeping everything always fits the budget
     for t in np.unique(score):
         acc = float((correct & (score >= t)).mean())
-        if base - acc <= max_drop + 1e-12:
+        if base - acc <= budget + 1e-12:
             best = max(best, float(t))
     # place the threshold just at the accepted value (>= keeps that prediction)
     kept = score >= best
     return {"threshold": best, "accuracy_without_rejection": base,
             "accuracy_with_rejection": float((correct & kept).mean()) if len(kept) else 0.0,
             "rejected_share": float((~kept).mean()) if len(kept) else 0.0,
-            "max_drop": max_drop, "n": int(len(correct))}
+            "budget": budget, "n": int(len(correct))}

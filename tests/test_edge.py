@@ -82,7 +82,14 @@ def test_unknown_threshold_and_override(tiny_export):
     # by default the feature-similarity rule answers unknown: grey is unlike every training photo
     assert Classifier(tiny_export / "model_float.tflite").classify(frame).label == UNKNOWN
     meta = json.loads((tiny_export / "model_float.tflite.json").read_text())
-    assert Classifier(tiny_export / "model_float.tflite").threshold == meta["unknown_threshold"]
+    assert Classifier(tiny_export / "model_float.tflite").threshold == meta["confidence_threshold"]
+
+
+def test_metadata_from_before_the_rename_still_sets_the_confidence_rule(tiny_export, tmp_path):
+    old = without_metadata(tiny_export / "model_float.tflite", tmp_path / "old.tflite")
+    (tmp_path / "old.tflite.json").write_text(json.dumps({"labels": ["blue", "green", "red"],
+                                                          "unknown_threshold": 0.7}))
+    assert Classifier(old).threshold == 0.7
 
 
 def test_smoother_averages():
@@ -169,7 +176,8 @@ def test_latest_frame_drops_stale_frames():
                 yield Frame(i, np.zeros((2, 2, 3), np.uint8), time.time(), time.perf_counter_ns())
 
     g = LatestFrame(Fast())
-    time.sleep(0.2)
+    g._thread.join(timeout=10)  # the source has delivered all 200 frames
+    assert not g._thread.is_alive()
     f = g.get(timeout=2)
     assert f is not None and f.index == 199 and g.dropped == 199
     assert g.get(timeout=2) is None
@@ -277,14 +285,16 @@ def _chromium() -> str | None:
     return None
 
 
-def test_live_page_shows_a_label(tiny_export, tmp_path):
+@pytest.fixture(scope="module")
+def live_page(tiny_export, tmp_path_factory):
+    """`classify --serve` on a few stills, its page up until the module's tests are done: the port."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # with --serve the page stays up after the stream ends, so a few stills are enough
-    imgs = tmp_path / "imgs"
+    imgs = tmp_path_factory.mktemp("live") / "imgs"
     imgs.mkdir()
     for i in range(20):
         make_image((210, 40, 40), size=(64, 48), seed=i).save(imgs / f"{i:03d}.jpg")
@@ -303,24 +313,33 @@ def test_live_page_shows_a_label(tiny_export, tmp_path):
             except OSError:
                 pass
             time.sleep(0.1)
-        assert status and status["label"] in ("blue", "green", "red"), status
-        html = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
-        assert 'id="label"' in html and "/stream.mjpg" in html
-        chrome = _chromium()
-        if chrome is None:
-            pytest.skip("no Chromium installed (apt install chromium) for the browser check")
-        dom = subprocess.run([chrome, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                              "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                              "--disable-sync", f"--user-data-dir={tmp_path / 'chrome'}",
-                              "--virtual-time-budget=3000", "--dump-dom", f"http://127.0.0.1:{port}/"],
-                             capture_output=True, text=True, timeout=60).stdout
-        import re
-
-        m = re.search(r'<span id="label">([^<]*)</span>', dom)
-        assert m and m.group(1) in ("blue", "green", "red"), dom[:500]
+        yield port, status
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_live_page_shows_a_label(live_page):
+    port, status = live_page
+    assert status and status["label"] in ("blue", "green", "red"), status
+    html = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+    assert 'id="label"' in html and "/stream.mjpg" in html
+
+
+def test_live_page_in_a_browser(live_page, tmp_path):
+    chrome = _chromium()
+    if chrome is None:
+        pytest.skip("no Chromium installed (apt install chromium) for the browser check")
+    port, _ = live_page
+    dom = subprocess.run([chrome, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                          "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                          "--disable-sync", f"--user-data-dir={tmp_path / 'chrome'}",
+                          "--virtual-time-budget=3000", "--dump-dom", f"http://127.0.0.1:{port}/"],
+                         capture_output=True, text=True, timeout=60).stdout
+    import re
+
+    m = re.search(r'<span id="label">([^<]*)</span>', dom)
+    assert m and m.group(1) in ("blue", "green", "red"), dom[:500]
 
 
 @pytest.mark.parametrize("dtype, scale, zp", [(np.uint8, 0.996, 0), (np.int8, 1.0, -128), (np.int8, 0.0157, 3),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -28,7 +29,7 @@ def test_every_artifact_is_written_and_described(tiny_export):
         assert meta["labels"] == ["blue", "green", "red"]
         assert meta["input"]["size"] == [32, 32] and meta["preprocessing"]["resize"] == "bilinear"
         assert meta["test_accuracy"] == pytest.approx(a["accuracy"])
-        assert 0.0 <= meta["unknown_threshold"] <= 1.0
+        assert 0.0 <= meta["confidence_threshold"] <= 1.0 and "unknown_threshold" not in meta
         assert {"accuracy", "drop_pts", "argmax_agreement", "per_class_delta_pts", "changed", "sha256",
                 "passed"} <= set(a)
     assert (tiny_export / "export_report.md").read_text().count("| model") == 4
@@ -118,21 +119,28 @@ def test_auto_tries_remedies_and_reports_them(tiny_run, synth_data, synth_split,
     assert a["options"]["remedy"] != "default"
 
 
-def test_failed_export_keeps_the_previous_good_files(tiny_export, tiny_run, synth_data, synth_split, monkeypatch):
-    before = {n: (tiny_export / n).read_bytes() for n in ARTIFACTS}
+def test_failed_export_keeps_the_previous_good_files(tiny_export, tiny_run, synth_data, synth_split, tmp_path,
+                                                     monkeypatch):
+    import shutil
+
+    run = tmp_path / "run"  # a copy: the session's fixture stays as it was
+    shutil.copytree(tiny_run, run)
+    before = {n: (run / "export" / n).read_bytes() for n in ARTIFACTS}
 
     def boom(*a, **k):
         raise ExportError("injected failure")
 
     monkeypatch.setattr(convert, "onnx_int8", boom)
     with pytest.raises(ExportError, match="injected"):
-        export(ExportConfig(target=str(tiny_run), int8=True, data=str(synth_data), split=str(synth_split),
+        export(ExportConfig(target=str(run), int8=True, data=str(synth_data), split=str(synth_split),
                             max_drop=100.0))
-    for n in ARTIFACTS:
-        assert (tiny_export / n).read_bytes() == before[n] or n != "model_int8.onnx"
-    assert (tiny_export / "model_int8.onnx").read_bytes() == before["model_int8.onnx"]
-    assert not [p for p in os.listdir(tiny_export) if p.startswith(".")]
-
+    # the artifact that crashed keeps its previous file; the ones finished before the crash are complete new ones
+    assert (run / "export" / "model_int8.onnx").read_bytes() == before["model_int8.onnx"]
+    for n in ARTIFACTS[:3]:
+        meta = json.loads(sidecar_path(run / "export" / n).read_text())
+        assert meta["sha256"] == hashlib.sha256((run / "export" / n).read_bytes()).hexdigest()
+        assert Classifier(run / "export" / n).labels == ["blue", "green", "red"]
+    assert not [p for p in os.listdir(run / "export") if p.startswith(".")]
 
 def test_resnet50_exports_on_the_same_path(synth_data, synth_split, tmp_path):
     from edgeflower.train.loop import TrainConfig, train
@@ -199,14 +207,18 @@ def test_custom_layer_that_cannot_be_converted(tmp_path):
         convert.tflite_float(m)
 
 
-def test_cli_export_reports_failure_with_exit_code(tiny_run, synth_data, synth_split, tmp_path):
-    out = run_cli("export", tiny_run, "--int8", "--no-onnx", "--calibration", 1, "--max-drop", 0,
-                  "--data", synth_data, "--split", synth_split, "--out", tmp_path / "cli")
-    # with a budget of zero points any change fails; either way the table is printed and the exit code says so
-    assert ("| model_float.tflite" in out.stdout) and out.returncode in (0, 1)
-    if out.returncode == 1:
-        assert "accuracy gate failed" in out.stderr
+def test_cli_export_reports_failure_with_exit_code(tiny_run, synth_data, synth_split, tmp_path, monkeypatch):
+    from click.testing import CliRunner
 
+    from edgeflower.cli import main
+    from edgeflower.export import pipeline
+
+    monkeypatch.setattr(pipeline, "stratified_sample", lambda a, n, seed: np.zeros((8, 32, 32, 3), np.uint8))
+    r = CliRunner().invoke(main, ["export", str(tiny_run), "--int8", "--no-onnx", "--data", str(synth_data),
+                                  "--split", str(synth_split), "--out", str(tmp_path / "cli")])
+    assert r.exit_code == 1, r.output
+    assert "| model_float.tflite" in r.output and "accuracy gate failed" in r.output
+    assert "Traceback" not in r.output
 
 @pytest.mark.parametrize("n", [1, 4, 8, 24])
 def test_onnx_calibration_with_any_number_of_images(tiny_export, tmp_path, n):

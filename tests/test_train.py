@@ -34,6 +34,10 @@ def test_eval_recomputes_the_metrics(tiny_run, synth_data, synth_split):
     out = run_cli("eval", tiny_run, "--data", synth_data)
     assert out.returncode == 0, out.stderr
     assert "test: accuracy" in out.stdout
+    # --subset names the part, --split the manifest file (as for train)
+    out = run_cli("eval", tiny_run, "--subset", "val", "--split", synth_split, "--data", synth_data)
+    assert out.returncode == 0, out.stderr
+    assert "val: accuracy" in out.stdout
 
 
 def test_existing_run_dir_is_refused(tiny_run, synth_data, synth_split):
@@ -73,11 +77,22 @@ def test_transfer_with_augment_and_fine_tune(synth_data, synth_split, tmp_path):
     assert lr[0] == pytest.approx(5e-4, rel=0.2) and lr[1] < 1e-5
     assert r.config["mixup"] == 0.2 and r.config["fine_tune_schedule"] == "cosine"
     assert r.config["timings"]["features_s"] > 0
-    # BatchNorm layers stay frozen while the top layers are fine-tuned
+    # BatchNorm layers stay frozen while the top layers are fine-tuned; the layers above the cut train
     import keras
 
     m = keras.models.load_model(r.run_dir / "model.keras", compile=False)
-    assert m.count_params() > 0
+
+    def layers_of(model):
+        for layer in model.layers:
+            yield layer
+            if hasattr(layer, "layers"):
+                yield from layers_of(layer)
+
+    base = next(la for la in m.layers if hasattr(la, "layers") and len(la.layers) > 20)  # the backbone
+    bn = [la for la in layers_of(base) if isinstance(la, keras.layers.BatchNormalization)]
+    top = [la for la in base.layers[-10:] if la.weights and not isinstance(la, keras.layers.BatchNormalization)]
+    assert bn and not any(la.trainable for la in bn)
+    assert top and all(la.trainable for la in top)
 
 
 def test_mixup_blends_images_and_labels_alike():

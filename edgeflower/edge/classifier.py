@@ -104,7 +104,8 @@ class Classifier:
         if n_out > 0 and len(self.labels) != n_out:
             raise BackendError(f"{self.path.name}: {len(self.labels)} labels for {n_out} outputs")
         if threshold is None:
-            threshold = self.metadata.get("unknown_threshold", 0.0) or 0.0
+            # the confidence rule's threshold ("unknown_threshold" in artifacts exported before the rename)
+            threshold = self.metadata.get("confidence_threshold", self.metadata.get("unknown_threshold", 0.0)) or 0.0
         self.threshold = float(threshold)
         self.top_k = max(1, min(top_k, len(self.labels)))
         # the feature-similarity output, when the artifact has one

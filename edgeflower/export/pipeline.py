@@ -50,10 +50,10 @@ class ExportConfig:
     data: str | None = None
     split: str | None = None
     limit_per_class: int | None = None  # tests and quick runs only: evaluate on a slice
-    # accuracy budget (fraction) for the unknown threshold on val: half the 1-point target, because a threshold
+    # accuracy budget (points) for the unknown threshold on val: half the 1-point target, because a threshold
     # calibrated to cost exactly 1 point on val costs more than that on the test set about half the time
     # (sampling noise of a ~1% share on 360 images: about +-0.5 points)
-    unknown_max_drop: float = 0.005
+    unknown_budget_pts: float = 0.5
     require_float_agreement: bool = True
     unknown: str = "similarity"  # "similarity": add the feature-similarity output (edgeflower.export.ood); "confidence"
     unknown_neighbours: int = ood.DEFAULT_NEIGHBOURS  # the similarity is to the k-th nearest training photo
@@ -74,7 +74,7 @@ class ArtifactResult:
     argmax_agreement: float
     per_class_delta_pts: dict[str, float]
     changed: list[dict]
-    unknown_threshold: float
+    confidence_threshold: float  # the confidence rule (0: off, as on artifacts with the similarity rule)
     seconds: float
     unknown: dict = field(default_factory=dict)  # the unknown rule, its calibration on val and its effect on test
     options: dict = field(default_factory=dict)
@@ -340,7 +340,7 @@ class _Ctx:
         else:
             # the same rule as the confidence threshold, on the similarity score
             cal = calibrate_scores((ev["val_probs"].argmax(1) == self.val.y)[flower_val], ev["val_sims"][flower_val],
-                                   self.cfg.unknown_max_drop)
+                                   self.cfg.unknown_budget_pts / 100)
             conf_thr = 0.0  # the similarity rule replaces the confidence one (--threshold adds it back)
             kept = ev["sims"] >= cal["threshold"]
             meta.update(similarity_threshold=cal["threshold"], similarity_output=clf.similarity_output.name,
@@ -348,7 +348,8 @@ class _Ctx:
                         confidence_threshold_calibrated=confidence["threshold"])
         right = np.where(bg_test, correct | ~kept, correct & kept)
         meta["test"] = {"accuracy_with_unknown": float(right.mean()),
-                        "answered_unknown": float((~kept)[~bg_test].mean()), "max_drop": self.cfg.unknown_max_drop}
+                        "answered_unknown": float((~kept)[~bg_test].mean()),
+                        "budget_pts": self.cfg.unknown_budget_pts}
         if bg:
             meta["test"]["background_answered_unknown"] = float(right[bg_test].mean()) if bg_test.any() else None
         return meta, conf_thr
@@ -372,7 +373,7 @@ class _Ctx:
         changed = [{"path": self.test.paths[i], "true": self.classes[self.test.y[i]],
                     "keras": self.classes[self.ref_pred[i]], "artifact": self.classes[pred[i]]}
                    for i in np.nonzero(pred != self.ref_pred)[0]]
-        thr = calibrate_threshold(ev["val_probs"], self.val.y, self.cfg.unknown_max_drop)
+        thr = calibrate_threshold(ev["val_probs"], self.val.y, self.cfg.unknown_budget_pts / 100)
         unknown, conf_thr = self._unknown(ev, clf, thr)
         inp, outp = clf.backend.input, clf.backend.output
         meta = {
@@ -390,7 +391,7 @@ class _Ctx:
             "test_images": len(self.test),
             "drop_pts": drop,
             "passed_gate": passed,
-            "unknown_threshold": conf_thr,
+            "confidence_threshold": conf_thr,
             "unknown_calibration": thr,
             "unknown": unknown,
         }
@@ -416,7 +417,7 @@ class _Ctx:
             sha256=digest, accuracy=acc, reference_accuracy=self.ref_acc, drop_pts=drop,
             max_drop_pts=self.cfg.max_drop, argmax_agreement=agree,
             per_class_delta_pts={c: (pc[c] - ref_pc[c]) * 100 for c in self.classes}, changed=changed,
-            unknown_threshold=conf_thr, unknown=unknown, seconds=time.perf_counter() - t0, options=options,
+            confidence_threshold=conf_thr, unknown=unknown, seconds=time.perf_counter() - t0, options=options,
             reason=reason,
             predictions={p: self.classes[int(i)] for p, i in zip(self.test.paths, pred)},
         )
