@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 from typing import Union
 
 import numpy as np
@@ -67,6 +68,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+# The largest image edgeflower decodes (a decompression bomb is refused before its pixels are decoded): 64 megapixels,
+# above any phone or DSLR photo (a 48 MP phone photo is 8000 x 6000). Pillow's own limit warns at 89 MP.
+MAX_PIXELS = 64_000_000
+
+
 def open_image(src: str | os.PathLike | bytes, draft_size: tuple[int, int] | None = None) -> Image.Image:
     """Decode an image file (or bytes) into an RGB Pillow image, EXIF orientation applied.
 
@@ -81,6 +87,9 @@ def open_image(src: str | os.PathLike | bytes, draft_size: tuple[int, int] | Non
     try:
         with fp:
             img = Image.open(fp)
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageError(f"{name} is {img.width}x{img.height} pixels, more than edgeflower decodes "
+                                 f"({MAX_PIXELS // 1_000_000} megapixels): resize it first")
             if draft_size is not None and img.format == "JPEG":
                 # Request the larger side in both directions: EXIF rotation may swap them later.
                 side = max(draft_size)
@@ -91,8 +100,16 @@ def open_image(src: str | os.PathLike | bytes, draft_size: tuple[int, int] | Non
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name} is not an image Pillow can read (zero-byte, truncated or another format): "
                          "remove it or replace it with a JPEG/PNG") from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{name} is corrupt or truncated ({exc}): remove it or re-download it") from exc
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:  # Pillow refuses sizes far above its own limit in open()
+        raise ImageError(f"{name} claims more pixels than edgeflower decodes ({MAX_PIXELS // 1_000_000} megapixels; "
+                         f"{str(exc)[:60]}): resize it first") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
+            EOFError, IndexError, KeyError, TypeError, struct.error, ZeroDivisionError, MemoryError) as exc:
+        # what Pillow's decoders raise on damaged files; one line, never a traceback
+        raise ImageError(f"{name} is corrupt or truncated ({type(exc).__name__}: {str(exc)[:120]}): remove it or "
+                         "re-download it") from exc
 
 
 def preprocess(src: ImageLike, size: int | tuple[int, int]) -> np.ndarray:
