@@ -89,6 +89,6 @@ def test_require_names_the_extra(monkeypatch):
     from edgeflower import _deps
     from edgeflower.errors import MissingDependencyError
 
-    monkeypatch.setitem(_deps._EXTRAS, "definitely_missing_mod", ("definitely-missing", "train"))
+    monkeypatch.setitem(_deps._EXTRAS, "definitely_missing_mod", ("definitely-missing", "train", ""))
     with pytest.raises(MissingDependencyError, match=r'pip install "edgeflower\[train\]"'):
         _deps.require("definitely_missing_mod", "testing")

@@ -1,0 +1,75 @@
+"""Mutation check: break the code in places the tests must guard, one at a time, and expect a failure from each.
+
+    .venv/bin/python scripts/mutants.py            # every mutant (about 10 minutes on 2 cores)
+    .venv/bin/python scripts/mutants.py gate kth   # some of them
+
+Each mutant replaces one exact piece of source text (it must occur once), runs the tests named for it, and
+restores the file whatever happens. A mutant whose tests still pass is reported and makes the exit code 1.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name: (file, original text, mutated text, pytest arguments)
+MUTANTS = {
+    "gate": ("edgeflower/export/pipeline.py", "if drop > self.cfg.max_drop + 1e-9:", "if False:",
+             ["tests/test_export.py", "-k", "gate_fails"]),
+    "unknown-inverted": ("edgeflower/edge/classifier.py", "similarity < self.min_similarity",
+                         "similarity > self.min_similarity", ["tests/test_edge.py", "-k", "unknown_threshold"]),
+    "zero-point-sign": ("edgeflower/edge/classifier.py", "(y.astype(np.float32) - info.zero_point) * info.scale",
+                        "(y.astype(np.float32) + info.zero_point) * info.scale",
+                        ["tests/test_unknown.py", "-k", "carry"]),
+    "bgr-as-rgb": ("edgeflower/edge/sources.py", "self.cv2.cvtColor(bgr, self.cv2.COLOR_BGR2RGB)", "bgr",
+                   ["tests/test_edge.py", "-k", "video_gives_the_same_labels"]),
+    "kth-is-nearest": ("edgeflower/export/ood.py", "[0][:, k - 1:k]", "[0][:, 0:1]",
+                       ["tests/test_unknown.py", "-k", "kth or carry"]),
+    "outputs-unordered": ("edgeflower/export/convert.py",
+                          "    sub.outputs = np.array([o.tensorIndex for o in outs], dtype=np.int32)\n", "",
+                          ["tests/test_clients.py", "-k", "named_probs_first"]),
+    "batchnorm-trains": ("edgeflower/train/loop.py",
+                         "i >= cut and not isinstance(layer, keras.layers.BatchNormalization)", "i >= cut",
+                         ["tests/test_train.py", "-k", "augment_and_fine_tune"]),
+    "bench-ignores-run-split": ("edgeflower/edge/bench.py", "    cfg = with_run_split(cfg, say)\n", "",
+                                ["tests/test_own_photos.py", "-k", "train_to_bench"]),
+    "mediapipe-normalization": ("edgeflower/export/tflite_metadata.py", "norm_std=[1.0]", "norm_std=[255.0]",
+                                ["tests/test_clients.py", "-k", "mediapipe"]),
+}
+
+
+def run(name: str) -> bool:
+    """True when the tests caught the mutant."""
+    rel, old, new, args = MUTANTS[name]
+    path = ROOT / rel
+    text = path.read_text()
+    if text.count(old) != 1:
+        raise SystemExit(f"{name}: the text to mutate occurs {text.count(old)} times in {rel}; update the mutant")
+    try:
+        path.write_text(text.replace(old, new))
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *args],
+                           cwd=ROOT, capture_output=True, text=True)
+    finally:
+        path.write_text(text)
+    caught = r.returncode != 0
+    tail = (r.stdout.strip().splitlines() or ["(no output)"])[-1]
+    print(f"{'caught' if caught else 'MISSED'} {name}: {tail}", flush=True)
+    return caught
+
+
+def main() -> None:
+    names = sys.argv[1:] or list(MUTANTS)
+    unknown = [n for n in names if n not in MUTANTS]
+    if unknown:
+        raise SystemExit(f"unknown mutants {unknown}; known: {', '.join(MUTANTS)}")
+    missed = [n for n in names if not run(n)]
+    if missed:
+        raise SystemExit(f"{len(missed)} mutant(s) survived: {', '.join(missed)}")
+    print(f"all {len(names)} mutants caught")
+
+
+if __name__ == "__main__":
+    main()
