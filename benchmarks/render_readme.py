@@ -292,6 +292,14 @@ def backbones() -> str:
                     f"{lat['1']:.2f} / {lat['2']:.2f} | {r['int8_p50_ratio_to_reference']['1']:.2f}x | "
                     f"{r['int8_tflite_bytes'] / 2**20:.1f} MB | {r['train_seconds'] / 60:.0f} min |")
     cmds = "\n".join(f"- `{Path(r['run']).name}`: `{r['command']}`" for r in d["rows"])
+    best = max(d["rows"], key=lambda r: r["int8_tflite_accuracy"])
+    ok = [r for r in d["rows"] if r["int8_tflite_accuracy"] >= 0.95 and r["int8_p50_ratio_to_reference"]["1"] <= 1.5]
+    target = ("The 95% int8 target at <= 1.5x the reference's one-thread latency is met by "
+              + ", ".join(f"`{Path(r['run']).name}`" for r in ok) if ok else
+              f"No row meets the 95% int8 target at <= 1.5x the reference's one-thread latency: the best int8 "
+              f"TFLite is `{Path(best['run']).name}` at {best['int8_tflite_accuracy'] * 100:.2f}% and "
+              f"{best['int8_p50_ratio_to_reference']['1']:.2f}x.")
+    cmds = cmds + "\n\n" + target + (f" Note: {d['note']}." if d.get("note") else "")
     return (f"Backbones compared (`{d['command']}`; reference `{d['reference']}`, the head-only MobileNetV2 of "
             "`make main`). Test accuracies are on the frozen 360-image test set; runs of one backbone at one input "
             "size share a latency measurement (same graph). Train times were measured with other jobs on the two "

@@ -109,3 +109,14 @@ def run_cli(*args, env=None, timeout=300):
 
 
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data/flower_photos not present")
+
+
+_MODEL_FIXTURES = {"tiny_run", "tiny_export", "live_page"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs a trained or exported model is `slow` (`pytest -m "not slow"` runs the rest in about
+    a minute); tests that train their own are marked by hand."""
+    for item in items:
+        if _MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
