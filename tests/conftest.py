@@ -111,7 +111,7 @@ def run_cli(*args, env=None, timeout=300):
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data/flower_photos not present")
 
 
-_MODEL_FIXTURES = {"tiny_run", "tiny_export", "live_page"}
+_MODEL_FIXTURES = {"tiny_run", "tiny_export", "live_page", "bg_run"}
 
 
 def pytest_collection_modifyitems(config, items):

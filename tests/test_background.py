@@ -55,6 +55,7 @@ def test_split_is_seeded_covers_every_photo_and_names_too_few(scene, tmp_path):
         split_background(tmp_path / "missing")
 
 
+@pytest.mark.slow
 def test_background_is_one_more_class_in_the_run(bg_run):
     cfg = bg_run.config
     assert cfg["classes"] == ["blue", "green", "red", BACKGROUND]
@@ -65,6 +66,7 @@ def test_background_is_one_more_class_in_the_run(bg_run):
     assert bg_run.metrics["test"]["per_class"][BACKGROUND]["recall"] == 1.0
 
 
+@pytest.mark.slow
 def test_export_and_device_answer_unknown_for_the_scene(bg_run, synth_data, scene):
     from edgeflower.edge import Classifier
     from edgeflower.export.pipeline import ExportConfig, export
@@ -104,6 +106,7 @@ def test_a_dataset_class_named_background_is_refused(synth_data, synth_split, sc
         with_background({"train": a}, scene, split_background(scene), 8)
 
 
+@pytest.mark.slow
 def test_cli_train_takes_background(synth_data, synth_split, scene, tmp_path):
     from conftest import run_cli
 

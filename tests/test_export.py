@@ -142,6 +142,7 @@ def test_failed_export_keeps_the_previous_good_files(tiny_export, tiny_run, synt
         assert Classifier(run / "export" / n).labels == ["blue", "green", "red"]
     assert not [p for p in os.listdir(run / "export") if p.startswith(".")]
 
+@pytest.mark.slow
 def test_resnet50_exports_on_the_same_path(synth_data, synth_split, tmp_path):
     from edgeflower.train.loop import TrainConfig, train
 

@@ -66,6 +66,7 @@ def test_unknown_model_is_a_click_error():
     assert out.returncode == 2 and "alexnet" in out.stderr and "mobilenet_v2" in out.stderr
 
 
+@pytest.mark.slow
 def test_transfer_with_augment_and_fine_tune(synth_data, synth_split, tmp_path):
     r = train(TrainConfig(model="mobilenet_v2", weights="none", input_size=32, data=str(synth_data),
                           split=str(synth_split), out=str(tmp_path / "mnv2"), epochs=2, augment=True, aug_views=1,
@@ -128,6 +129,7 @@ def test_empty_split_after_limit_is_reported(synth_data, tmp_path):
 
 
 @needs_shared
+@pytest.mark.slow
 def test_real_data_slice_trains(tmp_path):
     """A few real photos per class through the full CLI (the frozen split, hashes verified)."""
     out = run_cli("train", "--model", "cnn", "--data", SHARED_DATA, "--limit-per-class", 4, "--epochs", 1,
@@ -137,6 +139,7 @@ def test_real_data_slice_trains(tmp_path):
     assert cfg["counts"]["train"] == 20 and cfg["counts"]["test"] == 10
 
 
+@pytest.mark.slow
 def test_interrupted_fine_tuning_resumes_from_the_last_epoch(synth_data, synth_split, tmp_path, monkeypatch):
     """A run stopped after fine-tuning epoch 1 of 3 continues at epoch 2 when the same command runs again."""
     import keras
@@ -170,6 +173,7 @@ def test_interrupted_fine_tuning_resumes_from_the_last_epoch(synth_data, synth_s
     assert len(r.history["fine_tune"]["loss"]) == 2
 
 
+@pytest.mark.slow
 def test_default_recipe_is_the_recommended_one(synth_data, synth_split, tmp_path):
     """`edgeflower train --model X` with no recipe flags trains make main's recipe, not the study's weaker one."""
     from edgeflower.train.models import MODELS
