@@ -74,7 +74,7 @@ def is_packaged_dataset(root: str | os.PathLike) -> bool:
 
 def auto_split(root: str | os.PathLike, seed: int = SEED, show_progress: bool = True) -> dict:
     """A split for a dataset that is not flower_photos: stratified and seeded, duplicates kept within one split,
-    about 10% of each class for test and 20% of the rest for validation (as `edgeflower data split --out`)."""
+    about 10% of each class for test and 2/9 of the rest for validation, 70:20:10 (as `edgeflower data split --out`)."""
     m = make_split(root, seed=seed, test_supports={}, show_progress=show_progress)
     empty = sorted(set(class_folders(root)) - set(m["classes"]))
     if empty:
