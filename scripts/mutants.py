@@ -23,7 +23,7 @@ MUTANTS = {
                          "similarity > self.min_similarity", ["tests/test_edge.py", "-k", "unknown_threshold"]),
     "zero-point-sign": ("edgeflower/edge/classifier.py", "(y.astype(np.float32) - info.zero_point) * info.scale",
                         "(y.astype(np.float32) + info.zero_point) * info.scale",
-                        ["tests/test_unknown.py", "-k", "carry"]),
+                        ["tests/test_edge.py", "-k", "quantize_roundtrip"]),
     "bgr-as-rgb": ("edgeflower/edge/sources.py", "self.cv2.cvtColor(bgr, self.cv2.COLOR_BGR2RGB)", "bgr",
                    ["tests/test_edge.py", "-k", "video_gives_the_same_labels"]),
     "kth-is-nearest": ("edgeflower/export/ood.py", "[0][:, k - 1:k]", "[0][:, 0:1]",
