@@ -11,8 +11,9 @@ from types import ModuleType
 
 from edgeflower.errors import MissingDependencyError
 
-# module name -> (pip package, edgeflower extra, or None where the extra does not hold it; other advice)
-_EXTRAS: dict[str, tuple[str, str | None, str]] = {
+# module name -> (pip package, or None where pip cannot install it; edgeflower extra, or None where no extra holds
+# it; other advice)
+_EXTRAS: dict[str, tuple[str | None, str | None, str]] = {
     "tensorflow": ("tensorflow", "train", ""),
     "keras": ("tensorflow", "train", ""),
     "tf2onnx": ("tf2onnx", "export", ""),
@@ -22,7 +23,7 @@ _EXTRAS: dict[str, tuple[str, str | None, str]] = {
     "ai_edge_litert.interpreter": ("ai-edge-litert", "edge", ""),
     "tflite_runtime.interpreter": ("tflite-runtime", None, "it needs numpy<2; ai-edge-litert is the default"),
     "cv2": ("opencv-python-headless", "edge", "or apt install python3-opencv"),
-    "picamera2": ("picamera2", None, "on Raspberry Pi OS run `sudo apt install python3-picamera2` and create the venv "
+    "picamera2": (None, None, "on Raspberry Pi OS run `sudo apt install python3-picamera2` and create the venv "
                                      "with --system-site-packages (README, 'Raspberry Pi')"),
     "matplotlib": ("matplotlib", "train", ""),
     "mediapipe": ("mediapipe", "export", ""),
@@ -33,7 +34,7 @@ def missing(module: str, purpose: str = "") -> MissingDependencyError:
     """The one error for a package that is not installed: what needs it, and the one command that installs it."""
     pkg, extra, advice = _EXTRAS.get(module, (module.split(".")[0], "all", ""))
     why = f" (needed for {purpose})" if purpose else ""
-    if module == "picamera2":
+    if pkg is None:  # not from pip: the advice is the way
         how = advice
     else:
         how = (f'pip install "edgeflower[{extra}]" (or pip install {pkg})' if extra else f"pip install {pkg}") + \

@@ -359,16 +359,14 @@ def classify(model, camera, video, images, backend, threads, threshold, min_simi
         host, port = server.server_address[:2]
         click.echo(f"live page: http://{host}:{port}/", err=True)
     show = (not quiet) and sys.stderr.isatty()
-    if show:
-        status = lambda msg: click.echo("\r" + msg[:150].ljust(150), nl=False, err=True)  # noqa: E731
-    elif not quiet:  # under systemd, nohup or a pipe: the same status as a line every 15 s
-        status = _every(15.0, lambda msg: click.echo(msg[:150], err=True))
-    else:
-        status = None
+    if show:  # one status line, rewritten in place
+        status, status_every = (lambda msg: click.echo("\r" + msg[:150].ljust(150), nl=False, err=True)), 0.25
+    else:  # under systemd, nohup or a pipe: the same status as a line every 15 s
+        status, status_every = (None if quiet else (lambda msg: click.echo(msg[:150], err=True))), 15.0
     out = open(jsonl, "w", encoding="utf-8") if jsonl else sys.stdout
     try:
         summary = run(clf, source, out=out, smooth=smooth, status=status, live_state=live_state,
-                      max_frames=max_frames)
+                      max_frames=max_frames, status_every=status_every)
     finally:
         if jsonl:
             out.close()
@@ -389,19 +387,6 @@ def classify(model, camera, video, images, backend, threads, threshold, min_simi
             pass
     if summary.error:
         raise SourceError(summary.error)
-
-
-def _every(seconds: float, fn):
-    """``fn``, called at most once per ``seconds`` (the first call goes through)."""
-    last = [float("-inf")]
-
-    def call(msg: str) -> None:
-        now = time.monotonic()
-        if now - last[0] >= seconds:
-            last[0] = now
-            fn(msg)
-
-    return call
 
 
 # ---------------------------------------------------------------- bench (edge: never imports TensorFlow)

@@ -118,6 +118,7 @@ def test_image_source_and_cli_jsonl(tiny_export, synth_data, tmp_path):
     assert len(rows) == 30
     assert {"ts", "frame", "label", "score", "top_k", "inference_ms", "e2e_ms"} <= set(rows[0])
     assert "30 frames" in out.stderr and "labels:" in out.stderr
+    assert "1 frames" in out.stderr and "FPS  inference" in out.stderr  # the status line, without a terminal too
 
 
 def test_video_gives_the_same_labels_as_the_stills(tiny_export, synth_data, tmp_path):

@@ -67,9 +67,10 @@ def class_folders(root: str | os.PathLike) -> list[str]:
     return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def is_packaged_dataset(root: str | os.PathLike) -> bool:
-    """Whether ``root`` has flower_photos' classes, so that the frozen split applies to it."""
-    return class_folders(root) == sorted(load_manifest().classes)
+def is_packaged_dataset(root: str | os.PathLike, packaged: Manifest | None = None) -> bool:
+    """Whether ``root`` has flower_photos' classes, so that the frozen split (``packaged``, loaded when not given)
+    applies to it."""
+    return class_folders(root) == sorted((packaged or load_manifest()).classes)
 
 
 def auto_split(root: str | os.PathLike, seed: int = SEED, show_progress: bool = True) -> dict:

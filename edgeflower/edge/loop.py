@@ -38,8 +38,10 @@ class Summary:
 
 
 def run(clf: Classifier, source: Source, out: IO[str] | None = None, smooth: int = 0,
-        status: Callable[[str], None] | None = None, live_state=None, max_frames: int | None = None) -> Summary:
-    """Classify every frame (files) or the newest frame (live sources) until the stream ends or Ctrl-C."""
+        status: Callable[[str], None] | None = None, live_state=None, max_frames: int | None = None,
+        status_every: float = 0.25) -> Summary:
+    """Classify every frame (files) or the newest frame (live sources) until the stream ends or Ctrl-C.
+    ``status`` gets a one-line summary at most every ``status_every`` seconds."""
     smoother = Smoother(smooth) if smooth and smooth > 1 else None
     s = Summary()
     grabber = LatestFrame(source) if source.live else None
@@ -78,7 +80,7 @@ def run(clf: Classifier, source: Source, out: IO[str] | None = None, smooth: int
                 live_state.update(frame.image, {"label": pred.label, "score": pred.score, "fps": fps,
                                                 "latency_ms": pred.total_ms, "frame": frame.index,
                                                 "top_k": pred.to_dict()["top_k"]})
-            if status is not None and now - last_status > 0.25:
+            if status is not None and now - last_status > status_every:
                 last_status = now
                 status(f"{s.frames} frames  {fps:5.1f} FPS  inference {pred.inference_ms:6.2f} ms  "
                        f"e2e {e2e:6.2f} ms  {pred.label} {pred.score * 100:5.1f}%")

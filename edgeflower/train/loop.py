@@ -105,14 +105,13 @@ def load_data(cfg: TrainConfig, size: int,
     gets a split of its own (``auto_split``), marked ``automatic`` in ``manifest.raw`` so that train saves it in the
     run as split.json."""
     root = resolve_data_dir(cfg.data)
-    if cfg.split is None and not is_packaged_dataset(root):
+    manifest = load_manifest(cfg.split)
+    if cfg.split is None and not is_packaged_dataset(root, manifest):
         (say or log.info)(f"{root} is not flower_photos: making a stratified, seeded, duplicate-safe split of it "
                           "(about 10% test)")
         raw = auto_split(root, seed=cfg.seed)
         raw["automatic"] = True
         manifest = manifest_from_dict(raw)
-    else:
-        manifest = load_manifest(cfg.split)
     exclude = set()
     if cfg.exclude:
         try:
