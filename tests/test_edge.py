@@ -332,15 +332,20 @@ def test_live_page_in_a_browser(live_page, tmp_path):
     if chrome is None:
         pytest.skip("no Chromium installed (apt install chromium) for the browser check")
     port, _ = live_page
+    # Real time (--timeout), not --virtual-time-budget: virtual time stands still while a fetch is pending, and the
+    # MJPEG stream is a fetch that never ends, so a virtual budget can wait forever (it did, on a loaded CI machine).
     dom = subprocess.run([chrome, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                           "--no-first-run", "--disable-background-networking", "--disable-component-update",
                           "--disable-sync", f"--user-data-dir={tmp_path / 'chrome'}",
-                          "--virtual-time-budget=3000", "--dump-dom", f"http://127.0.0.1:{port}/"],
-                         capture_output=True, text=True, timeout=60).stdout
+                          "--timeout=8000", "--dump-dom", f"http://127.0.0.1:{port}/"],
+                         capture_output=True, text=True, timeout=120).stdout
     import re
 
     m = re.search(r'<span id="label">([^<]*)</span>', dom)
     assert m and m.group(1) in ("blue", "green", "red"), dom[:500]
+    # the server renders "N FPS"; only the page's script, after fetching status.json, adds the latency
+    fps = re.search(r'<div id="fps">([^<]*)</div>', dom)
+    assert fps and re.fullmatch(r"[0-9.]+ FPS, [0-9.]+ ms", fps.group(1)), dom[:500]
 
 
 @pytest.mark.parametrize("dtype, scale, zp", [(np.uint8, 0.996, 0), (np.int8, 1.0, -128), (np.int8, 0.0157, 3),
