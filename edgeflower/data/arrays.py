@@ -13,6 +13,7 @@ import numpy as np
 
 from edgeflower._util import atomic_path, cache_dir, progress
 from edgeflower.data.split import Manifest, split_items, verify_files
+from edgeflower.data.store import ImageStore, write_npy
 from edgeflower.edge.preprocess import PREPROCESSING, preprocess
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SplitArrays:
-    x: np.ndarray  # uint8 (N, H, W, 3)
+    x: np.ndarray | ImageStore  # uint8 (N, H, W, 3): in memory, or on disk and read a batch at a time
     y: np.ndarray  # int64 (N,)
     paths: list[str]
     classes: list[str]
@@ -44,17 +45,25 @@ def load_split(root: str | os.PathLike, manifest: Manifest, split: str, size: in
     key = hashlib.sha256(json.dumps([manifest.sha256, split, size, [it[2] for it in items], PREPROCESSING],
                                     sort_keys=True).encode()).hexdigest()[:20]
     cache = cache_dir() / "arrays" / f"{split}-{size}-{key}.npy"
+    shape = (len(items), size, size, 3)
     if use_cache and cache.is_file():
-        x = np.load(cache, mmap_mode="r")
-        if x.shape == (len(items), size, size, 3):
-            return SplitArrays(np.asarray(x), y, paths, list(manifest.classes))
-    x = np.empty((len(items), size, size, 3), dtype=np.uint8)
-    for i, rel in enumerate(progress(paths, total=len(paths), desc=f"decoding {split}")):
-        x[i] = preprocess(root / rel, size)
+        try:
+            x = ImageStore(cache)
+            if x.shape == shape and x.dtype == np.uint8:
+                return SplitArrays(x, y, paths, list(manifest.classes))
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring the unreadable image cache %s: %s", cache, exc)
+    rows = (preprocess(root / rel, size) for rel in progress(paths, total=len(paths), desc=f"decoding {split}"))
     if use_cache:
         try:
+            # decoded straight into the file, a window at a time: memory does not grow with the dataset
             with atomic_path(cache, suffix=".npy") as tmp:
-                np.save(tmp, x)
+                write_npy(tmp, shape, np.uint8, rows)
+            return SplitArrays(ImageStore(cache), y, paths, list(manifest.classes))
         except OSError as exc:  # a read-only cache must not stop training
-            log.warning("could not write the image cache %s: %s", cache, exc)
+            log.warning("could not write the image cache %s: %s; decoding into memory", cache, exc)
+            rows = (preprocess(root / rel, size) for rel in paths)
+    x = np.empty(shape, dtype=np.uint8)
+    for i, row in enumerate(rows):
+        x[i] = row
     return SplitArrays(x, y, paths, list(manifest.classes))

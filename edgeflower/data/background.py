@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeflower._util import sha256_file
 from edgeflower.data.arrays import SplitArrays
+from edgeflower.data.store import join_rows
 from edgeflower.edge.preprocess import IMAGE_SUFFIXES, preprocess
 from edgeflower.errors import DataError
 
@@ -56,7 +57,7 @@ def load_background(folder: str | os.PathLike, items: list[tuple[str, str]] | li
 
 
 def concat(a: SplitArrays, b: SplitArrays) -> SplitArrays:
-    return SplitArrays(np.concatenate([a.x, b.x]), np.concatenate([a.y, b.y]), a.paths + b.paths, b.classes)
+    return SplitArrays(join_rows([a.x, b.x]), np.concatenate([a.y, b.y]), a.paths + b.paths, b.classes)
 
 
 def with_background(arrays: dict[str, SplitArrays], folder: str | os.PathLike,

@@ -65,12 +65,16 @@ def out_of_fold_probs(feats: np.ndarray, y: np.ndarray, n_classes: int, folds: i
     return probs
 
 
-def pixel_features(x: np.ndarray, grid: int = 8) -> np.ndarray:
+def pixel_features(x: np.ndarray, grid: int = 8, batch: int = 256) -> np.ndarray:
     """Mean colour of each cell of a grid x grid partition: a crude but weight-free image descriptor."""
     n, h, w, _ = x.shape
     hh, ww = h // grid * grid, w // grid * grid
-    cells = x[:, :hh, :ww].reshape(n, grid, hh // grid, grid, ww // grid, 3).mean(axis=(2, 4))
-    return cells.reshape(n, -1).astype(np.float32) / 255.0
+    out = np.zeros((n, grid * grid * 3), np.float32)
+    for s in range(0, n, batch):  # a batch at a time: x may be an on-disk store
+        xb = np.asarray(x[s:s + batch])[:, :hh, :ww]
+        cells = xb.reshape(len(xb), grid, hh // grid, grid, ww // grid, 3).mean(axis=(2, 4))
+        out[s:s + len(xb)] = cells.reshape(len(xb), -1) / 255.0
+    return out
 
 
 def clean(cfg: CleanConfig) -> dict:

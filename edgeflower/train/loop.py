@@ -164,12 +164,23 @@ def mixup_batch(tf, xb, yb, alpha: float):
 
 def _dataset(tf, x: np.ndarray, y: np.ndarray, n_classes: int, batch: int, shuffle: bool, seed: int,
              aug=None, mixup: float = 0.0):
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    # Row indices are shuffled and batched, and each batch's images are read when it is needed: the images may be
+    # an on-disk store (ImageStore) larger than memory, and from_tensor_slices would copy them all into a tensor.
+    # The shuffle draws the same order for indices as it did for the images themselves.
+    ds = tf.data.Dataset.range(len(x))
     if shuffle:
         ds = ds.shuffle(min(len(x), 4096), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch)
+    labels = tf.constant(np.asarray(y, np.int64))
+    row_shape = tuple(int(d) for d in x.shape[1:])
 
-    def prep(xb, yb):
+    def read(idx):
+        return np.ascontiguousarray(x[idx], dtype=np.uint8)
+
+    def prep(idx):
+        xb = tf.numpy_function(read, [idx], tf.uint8, stateful=False)
+        xb.set_shape((None,) + row_shape)
+        yb = tf.gather(labels, idx)
         xb = tf.cast(xb, tf.float32)
         if aug is not None:
             xb = aug(xb, training=True)
@@ -318,7 +329,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResu
         h = model.fit(_dataset(tf, tr.x, tr.y, n_classes, cfg.batch_size, True, cfg.seed, aug, cfg.mixup),
                       validation_data=_dataset(tf, va.x, va.y, n_classes, cfg.batch_size, False, cfg.seed),
                       epochs=epochs, callbacks=_callbacks(keras, cfg.patience, resume_dir(out)),
-                      verbose=_verbose(cfg))
+                      verbose=_verbose(cfg), shuffle=False)  # the dataset shuffles itself
         timings["fit_s"] = time.perf_counter() - t
         history["fit"] = {k: [float(v) for v in vs] for k, vs in h.history.items()}
     train_seconds = time.perf_counter() - t0
@@ -368,7 +379,7 @@ def _fine_tune(tf, keras, built, cfg: TrainConfig, tr, va, n_classes, aug, loss,
     h = model.fit(_dataset(tf, tr.x, tr.y, n_classes, cfg.batch_size, True, cfg.seed + 7, aug, cfg.mixup),
                   validation_data=_dataset(tf, va.x, va.y, n_classes, cfg.batch_size, False, cfg.seed),
                   epochs=cfg.fine_tune_epochs, callbacks=_callbacks(keras, cfg.patience, backup),
-                  verbose=_verbose(cfg))
+                  verbose=_verbose(cfg), shuffle=False)  # the dataset shuffles itself
     timings["fine_tune_s"] = time.perf_counter() - t
     return {k: [float(v) for v in vs] for k, vs in h.history.items()}
 
