@@ -27,19 +27,32 @@ def _env_line(d: dict) -> str:
            f"Python {e.get('python', '?')}; {pkgs}._"
 
 
+def seed_runs(r: dict) -> list[dict]:
+    """A study row's runs, one per seed (a row from before --seeds: the row itself)."""
+    return list(r.get("seeds", {}).values()) or [r]
+
+
+def over_seeds(r: dict, key: str) -> str:
+    """'90.83%' for one run, 'mean% (low-high)' over several seeds."""
+    v = [s[key] * 100 for s in seed_runs(r) if s.get(key) is not None]
+    if len(v) == 1:
+        return f"{v[0]:.2f}%"
+    return f"{sum(v) / len(v):.2f}% ({min(v):.2f}-{max(v):.2f})"
+
+
 def study() -> str:
     d = _load("study.json")
     if not d:
         return "(run `python benchmarks/study.py`)"
-    rows = ["| configuration | command | test acc | study | val acc | macro F1 | epochs (head + fine-tuning) | "
-            "train time |",
-            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| configuration | command | test acc | seeds | study | val acc | macro F1 | "
+            "epochs (head + fine-tuning) | train time |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in d["runs"].items():
         ep = r["epochs_run"]  # {phase: epochs} (older files: the first phase's count)
         ep = " + ".join(str(n) for n in ep.values()) if isinstance(ep, dict) else ep
         study_acc = f"{r['study_test_accuracy'] * 100:.2f}%" if r.get("study_test_accuracy") else "-"
-        rows.append(f"| {name} | `{r['command']}` | **{r['test_accuracy'] * 100:.2f}%** | {study_acc} | "
-                    f"{r['val_accuracy'] * 100:.2f}% | {r['macro_f1']:.3f} | {ep} | "
+        rows.append(f"| {name} | `{r['command']}` | **{over_seeds(r, 'test_accuracy')}** | {len(seed_runs(r))} | "
+                    f"{study_acc} | {over_seeds(r, 'val_accuracy')} | {r['macro_f1']:.3f} | {ep} | "
                     f"{r['train_seconds'] / 60:.1f} min |")
     extra = ""
     sw = _load("head_sweep_mobilenet_v2.json")
@@ -55,8 +68,13 @@ def study() -> str:
                   f"(`python benchmarks/transfer_speedup.py`): {sp['speedup_20_epochs']:.1f}x faster for 20 epochs "
                   f"({sp['cached_20_epochs_s']:.0f} s against an estimated {sp['plain_20_epochs_s']:.0f} s).")
     return ("Study comparison on the frozen 360-image test set (`python benchmarks/study.py`, full dataset):\n\n"
-            + "\n".join(rows) + "\n\nTrain times were measured while other jobs shared the two cores: read them as upper "
-            "bounds. The 'study' column is the study's figure for that model." + extra + "\n\n" + _env_line(d))
+            + "\n".join(rows) + "\n\nWhere a configuration was trained with several seeds (`python benchmarks/study.py "
+            "--only NAME --seeds 42,1,2`), its accuracies are the mean and, in brackets, the lowest and highest run; "
+            "the other columns are those of the configuration's own seed. Configurations with one seed are the "
+            "ones too long to repeat on the two cores (most train for 40 minutes or more; `_seed1` and `_rerun` rows "
+            "are single repeats listed on their own). Train times were measured while other jobs shared the two "
+            "cores: read them as upper bounds. The 'study' column is the study's figure for that model."
+            + extra + "\n\n" + _env_line(d))
 
 
 def export() -> str:
@@ -338,14 +356,15 @@ def summary() -> str:
     d = _load("study.json")
     if not d:
         return "(run `python benchmarks/study.py`)"
-    rows = ["| model | val acc | test acc (Keras float) | the study |", "|---|---:|---:|---:|"]
+    rows = ["| model | val acc | test acc (Keras float) | seeds | the study |", "|---|---:|---:|---:|---:|"]
     for key, what in SUMMARY:
         r = d["runs"].get(key)
         if r is None:
             continue
         study_acc = f"{r['study_test_accuracy'] * 100:.2f}%" if key in ("cnn", "mobilenet_v2") and \
             r.get("study_test_accuracy") else ""
-        rows.append(f"| {what} | {r['val_accuracy'] * 100:.2f}% | {r['test_accuracy'] * 100:.2f}% | {study_acc} |")
+        rows.append(f"| {what} | {over_seeds(r, 'val_accuracy')} | {over_seeds(r, 'test_accuracy')} | "
+                    f"{len(seed_runs(r))} | {study_acc} |")
     return ("On the frozen 360-image test set (`python benchmarks/study.py`). The int8 artifacts, latency on one "
             "and two threads, the `unknown` answer and every other table: [docs/results.md](docs/results.md). "
             "MobileNetV2's ImageNet weights on the development machine are rebuilt from an int8 model, which costs "

@@ -1,9 +1,11 @@
 """Reproduce the study's comparison on the full flower_photos dataset (the models whose weights exist here).
 
-    python benchmarks/study.py [--data DIR] [--only cnn,mobilenet_v2] [--out-runs runs/bench]
+    python benchmarks/study.py [--data DIR] [--only cnn,mobilenet_v2] [--seeds 42,1,2] [--out-runs runs/bench]
 
 Trains each configuration with `edgeflower train` defaults, writes benchmarks/results/study.json (metrics,
-training times and the environment) and re-renders the README table. Run time on the 2-core dev machine: see the
+training times and the environment) and re-renders the README table. With --seeds, each configuration is trained
+once per seed: the configuration's own seed fills its row as before, every seed goes into the row's ``seeds``
+(the tables show their mean and range), and the runs of other seeds go to runs/bench/NAME_seedN. Run time on the 2-core dev machine: see the
 JSON's `wall_seconds` (about 40-60 minutes for all four runs, nearly all of it the CNN).
 """
 
@@ -87,6 +89,8 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--only", default=",".join(CONFIGS))
     ap.add_argument("--drop", default="", help="remove these configurations from the results file")
+    ap.add_argument("--seeds", default="", help="comma-separated seeds to train each configuration with "
+                    "(default: the configuration's own seed only)")
     ap.add_argument("--out-runs", default="runs/bench")
     ap.add_argument("--results", default=str(ROOT / "benchmarks/results/study.json"))
     args = ap.parse_args()
@@ -94,30 +98,50 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
     for name in filter(None, args.drop.split(",")):
         results["runs"].pop(name, None)
+    seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
     for name in args.only.split(","):
-        kw = CONFIGS[name]
-        t0 = time.perf_counter()
-        r = train(TrainConfig(data=args.data, out=f"{args.out_runs}/{name}", force=True, **kw))
-        m = r.metrics
-        results["runs"][name] = {
-            "command": command(kw),
-            "model": kw["model"], "augment": kw["augment"], "run_dir": str(r.run_dir),
-            "test_accuracy": m["test"]["accuracy"], "val_accuracy": m["val"]["accuracy"],
-            "train_accuracy": m["train"]["accuracy"], "test_loss": m["test"]["loss"],
-            "macro_f1": m["test"]["macro_f1"], "per_class_f1": {c: v["f1"] for c, v in m["test"]["per_class"].items()},
-            "params": m["params"], "epochs_run": {phase: len(h["loss"]) for phase, h in r.history.items()},
-            "train_seconds": r.config["train_seconds"], "timings": r.config["timings"],
-            "wall_seconds": time.perf_counter() - t0, "study_test_accuracy": STUDY.get(kw["model"]),
-        }
-        entry = results["runs"][name]
-        # re-read before writing: several study processes may share the file
-        results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
-        results["runs"][name] = entry
-        results["environment"] = environment()
-        results["date"] = time.strftime("%Y-%m-%d")
-        write_json(results_path, results)
-        print(f"{name}: test {m['test']['accuracy'] * 100:.2f}% in {r.config['train_seconds']:.0f} s", flush=True)
+        base = CONFIGS[name]
+        own = base.get("seed", TrainConfig.seed)
+        for seed in seeds or [own]:
+            kw = dict(base, seed=seed) if seed != own else base
+            out = f"{args.out_runs}/{name}" if seed == own else f"{args.out_runs}/{name}_seed{seed}"
+            results = run_one(results_path, name, kw, seed, own, out, args.data)
 
+
+SEED_FIELDS = ("command", "run_dir", "test_accuracy", "val_accuracy", "macro_f1", "epochs_run", "train_seconds")
+
+
+def run_one(results_path: Path, name: str, kw: dict, seed: int, own: int, out: str, data: str | None) -> dict:
+    """Train one configuration with one seed and record it (the row itself for the configuration's own seed)."""
+    t0 = time.perf_counter()
+    r = train(TrainConfig(data=data, out=out, force=True, **kw))
+    m = r.metrics
+    entry = {
+        "command": command(kw),
+        "model": kw["model"], "augment": kw["augment"], "run_dir": str(r.run_dir), "seed": seed,
+        "test_accuracy": m["test"]["accuracy"], "val_accuracy": m["val"]["accuracy"],
+        "train_accuracy": m["train"]["accuracy"], "test_loss": m["test"]["loss"],
+        "macro_f1": m["test"]["macro_f1"], "per_class_f1": {c: v["f1"] for c, v in m["test"]["per_class"].items()},
+        "params": m["params"], "epochs_run": {phase: len(h["loss"]) for phase, h in r.history.items()},
+        "train_seconds": r.config["train_seconds"], "timings": r.config["timings"],
+        "wall_seconds": time.perf_counter() - t0, "study_test_accuracy": STUDY.get(kw["model"]),
+    }
+    # re-read before writing: several study processes may share the file
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
+    row = results["runs"].get(name)
+    if seed == own or row is None:
+        kept = (row or {}).get("seeds", {})
+        row = results["runs"][name] = dict(entry, seeds=kept)
+    seeds = row.setdefault("seeds", {})
+    if str(own) not in seeds and row.get("seed", own) == own:  # a row from before --seeds: its own seed's run
+        seeds[str(own)] = {k: row.get(k) for k in SEED_FIELDS}
+    seeds[str(seed)] = {k: entry[k] for k in SEED_FIELDS}
+    results["environment"] = environment()
+    results["date"] = time.strftime("%Y-%m-%d")
+    write_json(results_path, results)
+    print(f"{name} (seed {seed}): test {m['test']['accuracy'] * 100:.2f}% in {r.config['train_seconds']:.0f} s",
+          flush=True)
+    return results
 
 if __name__ == "__main__":
     main()
