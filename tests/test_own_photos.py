@@ -60,3 +60,20 @@ def test_too_few_photos_say_so_and_leave_no_run(tmp_path):
     out = run_cli("train", "--model", "cnn", "--data", data, "--epochs", 1, "--out", tmp_path / "run")
     assert out.returncode != 0 and "red has 3" in out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_of_duplicate_groups_splits_about_ten_percent(tmp_path):
+    """Every photo three times under other names (copies from a phone and its backup): an exact 10% cannot be
+    made of whole groups, and the split takes as close as it can instead of refusing; no group spans splits."""
+    data = make_dataset(tmp_path / "dups", per_class=12)
+    for p in sorted(data.rglob("*.jpg")):
+        for k in (1, 2):
+            shutil.copy(p, p.with_name(f"{p.stem}_copy{k}.jpg"))
+    m = auto_split(data, show_progress=False)
+    where = {}
+    for split, items in m["splits"].items():
+        for rel, digest in items:
+            assert where.setdefault(digest, split) == split, f"{rel} is in {where[digest]} and {split}"
+    per_class_test = {c: sum(rel.startswith(c + "/") for rel, _ in m["splits"]["test"]) for c in m["classes"]}
+    assert per_class_test == {c: 3 for c in m["classes"]}  # 10% of 36 is 3.6: one group of 3
+    assert sum(m["counts"].values()) == 3 * 36

@@ -212,9 +212,10 @@ def make_split(root: str | os.PathLike, seed: int = SEED, test_supports: dict[st
         n_test = test_supports.get(c, 0) if test_supports else round(n * 0.1)
         if n_test > n:
             raise DataError(f"class {c} has {n} usable images, fewer than the {n_test} the test split needs")
-        test, rest = _take(gs, n_test)
-        n_val = round((n - n_test) * VAL_FRACTION)
-        val, train = _take(rest, n_val)
+        exact = bool(test_supports)  # the frozen split's supports are exact; an automatic split is "about"
+        test, rest = _take(gs, n_test, exact)
+        n_val = round(sum(len(g) for g in rest) * VAL_FRACTION)
+        val, train = _take(rest, n_val, exact)
         for name, chosen in (("test", test), ("val", val), ("train", train)):
             splits[name].extend((good[i].path, good[i].sha256) for g in chosen for i in g)
     for k in SPLITS:
@@ -233,16 +234,18 @@ def make_split(root: str | os.PathLike, seed: int = SEED, test_supports: dict[st
     }
 
 
-def _take(groups: list[list[int]], n: int) -> tuple[list[list[int]], list[list[int]]]:
-    """Pick whole groups totalling exactly ``n`` members (singletons fill the remainder)."""
+def _take(groups: list[list[int]], n: int, exact: bool = True) -> tuple[list[list[int]], list[list[int]]]:
+    """Pick whole groups totalling ``n`` members (singletons fill the remainder): exactly ``n`` (the frozen
+    split's fixed test supports), or as close to ``n`` as whole groups allow without going over (a split of a
+    user's folder, where "about 10%" is the promise and duplicate groups may all be large)."""
     chosen, rest, left = [], [], n
     for g in groups:
-        if 0 < len(g) <= left and (len(g) == 1 or left - len(g) >= 0):
+        if 0 < len(g) <= left:
             chosen.append(g)
             left -= len(g)
         else:
             rest.append(g)
-    if left:
+    if left and exact:
         raise DataError(f"cannot pick exactly {n} images without splitting a duplicate group")
     return chosen, rest
 
