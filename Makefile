@@ -12,7 +12,7 @@ export EDGEFLOWER_DATA ?= $(if $(wildcard $(SHARED)/data/flower_photos),$(SHARED
 export KERAS_HOME      ?= $(if $(wildcard $(SHARED)/keras/models),$(SHARED)/keras,$(HOME)/.keras)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: main test setup bench-study pi-check clean
+.PHONY: main test lint setup bench-study pi-check clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ main: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# the import contracts in setup.cfg ([importlinter]): layering, no TensorFlow on the device side, a light CLI
+lint: setup
+	$(BIN)/lint-imports
 
 bench-study: setup
 	$(BIN)/python benchmarks/study.py

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgeflower._env import environment  # noqa: E402
 from edgeflower._util import write_json  # noqa: E402
-from edgeflower.edge.bench import BenchConfig, run_isolated  # noqa: E402
+from edgeflower.bench import BenchConfig, run_isolated  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from study import command  # noqa: E402

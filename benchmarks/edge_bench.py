@@ -36,7 +36,7 @@ from edgeflower.data.source import resolve_data_dir  # noqa: E402
 from edgeflower.data.split import load_manifest, split_items  # noqa: E402
 from edgeflower.edge import Classifier, preprocess  # noqa: E402
 from edgeflower.edge.backends import load_backend  # noqa: E402
-from edgeflower.edge.bench import BenchConfig, bench  # noqa: E402
+from edgeflower.bench import BenchConfig, bench  # noqa: E402
 from edgeflower.edge.classifier import quantize  # noqa: E402
 
 NAMES = ["model_float.tflite", "model_int8.tflite", "model.onnx", "model_int8.onnx"]
@@ -62,7 +62,7 @@ def harness_overhead(path: Path, rounds: int = 16, n: int = 300) -> dict:
             interp.invoke()
         return (time.perf_counter_ns() - t) / 1e6 / n
 
-    def harness():  # the same loop as edgeflower.edge.bench.measure
+    def harness():  # the same loop as edgeflower.bench.measure
         invoke, clock = b.invoke, time.perf_counter_ns
         lat = [0.0] * n
         for i in range(n):

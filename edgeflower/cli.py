@@ -412,7 +412,7 @@ def bench(artifacts, threads, runs, warmup, e2e_images, data_dir, no_accuracy, s
           plot_out, limit_per_class):
     """Measure latency, throughput, memory, size and accuracy of each exported ARTIFACT."""
     from edgeflower._util import write_json
-    from edgeflower.edge.bench import BenchConfig, bench as run_bench, plot, render
+    from edgeflower.bench import BenchConfig, bench as run_bench, plot, render
     from edgeflower.errors import BenchError
 
     try:

@@ -34,7 +34,7 @@ MUTANTS = {
     "batchnorm-trains": ("edgeflower/train/loop.py",
                          "i >= cut and not isinstance(layer, keras.layers.BatchNormalization)", "i >= cut",
                          ["tests/test_train.py", "-k", "augment_and_fine_tune"]),
-    "bench-ignores-run-split": ("edgeflower/edge/bench.py", "    cfg = with_run_split(cfg, say)\n", "",
+    "bench-ignores-run-split": ("edgeflower/bench.py", "    cfg = with_run_split(cfg, say)\n", "",
                                 ["tests/test_own_photos.py", "-k", "train_to_bench"]),
     "mediapipe-normalization": ("edgeflower/export/tflite_metadata.py", "norm_std=[1.0]", "norm_std=[255.0]",
                                 ["tests/test_clients.py", "-k", "mediapipe"]),

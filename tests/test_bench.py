@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import run_cli, without_metadata
-from edgeflower.edge.bench import BenchConfig, bench, render
+from edgeflower.bench import BenchConfig, bench, render
 from edgeflower.errors import BenchError
 
 

@@ -111,7 +111,7 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     """Run the whole export; returns the report. Raises AccuracyDropError after writing everything if any
     artifact failed the gate."""
     say = progress or (lambda msg: log.info(msg))
-    from edgeflower.train.loop import load_keras_model, predict_probs, resolve_run
+    from edgeflower.keras_io import load_keras_model, predict_probs, resolve_run
 
     t_start = time.perf_counter()
     model_path, run_cfg = resolve_run(cfg.target)

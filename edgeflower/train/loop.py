@@ -27,6 +27,7 @@ from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import (auto_split, is_packaged_dataset, load_manifest, manifest_from_dict,
                                    write_manifest)
 from edgeflower.errors import DataError, RunDirError
+from edgeflower.keras_io import load_keras_model, predict_probs, resolve_run  # noqa: F401 - also train's API
 from edgeflower.metrics import classification_metrics
 from edgeflower.train.models import count_params, get_spec
 
@@ -248,15 +249,6 @@ def extract_features(tf, features_model, x: np.ndarray, batch: int = 32, aug=Non
     return np.concatenate(out) if out else np.zeros((0, int(features_model.output.shape[-1])), np.float32)
 
 
-def predict_probs(model, x: np.ndarray, batch: int = 16) -> np.ndarray:
-    """Probabilities in small compiled batches. An eager call keeps a batch's activations alive: MobileNetV2
-    peaked at 6.6 GB with eager batches of 64 and at 1.0 GB with ``predict_on_batch`` of 16 (measured)."""
-    if len(x) == 0:
-        return np.zeros((0, int(model.outputs[0].shape[-1])), np.float32)
-    return np.concatenate([np.asarray(model.predict_on_batch(x[s:s + batch].astype(np.float32)))
-                           for s in range(0, len(x), batch)])
-
-
 def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResult:
     """Train and write the run directory. ``say`` gets the one-line messages a user should see (default: the log)."""
     say = say or log.info
@@ -395,40 +387,6 @@ def evaluate_model(model, arrays: dict[str, SplitArrays], classes: list[str]) ->
             metrics["test"]["predictions"] = {p: classes[int(i)] for p, i in zip(a.paths, probs.argmax(1))}
     metrics["params"] = count_params(model)
     return metrics, test_probs
-
-
-def load_keras_model(path: str | os.PathLike):
-    require("tensorflow", "loading a Keras model")
-    import keras
-
-    from edgeflower.errors import ModelError
-
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"model file {p} not found: pass a run directory or a .keras file")
-    try:
-        return keras.models.load_model(p, compile=False)
-    except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
-        raise ModelError(f"cannot load {p} as a Keras model ({str(exc).splitlines()[0][:200]}): "
-                         "is it a complete .keras file written by edgeflower train?") from exc
-
-
-def resolve_run(target: str | os.PathLike) -> tuple[Path, dict | None]:
-    """RUN_DIR or MODEL.keras -> (model path, run config or None)."""
-    from edgeflower.errors import ModelError
-
-    p = Path(target)
-    if p.is_dir():
-        m = p / "model.keras"
-        if not m.is_file():
-            raise RunDirError(f"{p} has no model.keras: is it a finished run directory (not *.partial)?")
-        cfg = json.loads((p / "config.json").read_text()) if (p / "config.json").is_file() else None
-        return m, cfg
-    if not p.exists():
-        raise ModelError(f"{p} does not exist: pass a run directory or a .keras file")
-    cfg_path = p.parent / "config.json"
-    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else None
-    return p, cfg
 
 
 def evaluate(target: str, split: str = "test", data: str | None = None, manifest_path: str | None = None,

@@ -169,7 +169,7 @@ def run_isolated(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool,
     artifact cannot take the others down. Returns the :func:`measure` dict, or one with an ``error`` key."""
     payload = json.dumps({"path": path, "threads": threads, "cfg": asdict(cfg), "acc": with_accuracy,
                           "data_note": data_note})
-    proc = subprocess.Popen([sys.executable, "-m", "edgeflower.edge.bench", payload], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "edgeflower.bench", payload], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     err: list[str] = []
     out_parts: list[str] = []
