@@ -241,6 +241,9 @@ def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | N
 @click.argument("target", type=click.Path(exists=True))
 @click.option("--int8", is_flag=True, help="Also write full-integer int8 TFLite (and int8 ONNX).")
 @click.option("--onnx/--no-onnx", default=True, show_default=True, help="Also write ONNX artifacts.")
+@click.option("--formats", default=None, metavar="LIST",
+              help="The artifacts to write, comma-separated, instead of --int8/--onnx: tflite_float, tflite_int8, "
+                   "onnx_float, onnx_int8.")
 @click.option("--calibration", type=click.IntRange(min=1), default=300, show_default=True,
               help="Calibration images drawn (stratified) from the training split.")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
@@ -267,7 +270,7 @@ def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | N
               help="Split manifest (default: the run's, else the frozen flower_photos split).")
 @click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
 @_handle_errors
-def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_activation, auto, unknown,
+def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, onnx_activation, auto, unknown,
            unknown_neighbours, unknown_budget, data_dir, split_path, limit_per_class):
     """Export RUN_DIR or MODEL.keras to TFLite/ONNX and gate every artifact on the 360-image test set."""
     from edgeflower.errors import AccuracyDropError
@@ -277,6 +280,7 @@ def export(target, int8, onnx, calibration, max_drop, out, input_type, onnx_acti
                        input_type=input_type, onnx_activation=onnx_activation, auto=auto, data=data_dir,
                        split=split_path, limit_per_class=limit_per_class, unknown=unknown,
                        unknown_neighbours=unknown_neighbours,
+                       formats=tuple(f.strip() for f in formats.split(",")) if formats is not None else None,
                        **({} if unknown_budget is None else {"unknown_budget_pts": unknown_budget}))
     try:
         report = run_export(cfg, progress=lambda m: click.echo(f"... {m}", err=True))

@@ -258,3 +258,46 @@ def test_int8_onnx_computes_the_same_on_every_cpu(tiny_export, synth_data):
         step = float(inits[dq.input[1]])
         diff = np.abs(exact[k] - device[k]).max()
         assert diff <= step * 1.001, f"{out.name}: fused kernels differ from the QDQ graph by {diff / step:.1f} steps"
+
+
+# ---------------------------------------------------------------- the table of formats
+def test_plan_puts_dependencies_first_and_builds_them_only_as_intermediates():
+    from edgeflower.export.formats import FORMATS, Format, parse_formats, plan
+
+    assert [(s.fmt, req) for s, req in plan([Format.ONNX_INT8])] == [(Format.ONNX_FLOAT, False),
+                                                                     (Format.ONNX_INT8, True)]
+    assert [(s.fmt, req) for s, req in plan([Format.ONNX_INT8, Format.TFLITE_FLOAT, Format.ONNX_FLOAT])] == [
+        (Format.TFLITE_FLOAT, True), (Format.ONNX_FLOAT, True), (Format.ONNX_INT8, True)]
+    assert parse_formats(" tflite_int8,onnx_float ") == [Format.TFLITE_INT8, Format.ONNX_FLOAT]
+    with pytest.raises(ExportError, match=r"unknown export format 'tflite_int4'.*tflite_int8"):
+        parse_formats("tflite_int4")
+    with pytest.raises(ExportError, match="empty"):
+        parse_formats(" , ")
+    # every entry is complete: its own file names, a build, and dependencies that are in the table
+    names = [n for s in FORMATS.values() for n in (s.filename, s.failed_filename)]
+    assert len(set(names)) == len(names)
+    assert all(callable(s.build) and set(s.needs) <= set(FORMATS) for s in FORMATS.values())
+
+
+def test_export_help_names_every_format():
+    from edgeflower.export.formats import FORMATS
+
+    out = run_cli("export", "--help")
+    assert out.returncode == 0
+    assert all(f.value in " ".join(out.stdout.split()) for f in FORMATS), out.stdout
+
+
+def test_formats_choose_the_artifacts(tiny_run, synth_data, synth_split, tmp_path):
+    out = tmp_path / "some"
+    rep = export(ExportConfig(target=str(tiny_run), formats=("onnx_int8",), calibration=30,
+                              data=str(synth_data), split=str(synth_split), out=str(out), max_drop=100.0))
+    assert [a["name"] for a in rep["artifacts"]] == ["model_int8.onnx"]
+    # the float ONNX that the int8 ONNX is quantized from is an intermediate: not checked, not written
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("export_report")) == [
+        "model_int8.onnx", "model_int8.onnx.json"]
+
+
+def test_cli_rejects_an_unknown_format(tiny_run, tmp_path):
+    out = run_cli("export", tiny_run, "--formats", "tflite_float,coreml", "--out", tmp_path / "x")
+    assert out.returncode != 0 and "unknown export format 'coreml'" in out.stderr
+    assert not (tmp_path / "x").exists() or not list((tmp_path / "x").iterdir())

@@ -1,9 +1,20 @@
-"""The export formats as a table: adding one is one entry."""
+"""The export formats as a table of steps: adding one is one entry and its build function.
+
+Each ``FormatSpec`` says what it needs (artifacts built before it, calibration images), how to build it, the
+runtime that checks it, and the remedies ``--auto`` may try. ``pipeline.export`` resolves the requested formats
+and their dependencies, runs the builds in order, and checks and gates every requested artifact the same way.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from enum import Enum
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeflower.errors import ExportError
 
 
 class Format(str, Enum):
@@ -13,24 +24,147 @@ class Format(str, Enum):
     ONNX_INT8 = "onnx_int8"
 
 
+@dataclass
+class BuildContext:
+    """What a build may use: the model to convert, the export's options, a scratch folder, the calibration
+    images (a stratified sample of the training split; ``sample`` draws others) and the raw files of the
+    artifacts built before it."""
+    model: Any
+    cfg: Any  # pipeline.ExportConfig
+    tmp: Path
+    say: Callable[[str], None]
+    calib: np.ndarray | None = None
+    sample: Callable[[int, int], np.ndarray] | None = None  # (n, seed) -> calibration images
+    built: dict[Format, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to build an artifact: a label for the report, the converter's options, the calibration images."""
+    label: str
+    options: Any = None
+    calib: np.ndarray | None = None
+
+
 @dataclass(frozen=True)
 class FormatSpec:
     fmt: Format
     filename: str
     failed_filename: str  # a failed artifact is kept under a name nobody mistakes for a passing one
     runtime: str
-    quantized: bool
-    needs_int8_flag: bool
-    needs_onnx: bool
+    quantized: bool  # int8 tensors (the device quantizes the input itself)
+    build: Callable[[BuildContext, Candidate, Path], dict]  # write the artifact to the path; its report options
+    needs: tuple[Format, ...] = ()  # built first; their raw files are in BuildContext.built
+    calibration: bool = False  # needs calibration images
+    exact: bool = True  # must agree with Keras on every test argmax (float32 arithmetic)
+    remedies: Callable[[BuildContext], list[Candidate]] | None = None  # the candidates --auto tries, default first
 
 
-FORMATS: dict[Format, FormatSpec] = {
-    Format.TFLITE_FLOAT: FormatSpec(Format.TFLITE_FLOAT, "model_float.tflite", "model_float.FAILED.tflite",
-                                    "litert", False, False, False),
-    Format.TFLITE_INT8: FormatSpec(Format.TFLITE_INT8, "model_int8.tflite", "model_int8.FAILED.tflite",
-                                   "litert", True, True, False),
-    Format.ONNX_FLOAT: FormatSpec(Format.ONNX_FLOAT, "model.onnx", "model.FAILED.onnx", "onnxruntime",
-                                  False, False, True),
-    Format.ONNX_INT8: FormatSpec(Format.ONNX_INT8, "model_int8.onnx", "model_int8.FAILED.onnx", "onnxruntime",
-                                 True, True, True),
-}
+# ------------------------------------------------------------------ builds
+def _tflite_float(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
+    from edgeflower.export import convert
+
+    ctx.say("converting to float TFLite")
+    path.write_bytes(convert.tflite_float(ctx.model))
+    return {}
+
+
+def _int8_options(cand: Candidate) -> dict:
+    return {**asdict(cand.options), "calibration_images": len(cand.calib), "remedy": cand.label}
+
+
+def _tflite_int8(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
+    from edgeflower.export import convert
+
+    path.write_bytes(convert.tflite_int8(ctx.model, cand.calib, cand.options))
+    return _int8_options(cand)
+
+
+def _tflite_int8_remedies(ctx: BuildContext) -> list[Candidate]:
+    from edgeflower.export.convert import TFLiteInt8Options
+
+    it = ctx.cfg.input_type
+    base = TFLiteInt8Options(input_type=it)
+    out = [Candidate("default", base, ctx.calib)]
+    if ctx.cfg.auto:
+        n, seed = ctx.cfg.calibration, ctx.cfg.calibration_seed
+        out += [Candidate("more calibration images", base, ctx.sample(n * 3, seed)),
+                Candidate("other calibration sample", base, ctx.sample(n, seed + 1)),
+                Candidate("per-tensor weights", TFLiteInt8Options(it, per_channel=False), ctx.calib),
+                Candidate("float output", TFLiteInt8Options(it, float_output=True), ctx.calib)]
+    return out
+
+
+def _onnx_float(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
+    from edgeflower.export import convert
+
+    ctx.say("converting to float ONNX (tf2onnx, opset 17)")
+    convert.onnx_float(ctx.model, path)
+    return {"opset": 17}
+
+
+def _onnx_int8(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
+    from edgeflower.export import convert
+
+    convert.onnx_int8(ctx.built[Format.ONNX_FLOAT], path, cand.calib, cand.options, workdir=ctx.tmp)
+    return _int8_options(cand)
+
+
+def _onnx_int8_remedies(ctx: BuildContext) -> list[Candidate]:
+    from edgeflower.export.convert import OnnxInt8Options
+
+    act = ctx.cfg.onnx_activation
+    other = "int8" if act == "uint8" else "uint8"
+    base = OnnxInt8Options(activation_type=act)
+    out = [Candidate("default", base, ctx.calib)]
+    if ctx.cfg.auto:
+        out += [Candidate("more calibration images", base,
+                          ctx.sample(ctx.cfg.calibration * 3, ctx.cfg.calibration_seed)),
+                Candidate("percentile calibration", OnnxInt8Options(act, method="percentile"), ctx.calib),
+                Candidate(f"{other} activations", OnnxInt8Options(other), ctx.calib),
+                Candidate("per-tensor weights", OnnxInt8Options(act, per_channel=False), ctx.calib),
+                Candidate("final layer in float", OnnxInt8Options(act, exclude_last=True), ctx.calib)]
+    return out
+
+
+# ------------------------------------------------------------------ the table (in the reports' order)
+FORMATS: dict[Format, FormatSpec] = {s.fmt: s for s in (
+    FormatSpec(Format.TFLITE_FLOAT, "model_float.tflite", "model_float.FAILED.tflite", "litert", False,
+               _tflite_float),
+    FormatSpec(Format.TFLITE_INT8, "model_int8.tflite", "model_int8.FAILED.tflite", "litert", True,
+               _tflite_int8, calibration=True, exact=False, remedies=_tflite_int8_remedies),
+    FormatSpec(Format.ONNX_FLOAT, "model.onnx", "model.FAILED.onnx", "onnxruntime", False, _onnx_float),
+    FormatSpec(Format.ONNX_INT8, "model_int8.onnx", "model_int8.FAILED.onnx", "onnxruntime", True,
+               _onnx_int8, needs=(Format.ONNX_FLOAT,), calibration=True, exact=False, remedies=_onnx_int8_remedies),
+)}
+
+
+def parse_formats(text: str) -> list[Format]:
+    """'tflite_float,onnx_int8' -> formats; a one-line error naming the known ones."""
+    out = []
+    for name in filter(None, (t.strip() for t in text.split(","))):
+        try:
+            out.append(Format(name))
+        except ValueError:
+            raise ExportError(f"unknown export format {name!r}: choose from "
+                              f"{', '.join(f.value for f in FORMATS)}") from None
+    if not out:
+        raise ExportError(f"--formats is empty: choose from {', '.join(f.value for f in FORMATS)}")
+    return out
+
+
+def plan(requested: list[Format]) -> list[tuple[FormatSpec, bool]]:
+    """The builds to run, in the table's order, with their dependencies first: (spec, requested?). A dependency
+    that was not requested is built as an intermediate file and neither checked nor written."""
+    want = set(requested)
+    need = set(want)
+    todo = list(want)
+    while todo:
+        for dep in FORMATS[todo.pop()].needs:
+            if dep not in need:
+                need.add(dep)
+                todo.append(dep)
+    order = [f for f in FORMATS if f in need]
+    for f in order:  # the table's order must put each dependency first
+        assert all(order.index(d) < order.index(f) for d in FORMATS[f].needs), f
+    return [(FORMATS[f], f in want) for f in order]

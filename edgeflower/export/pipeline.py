@@ -29,7 +29,7 @@ from edgeflower.edge.metadata import sidecar_path
 from edgeflower.edge.preprocess import PREPROCESSING
 from edgeflower.errors import AccuracyDropError, ExportError
 from edgeflower.export import convert, ood, tflite_metadata
-from edgeflower.export.formats import FORMATS, Format, FormatSpec
+from edgeflower.export.formats import BuildContext, Candidate, Format, FormatSpec, parse_formats, plan
 from edgeflower.metrics import calibrate_scores, calibrate_threshold, per_class_accuracy
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,35 @@ class ExportConfig:
     require_float_agreement: bool = True
     unknown: str = "similarity"  # "similarity": add the feature-similarity output (edgeflower.export.ood); "confidence"
     unknown_neighbours: int = ood.DEFAULT_NEIGHBOURS  # the similarity is to the k-th nearest training photo
+    # the artifacts to export (Format values, e.g. ("tflite_float", "onnx_int8")); None: from int8 and onnx
+    formats: tuple[str, ...] | None = None
+
+
+def requested_formats(cfg: ExportConfig) -> list[Format]:
+    """--formats, or the shorthands: float TFLite always, int8 TFLite with --int8, float ONNX unless --no-onnx,
+    int8 ONNX with both."""
+    if cfg.formats:
+        return parse_formats(",".join(cfg.formats) if not isinstance(cfg.formats, str) else cfg.formats)
+    out = [Format.TFLITE_FLOAT]
+    if cfg.int8:
+        out.append(Format.TFLITE_INT8)
+    if cfg.onnx:
+        out.append(Format.ONNX_FLOAT)
+        if cfg.int8:
+            out.append(Format.ONNX_INT8)
+    return out
+
+
+@dataclass
+class Evaluation:
+    """An artifact run through the device runtime on the test and validation images."""
+    probs: np.ndarray  # test probabilities (N, C)
+    pred: np.ndarray  # test argmax
+    accuracy: float  # test accuracy, no unknown
+    val_probs: np.ndarray
+    sims: np.ndarray | None  # test similarities (artifacts with the similarity output)
+    val_sims: np.ndarray | None
+    clf: Classifier
 
 
 @dataclass
@@ -114,6 +143,7 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     from edgeflower.keras_io import load_keras_model, predict_probs, resolve_run
 
     t_start = time.perf_counter()
+    steps = plan(requested_formats(cfg))  # a bad --formats fails before anything loads
     model_path, run_cfg = resolve_run(cfg.target)
     run_cfg = run_cfg or {}
     out = Path(cfg.out) if cfg.out else (model_path.parent / "export")
@@ -142,7 +172,8 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
         say(f"{model_path.name} has no global pooling layer: the unknown answer falls back to the confidence rule")
         unknown = "confidence"
     calib, train = None, None
-    if cfg.int8 or unknown == "similarity":
+    needs_calibration = any(spec.calibration for spec, _ in steps)
+    if needs_calibration or unknown == "similarity":
         train = load_split(root, manifest, "train", size, limit_per_class=cfg.limit_per_class)
     background = run_cfg.get("background")
     if background:  # the run's background photos, as the last class (edgeflower.data.background)
@@ -151,7 +182,7 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
         parts = with_background({"test": test, "val": val, **({"train": train} if train is not None else {})},
                                 background["dir"], background["splits"], size)
         test, val, train = parts["test"], parts["val"], parts.get("train")
-    if cfg.int8:
+    if needs_calibration:
         calib = stratified_sample(train, cfg.calibration, cfg.calibration_seed)
     say("evaluating the Keras float model (reference)")
     ref_probs = predict_probs(model, test.x)
@@ -184,18 +215,22 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
         "unknown": unknown_meta,
         "background_class": background["class"] if background else None,
     }
-    ctx = _Ctx(cfg, out, model, classes, size, test, val, calib, ref_pred, ref_acc, base_meta, say)
-    ctx.train = train
     results: list[ArtifactResult] = []
     with tempfile.TemporaryDirectory(prefix=".export.", dir=out) as tmpdir:
-        ctx.tmp = Path(tmpdir)
-        results.append(ctx.tflite_float())
-        if cfg.int8:
-            results.append(ctx.tflite_int8())
-        if cfg.onnx:
-            results.append(ctx.onnx_float())
-            if cfg.int8:
-                results.append(ctx.onnx_int8())
+        tmp = Path(tmpdir)
+        build = BuildContext(model=model, cfg=cfg, tmp=tmp, say=say, calib=calib,
+                             sample=lambda n, seed: stratified_sample(train, n, seed))
+        checker = _Checker(cfg=cfg, out=out, tmp=tmp, classes=classes, size=size, test=test, val=val,
+                           ref_pred=ref_pred, ref_acc=ref_acc, base_meta=base_meta, say=say)
+        for spec, requested in steps:
+            candidates = spec.remedies(build) if spec.remedies else [Candidate("default")]
+            if requested:
+                res, raw = checker.search(spec, candidates, build)
+                results.append(res)
+            else:  # a dependency only (onnx_float for onnx_int8): built, neither checked nor written
+                raw = tmp / ("dep_" + spec.filename)
+                spec.build(build, candidates[0], raw)
+            build.built[spec.fmt] = raw
     report = {
         "edgeflower_version": __version__,
         "source": str(model_path),
@@ -216,133 +251,79 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     return report
 
 
-class _Ctx:
-    def __init__(self, cfg, out, model, classes, size, test, val, calib, ref_pred, ref_acc, base_meta, say):
-        self.cfg, self.out, self.model, self.classes, self.size = cfg, out, model, classes, size
-        self.test, self.val, self.calib, self.ref_pred, self.ref_acc = test, val, calib, ref_pred, ref_acc
-        self.base_meta, self.say = base_meta, say
-        self.tmp: Path = out
-        self.train: SplitArrays | None = None
+@dataclass
+class _Checker:
+    """Checks each built artifact through the device runtime, gates it, writes it with its metadata."""
+    cfg: ExportConfig
+    out: Path
+    tmp: Path
+    classes: list[str]
+    size: int
+    test: SplitArrays
+    val: SplitArrays
+    ref_pred: np.ndarray
+    ref_acc: float
+    base_meta: dict
+    say: Callable[[str], None]
 
-    # ------------------------------------------------------------ formats
-    def tflite_float(self) -> ArtifactResult:
-        spec = FORMATS[Format.TFLITE_FLOAT]
-        self.say("converting to float TFLite")
-        t = time.perf_counter()
-        tmp = self.tmp / spec.filename
-        tmp.write_bytes(convert.tflite_float(self.model))
-        return self._finish(spec, tmp, t, {})
-
-    def tflite_int8(self) -> ArtifactResult:
-        spec = FORMATS[Format.TFLITE_INT8]
-        base = convert.TFLiteInt8Options(input_type=self.cfg.input_type)
-        candidates = [("default", base, self.calib)]
-        if self.cfg.auto:
-            candidates += [
-                ("more calibration images", base, self._more_calibration()),
-                ("other calibration sample", base, self._other_calibration()),
-                ("per-tensor weights", convert.TFLiteInt8Options(self.cfg.input_type, per_channel=False), self.calib),
-                ("float output", convert.TFLiteInt8Options(self.cfg.input_type, float_output=True), self.calib),
-            ]
-
-        def build(opts, calib, path):
-            path.write_bytes(convert.tflite_int8(self.model, calib, opts))
-
-        return self._search(spec, candidates, build)
-
-    def onnx_float(self) -> ArtifactResult:
-        spec = FORMATS[Format.ONNX_FLOAT]
-        self.say("converting to float ONNX (tf2onnx, opset 17)")
-        t = time.perf_counter()
-        tmp = self.tmp / ("raw_" + spec.filename)
-        convert.onnx_float(self.model, tmp)
-        self._onnx_float_tmp = tmp
-        return self._finish(spec, tmp, t, {"opset": 17})
-
-    def onnx_int8(self) -> ArtifactResult:
-        spec = FORMATS[Format.ONNX_INT8]
-        act = self.cfg.onnx_activation
-        other = "int8" if act == "uint8" else "uint8"
-        base = convert.OnnxInt8Options(activation_type=act)
-        candidates = [("default", base, self.calib)]
-        if self.cfg.auto:
-            candidates += [
-                ("more calibration images", base, self._more_calibration()),
-                ("percentile calibration", convert.OnnxInt8Options(act, method="percentile"), self.calib),
-                (f"{other} activations", convert.OnnxInt8Options(other), self.calib),
-                ("per-tensor weights", convert.OnnxInt8Options(act, per_channel=False), self.calib),
-                ("final layer in float", convert.OnnxInt8Options(act, exclude_last=True), self.calib),
-            ]
-
-        def build(opts, calib, path):
-            convert.onnx_int8(self._onnx_float_tmp, path, calib, opts, workdir=self.tmp)
-
-        return self._search(spec, candidates, build)
-
-    # ------------------------------------------------------------ helpers
-    def _more_calibration(self) -> np.ndarray:
-        return self._calib_from(self.cfg.calibration * 3, self.cfg.calibration_seed)
-
-    def _other_calibration(self) -> np.ndarray:
-        return self._calib_from(self.cfg.calibration, self.cfg.calibration_seed + 1)
-
-    def _calib_from(self, n: int, seed: int) -> np.ndarray:
-        return stratified_sample(self.train, n, seed)
-
-    def _search(self, spec: FormatSpec, candidates, build) -> ArtifactResult:
-        """Try the candidates in order until one passes; keep the best (highest accuracy) if none does."""
+    def search(self, spec: FormatSpec, candidates: list[Candidate],
+               build: BuildContext) -> tuple[ArtifactResult, Path]:
+        """Build the candidates in order until one passes; keep the best (highest accuracy) if none does.
+        Returns the result and the raw (metadata-free) file that later builds may read."""
         attempts, best, best_path = [], None, None
-        for i, (label, opts, calib) in enumerate(candidates):
-            self.say(f"quantizing {spec.filename} ({label}, {len(calib)} calibration images)")
+        for i, cand in enumerate(candidates):
+            if cand.calib is not None:
+                self.say(f"quantizing {spec.filename} ({cand.label}, {len(cand.calib)} calibration images)")
             t = time.perf_counter()
             path = self.tmp / f"try{i}_{spec.filename}"
-            build(opts, calib, path)
+            options = spec.build(build, cand, path)
             ev = self._evaluate(path)
-            drop = (self.ref_acc - ev["accuracy"]) * 100
+            drop = (self.ref_acc - ev.accuracy) * 100
             ok = drop <= self.cfg.max_drop + 1e-9
-            attempts.append({"remedy": label, "options": asdict(opts), "calibration_images": len(calib),
-                             "accuracy": ev["accuracy"], "drop_pts": drop, "passed": ok,
-                             "seconds": time.perf_counter() - t})
-            if best is None or ev["accuracy"] > best[1]["accuracy"]:
-                best, best_path = (label, ev, opts, calib, t), path
+            if spec.remedies is not None:
+                attempts.append({"remedy": cand.label, "options": asdict(cand.options) if cand.options else {},
+                                 "calibration_images": len(cand.calib) if cand.calib is not None else 0,
+                                 "accuracy": ev.accuracy, "drop_pts": drop, "passed": ok,
+                                 "seconds": time.perf_counter() - t})
+            if best is None or ev.accuracy > best[1].accuracy:
+                best, best_path = (options, ev, t), path
             if ok:
                 break
-        label, ev, opts, calib, t = best
-        res = self._finish(spec, best_path, t, {**asdict(opts), "calibration_images": len(calib), "remedy": label},
-                           evaluated=ev)
+        options, ev, t = best
+        res = self._finish(spec, best_path, t, options, ev)
         res.attempts = attempts if self.cfg.auto else []
-        return res
+        return res, best_path
 
-    def _evaluate(self, path: Path) -> dict:
+    def _evaluate(self, path: Path) -> Evaluation:
         self.say(f"checking {path.name} on the test and validation images")
         clf = Classifier(path, threshold=0.0)
         probs, sims = clf.score_batch(self.test.x, desc=f"{path.name} on the test images")
         pred = probs.argmax(1)
         val_probs, val_sims = clf.score_batch(self.val.x, desc=f"{path.name} on the validation images")
-        return {"probs": probs, "pred": pred, "accuracy": float((pred == self.test.y).mean()),
-                "val_probs": val_probs, "sims": sims, "val_sims": val_sims, "clf": clf}
+        return Evaluation(probs=probs, pred=pred, accuracy=float((pred == self.test.y).mean()), val_probs=val_probs,
+                          sims=sims, val_sims=val_sims, clf=clf)
 
-    def _unknown(self, ev: dict, clf: Classifier, confidence: dict) -> tuple[dict, float]:
+    def _unknown(self, ev: Evaluation, clf: Classifier, confidence: dict) -> tuple[dict, float]:
         """The artifact's unknown rule: metadata entry and the confidence threshold the device should apply."""
         meta = dict(self.base_meta["unknown"])
-        correct = ev["pred"] == self.test.y
+        correct = ev.pred == self.test.y
         # background photos (train --background) are right when answered unknown, by either rule; they take no part
         # in calibrating the similarity threshold, which bounds what it costs on flowers
         bg = self.base_meta.get("background_class")
         bg_test = self.test.y == self.classes.index(bg) if bg else np.zeros(len(self.test), bool)
         flower_val = self.val.y != self.classes.index(bg) if bg else np.ones(len(self.val), bool)
-        if ev["sims"] is None:
+        if ev.sims is None:
             if meta.get("method") != "confidence":
                 raise ExportError("the converted artifact lost the similarity output")
             conf_thr = confidence["threshold"]
-            kept = ev["probs"].max(1) >= conf_thr
+            kept = ev.probs.max(1) >= conf_thr
             meta.update(confidence_threshold=conf_thr)
         else:
             # the same rule as the confidence threshold, on the similarity score
-            cal = calibrate_scores((ev["val_probs"].argmax(1) == self.val.y)[flower_val], ev["val_sims"][flower_val],
+            cal = calibrate_scores((ev.val_probs.argmax(1) == self.val.y)[flower_val], ev.val_sims[flower_val],
                                    self.cfg.unknown_budget_pts / 100)
             conf_thr = 0.0  # the similarity rule replaces the confidence one (--threshold adds it back)
-            kept = ev["sims"] >= cal["threshold"]
+            kept = ev.sims >= cal["threshold"]
             meta.update(similarity_threshold=cal["threshold"], similarity_output=clf.similarity_output.name,
                         calibration=cal, confidence_threshold=conf_thr,
                         confidence_threshold_calibrated=confidence["threshold"])
@@ -354,17 +335,15 @@ class _Ctx:
             meta["test"]["background_answered_unknown"] = float(right[bg_test].mean()) if bg_test.any() else None
         return meta, conf_thr
 
-    def _finish(self, spec: FormatSpec, tmp: Path, t0: float, options: dict,
-                evaluated: dict | None = None) -> ArtifactResult:
-        ev = evaluated or self._evaluate(tmp)
-        clf: Classifier = ev["clf"]
-        acc, pred = ev["accuracy"], ev["pred"]
+    def _finish(self, spec: FormatSpec, tmp: Path, t0: float, options: dict, ev: Evaluation) -> ArtifactResult:
+        clf = ev.clf
+        acc, pred = ev.accuracy, ev.pred
         drop = (self.ref_acc - acc) * 100
         agree = float((pred == self.ref_pred).mean())
         passed, reason = True, ""
         if drop > self.cfg.max_drop + 1e-9:
             passed, reason = False, f"accuracy drop {drop:.2f} pts > {self.cfg.max_drop:.2f}"
-        if not spec.quantized and self.cfg.require_float_agreement and agree < 1.0:
+        if spec.exact and self.cfg.require_float_agreement and agree < 1.0:
             passed = False
             reason = (reason + "; " if reason else "") + \
                 f"float artifact disagrees with Keras on {int(round((1 - agree) * len(pred)))} test images"
@@ -373,7 +352,7 @@ class _Ctx:
         changed = [{"path": self.test.paths[i], "true": self.classes[self.test.y[i]],
                     "keras": self.classes[self.ref_pred[i]], "artifact": self.classes[pred[i]]}
                    for i in np.nonzero(pred != self.ref_pred)[0]]
-        thr = calibrate_threshold(ev["val_probs"], self.val.y, self.cfg.unknown_budget_pts / 100)
+        thr = calibrate_threshold(ev.val_probs, self.val.y, self.cfg.unknown_budget_pts / 100)
         unknown, conf_thr = self._unknown(ev, clf, thr)
         inp, outp = clf.backend.input, clf.backend.output
         meta = {
