@@ -256,7 +256,9 @@ def bench(cfg: BenchConfig, progress=None) -> dict:
 def _relative_accuracy(results: list[dict]) -> None:
     """Drop of each artifact against the float artifact of the same source model (same runtime preferred)."""
     acc = [r for r in results if r.get("accuracy") is not None]
-    floats = [r for r in acc if not r.get("quantized")]
+    # the float32 artifacts (float16 weights are not a reference: they are measured against one)
+    floats = [r for r in acc if r.get("format") in ("tflite_float", "onnx_float")
+              or (r.get("format") is None and not r.get("quantized"))]
     for r in acc:
         same = [f for f in floats if f.get("source_model_sha256") == r.get("source_model_sha256")]
         pref = [f for f in same if f.get("backend") == r.get("backend")] or same

@@ -242,8 +242,8 @@ def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | N
 @click.option("--int8", is_flag=True, help="Also write full-integer int8 TFLite (and int8 ONNX).")
 @click.option("--onnx/--no-onnx", default=True, show_default=True, help="Also write ONNX artifacts.")
 @click.option("--formats", default=None, metavar="LIST",
-              help="The artifacts to write, comma-separated, instead of --int8/--onnx: tflite_float, tflite_int8, "
-                   "onnx_float, onnx_int8.")
+              help="The artifacts to write, comma-separated, instead of --int8/--onnx: tflite_float, tflite_fp16 "
+                   "(float16 weights), tflite_int8, onnx_float, onnx_int8.")
 @click.option("--calibration", type=click.IntRange(min=1), default=300, show_default=True,
               help="Calibration images drawn (stratified) from the training split.")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,

@@ -268,8 +268,8 @@ def test_plan_puts_dependencies_first_and_builds_them_only_as_intermediates():
                                                                      (Format.ONNX_INT8, True)]
     assert [(s.fmt, req) for s, req in plan([Format.ONNX_INT8, Format.TFLITE_FLOAT, Format.ONNX_FLOAT])] == [
         (Format.TFLITE_FLOAT, True), (Format.ONNX_FLOAT, True), (Format.ONNX_INT8, True)]
-    assert parse_formats(" tflite_int8,onnx_float ") == [Format.TFLITE_INT8, Format.ONNX_FLOAT]
-    with pytest.raises(ExportError, match=r"unknown export format 'tflite_int4'.*tflite_int8"):
+    assert parse_formats(" tflite_fp16,onnx_float ") == [Format.TFLITE_FP16, Format.ONNX_FLOAT]
+    with pytest.raises(ExportError, match=r"unknown export format 'tflite_int4'.*tflite_fp16"):
         parse_formats("tflite_int4")
     with pytest.raises(ExportError, match="empty"):
         parse_formats(" , ")
@@ -287,14 +287,26 @@ def test_export_help_names_every_format():
     assert all(f.value in " ".join(out.stdout.split()) for f in FORMATS), out.stdout
 
 
-def test_formats_choose_the_artifacts(tiny_run, synth_data, synth_split, tmp_path):
+def test_formats_choose_the_artifacts_and_fp16_passes_the_same_gate(tiny_export, tiny_run, synth_data, synth_split,
+                                                                  tmp_path):
     out = tmp_path / "some"
-    rep = export(ExportConfig(target=str(tiny_run), formats=("onnx_int8",), calibration=30,
+    rep = export(ExportConfig(target=str(tiny_run), formats=("onnx_int8", "tflite_fp16"), calibration=30,
                               data=str(synth_data), split=str(synth_split), out=str(out), max_drop=100.0))
-    assert [a["name"] for a in rep["artifacts"]] == ["model_int8.onnx"]
+    assert [a["name"] for a in rep["artifacts"]] == ["model_fp16.tflite", "model_int8.onnx"]
     # the float ONNX that the int8 ONNX is quantized from is an intermediate: not checked, not written
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("export_report")) == [
-        "model_int8.onnx", "model_int8.onnx.json"]
+        "model_fp16.tflite", "model_fp16.tflite.json", "model_int8.onnx", "model_int8.onnx.json"]
+    fp16 = rep["artifacts"][0]
+    meta = json.loads(sidecar_path(out / "model_fp16.tflite").read_text())
+    assert meta["format"] == "tflite_fp16" and meta["quantized"] is False and meta["input"]["dtype"] == "float32"
+    assert fp16["options"] == {"weights": "float16"} and fp16["passed"]
+    assert fp16["argmax_agreement"] >= 0.9 and abs(fp16["drop_pts"]) <= 5
+    # float16 weights: about half the float32 file (the metadata and the similarity bank's float32 copy aside)
+    full = (tiny_export / "model_float.tflite").stat().st_size
+    assert fp16["size_bytes"] < 0.75 * full, (fp16["size_bytes"], full)
+    probs = Classifier(out / "model_fp16.tflite").predict_batch(
+        np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8))
+    assert probs.shape == (4, 3) and np.allclose(probs.sum(1), 1, atol=1e-3)
 
 
 def test_cli_rejects_an_unknown_format(tiny_run, tmp_path):

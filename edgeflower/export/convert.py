@@ -100,6 +100,21 @@ def tflite_float(model) -> bytes:
                           "layers, tf.py_function) cannot be converted") from exc
 
 
+def tflite_fp16(model) -> bytes:
+    """Float16 weights, float32 input, output and arithmetic (the weights are dequantized when loaded): about half
+    the float file, with no calibration."""
+    tf, conv = _converter(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_types = [tf.float16]
+    try:
+        with quiet():
+            return name_tensors(conv.convert(), len(model.outputs))
+    except ExportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - converter raises many types
+        raise ExportError(f"float16 TFLite conversion failed: {_first(exc)}") from exc
+
+
 def tflite_int8(model, calibration: np.ndarray, opts: TFLiteInt8Options = TFLiteInt8Options()) -> bytes:
     """Full-integer post-training quantization with ``calibration`` (uint8 images, N x H x W x 3)."""
     if len(calibration) == 0:

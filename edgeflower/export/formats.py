@@ -19,6 +19,7 @@ from edgeflower.errors import ExportError
 
 class Format(str, Enum):
     TFLITE_FLOAT = "tflite_float"
+    TFLITE_FP16 = "tflite_fp16"
     TFLITE_INT8 = "tflite_int8"
     ONNX_FLOAT = "onnx_float"
     ONNX_INT8 = "onnx_int8"
@@ -67,6 +68,14 @@ def _tflite_float(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
     ctx.say("converting to float TFLite")
     path.write_bytes(convert.tflite_float(ctx.model))
     return {}
+
+
+def _tflite_fp16(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
+    from edgeflower.export import convert
+
+    ctx.say("converting to float16 TFLite")
+    path.write_bytes(convert.tflite_fp16(ctx.model))
+    return {"weights": "float16"}
 
 
 def _int8_options(cand: Candidate) -> dict:
@@ -133,6 +142,8 @@ FORMATS: dict[Format, FormatSpec] = {s.fmt: s for s in (
                _tflite_float),
     FormatSpec(Format.TFLITE_INT8, "model_int8.tflite", "model_int8.FAILED.tflite", "litert", True,
                _tflite_int8, calibration=True, exact=False, remedies=_tflite_int8_remedies),
+    FormatSpec(Format.TFLITE_FP16, "model_fp16.tflite", "model_fp16.FAILED.tflite", "litert", False,
+               _tflite_fp16, exact=False),
     FormatSpec(Format.ONNX_FLOAT, "model.onnx", "model.FAILED.onnx", "onnxruntime", False, _onnx_float),
     FormatSpec(Format.ONNX_INT8, "model_int8.onnx", "model_int8.FAILED.onnx", "onnxruntime", True,
                _onnx_int8, needs=(Format.ONNX_FLOAT,), calibration=True, exact=False, remedies=_onnx_int8_remedies),
