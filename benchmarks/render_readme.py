@@ -372,9 +372,32 @@ def summary() -> str:
             "\n\n" + "\n".join(rows))
 
 
+def memory() -> str:
+    d = _load("memory.json")
+    if not d:
+        return "(run `python benchmarks/memory.py`)"
+    mib = (lambda b: f"{b / 2**20:,.0f} MiB")
+    rows = ["| code | dataset | photos | decoded images on disk | peak RSS of train | ratio to 1x |",
+            "|---|---|---:|---:|---:|---:|"]
+    for label, block in (("before (whole arrays in memory)", d.get("before")), ("now (on-disk image store)", d)):
+        if not block:
+            continue
+        base = block["runs"]["1x"]["peak_rss_bytes"]
+        for name, r in block["runs"].items():
+            rows.append(f"| {label} | {name} | {r['photos']:,} | {mib(r['decoded_cache_bytes'])} | "
+                        f"**{mib(r['peak_rss_bytes'])}** | {r['peak_rss_bytes'] / base:.2f}x |")
+    verdict = "met" if d["met"] else "missed"
+    return (f"Peak memory of `edgeflower train` on flower_photos and on a copy {d['copies']}x larger (`{d['command']}`: "
+            f"`{d['runs']['1x']['command']}` and the same on the {d['copies']}x folder, each in its own process with "
+            "an empty image cache; peak RSS is the kernel's `ru_maxrss` of that process). The target, at most "
+            f"{d['target']}x, is {verdict}: {d['ratio']:.2f}x."
+            + (f" Before the change ({d['before']['code']}): {d['before']['ratio']:.2f}x." if d.get("before") else "")
+            + "\n\n" + "\n".join(rows) + "\n\n" + _env_line(d))
+
+
 SECTIONS = {"summary": summary}
 DOCS = {"docs/results.md": {"study": study, "export": export, "latency": latency, "beyond": beyond,
-                            "backbones": backbones},
+                            "backbones": backbones, "memory": memory},
         "docs/clients.md": {"clients": clients}}
 
 
