@@ -254,6 +254,9 @@ def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | N
 @click.option("--onnx-activation", type=click.Choice(["uint8", "int8"]), default="uint8", show_default=True,
               help="Activation type of the int8 ONNX model (uint8 is the faster one measured).")
 @click.option("--auto", is_flag=True, help="When int8 is over budget, try the usual remedies and keep the best.")
+@click.option("--mixed-precision", is_flag=True,
+              help="When the int8 TFLite is over budget, return the layers that hurt accuracy most to float, one at "
+                   "a time, until the validation drop is within --max-drop (also the last remedy of --auto).")
 @click.option("--unknown", "unknown", type=click.Choice(["similarity", "confidence"]), default="similarity",
               show_default=True,
               help="How artifacts answer 'unknown': similarity = a second output scoring how close a photo's features "
@@ -270,14 +273,15 @@ def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | N
               help="Split manifest (default: the run's, else the frozen flower_photos split).")
 @click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
 @_handle_errors
-def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, onnx_activation, auto, unknown,
-           unknown_neighbours, unknown_budget, data_dir, split_path, limit_per_class):
+def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, onnx_activation, auto,
+           mixed_precision, unknown, unknown_neighbours, unknown_budget, data_dir, split_path, limit_per_class):
     """Export RUN_DIR or MODEL.keras to TFLite/ONNX and gate every artifact on the 360-image test set."""
     from edgeflower.errors import AccuracyDropError
     from edgeflower.export.pipeline import ExportConfig, export as run_export, render_table
 
     cfg = ExportConfig(target=target, out=out, int8=int8, onnx=onnx, calibration=calibration, max_drop=max_drop,
-                       input_type=input_type, onnx_activation=onnx_activation, auto=auto, data=data_dir,
+                       input_type=input_type, onnx_activation=onnx_activation, auto=auto,
+                       mixed_precision=mixed_precision, data=data_dir,
                        split=split_path, limit_per_class=limit_per_class, unknown=unknown,
                        unknown_neighbours=unknown_neighbours,
                        formats=tuple(f.strip() for f in formats.split(",")) if formats is not None else None,

@@ -313,3 +313,59 @@ def test_cli_rejects_an_unknown_format(tiny_run, tmp_path):
     out = run_cli("export", tiny_run, "--formats", "tflite_float,coreml", "--out", tmp_path / "x")
     assert out.returncode != 0 and "unknown export format 'coreml'" in out.stderr
     assert not (tmp_path / "x").exists() or not list((tmp_path / "x").iterdir())
+
+
+# ---------------------------------------------------------------- accuracy-controlled int8
+def _outlier_model(path):
+    """A colour classifier that is right on the synthetic photos in float and useless in full int8: the layer
+    'wide' carries one channel 10^4 times larger than the others, so its per-tensor int8 scale rounds the colour
+    channels to zero."""
+    import keras
+
+    inp = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    c1 = keras.layers.Conv2D(4, 1, activation="relu", name="c1")
+    wide = keras.layers.Conv2D(4, 1, activation="relu", name="wide")
+    c3 = keras.layers.Conv2D(3, 1, activation="relu", name="c3")
+    head = keras.layers.Dense(3, activation="softmax", name="probs")
+    out = head(keras.layers.GlobalAveragePooling2D(name="pool")(c3(wide(c1(x)))))
+    model = keras.Model(inp, out)
+    w1 = np.zeros((1, 1, 3, 4), np.float32)
+    w1[0, 0, :, 0] = 1.0  # brightness
+    w1[0, 0, [0, 1, 2], [1, 2, 3]] = 1.0  # R, G, B
+    c1.set_weights([w1, np.zeros(4, np.float32)])
+    w2 = np.eye(4, dtype=np.float32)[None, None]
+    w2[0, 0, 0, 0] = 1e4  # the outlier channel
+    wide.set_weights([w2, np.zeros(4, np.float32)])
+    w3 = np.zeros((1, 1, 4, 3), np.float32)
+    w3[0, 0, [1, 2, 3], [0, 1, 2]] = 1.0
+    c3.set_weights([w3, np.zeros(3, np.float32)])
+    wh = np.zeros((3, 3), np.float32)
+    wh[[2, 1, 0], [0, 1, 2]] = 20.0  # R -> red (class 2), G -> green (1), B -> blue (0)
+    head.set_weights([wh, np.zeros(3, np.float32)])
+    model.save(path)
+    return path
+
+
+def test_accuracy_controlled_int8_returns_the_hurting_layer_to_float(synth_data, synth_split, tmp_path):
+    model = _outlier_model(tmp_path / "outlier.keras")
+    common = dict(target=str(model), formats=("tflite_int8",), unknown="confidence", calibration=30,
+                  data=str(synth_data), split=str(synth_split))
+    with pytest.raises(AccuracyDropError):  # full int8 fails the gate by far
+        export(ExportConfig(**common, out=str(tmp_path / "plain")))
+    plain = json.loads((tmp_path / "plain" / "export_report.json").read_text())["artifacts"][0]
+    assert plain["reference_accuracy"] > 0.9 and plain["drop_pts"] > 30
+    rep = export(ExportConfig(**common, out=str(tmp_path / "mixed"), mixed_precision=True))
+    a = rep["artifacts"][0]
+    assert a["passed"] and a["drop_pts"] <= 1.0
+    opts = a["options"]
+    assert opts["remedy"] == "layers in float (accuracy-controlled)" and opts["passed_on_val"]
+    assert 1 <= opts["float_layers"] <= 3 and any("wide" in n for n in opts["float_nodes"]), opts["float_nodes"]
+    assert [s["float_layers"] for s in opts["steps"]] == list(range(opts["float_layers"] + 1))
+    assert opts["steps"][0]["val_drop_pts"] > 30 and opts["steps"][-1]["val_drop_pts"] <= 1.0
+    assert all(s["p50_ms_1_thread"] > 0 for s in opts["steps"])
+    md = (tmp_path / "mixed" / "export_report.md").read_text()
+    assert "float layer 1" in md and "wide" in md
+    # the device runs it like any int8 artifact: integer input and output
+    clf = Classifier(tmp_path / "mixed" / "model_int8.tflite")
+    assert clf.backend.input.quantized and clf.backend.output.quantized

@@ -37,6 +37,22 @@ class BuildContext:
     calib: np.ndarray | None = None
     sample: Callable[[int, int], np.ndarray] | None = None  # (n, seed) -> calibration images
     built: dict[Format, Path] = field(default_factory=dict)
+    val_x: Any = None  # the validation images and labels (the accuracy-controlled remedy's budget is on val)
+    val_y: np.ndarray | None = None
+    _float_val_probs: np.ndarray | None = None
+
+    def float_val_probs(self) -> np.ndarray:
+        """The float TFLite model's class scores on the validation images (built here if it was not asked for)."""
+        if self._float_val_probs is None:
+            from edgeflower.edge.classifier import Classifier
+            from edgeflower.export import convert
+
+            path = self.built.get(Format.TFLITE_FLOAT)
+            if path is None:
+                path = self.tmp / "reference_float.tflite"
+                path.write_bytes(convert.tflite_float(self.model))
+            self._float_val_probs = Classifier(path, threshold=0.0).predict_batch(self.val_x)
+        return self._float_val_probs
 
 
 @dataclass(frozen=True)
@@ -83,14 +99,21 @@ def _int8_options(cand: Candidate) -> dict:
 
 
 def _tflite_int8(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
-    from edgeflower.export import convert
+    from edgeflower.export import convert, mixed
 
+    if isinstance(cand.options, mixed.MixedPrecisionOptions):  # the accuracy-controlled remedy
+        res = mixed.search(ctx.model, cand.calib, cand.options, ctx.val_x, ctx.val_y, ctx.float_val_probs(),
+                           ctx.cfg.max_drop, ctx.tmp, ctx.say)
+        path.write_bytes(res.tflite)
+        return {**_int8_options(cand), "float_nodes": res.float_nodes, "float_layers": len(res.float_nodes),
+                "passed_on_val": res.passed_on_val, "steps": res.steps, "ranking": res.ranking[:10]}
     path.write_bytes(convert.tflite_int8(ctx.model, cand.calib, cand.options))
     return _int8_options(cand)
 
 
 def _tflite_int8_remedies(ctx: BuildContext) -> list[Candidate]:
     from edgeflower.export.convert import TFLiteInt8Options
+    from edgeflower.export.mixed import MixedPrecisionOptions
 
     it = ctx.cfg.input_type
     base = TFLiteInt8Options(input_type=it)
@@ -101,6 +124,9 @@ def _tflite_int8_remedies(ctx: BuildContext) -> list[Candidate]:
                 Candidate("other calibration sample", base, ctx.sample(n, seed + 1)),
                 Candidate("per-tensor weights", TFLiteInt8Options(it, per_channel=False), ctx.calib),
                 Candidate("float output", TFLiteInt8Options(it, float_output=True), ctx.calib)]
+    if ctx.cfg.auto or ctx.cfg.mixed_precision:  # last: it costs latency, the others do not
+        out.append(Candidate("layers in float (accuracy-controlled)", MixedPrecisionOptions(input_type=it),
+                             ctx.calib))
     return out
 
 

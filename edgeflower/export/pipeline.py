@@ -59,6 +59,7 @@ class ExportConfig:
     unknown_neighbours: int = ood.DEFAULT_NEIGHBOURS  # the similarity is to the k-th nearest training photo
     # the artifacts to export (Format values, e.g. ("tflite_float", "onnx_int8")); None: from int8 and onnx
     formats: tuple[str, ...] | None = None
+    mixed_precision: bool = False  # int8 TFLite over budget: return the layers that hurt most to float (also --auto)
 
 
 def requested_formats(cfg: ExportConfig) -> list[Format]:
@@ -219,7 +220,7 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     with tempfile.TemporaryDirectory(prefix=".export.", dir=out) as tmpdir:
         tmp = Path(tmpdir)
         build = BuildContext(model=model, cfg=cfg, tmp=tmp, say=say, calib=calib,
-                             sample=lambda n, seed: stratified_sample(train, n, seed))
+                             sample=lambda n, seed: stratified_sample(train, n, seed), val_x=val.x, val_y=val.y)
         checker = _Checker(cfg=cfg, out=out, tmp=tmp, classes=classes, size=size, test=test, val=val,
                            ref_pred=ref_pred, ref_acc=ref_acc, base_meta=base_meta, say=say)
         for spec, requested in steps:
@@ -282,6 +283,7 @@ class _Checker:
             ok = drop <= self.cfg.max_drop + 1e-9
             if spec.remedies is not None:
                 attempts.append({"remedy": cand.label, "options": asdict(cand.options) if cand.options else {},
+                                 **({"float_layers": options["float_nodes"]} if "float_nodes" in options else {}),
                                  "calibration_images": len(cand.calib) if cand.calib is not None else 0,
                                  "accuracy": ev.accuracy, "drop_pts": drop, "passed": ok,
                                  "seconds": time.perf_counter() - t})
@@ -291,7 +293,7 @@ class _Checker:
                 break
         options, ev, t = best
         res = self._finish(spec, best_path, t, options, ev)
-        res.attempts = attempts if self.cfg.auto else []
+        res.attempts = attempts if (self.cfg.auto or self.cfg.mixed_precision) else []
         return res, best_path
 
     def _evaluate(self, path: Path) -> Evaluation:
@@ -440,4 +442,11 @@ def render_table(report: dict) -> str:
         for at in a.get("attempts", []):
             lines.append(f"  - tried {at['remedy']}: {at['accuracy'] * 100:.2f}% "
                          f"({'pass' if at['passed'] else 'fail'})")
+        steps = (a.get("options") or {}).get("steps")
+        if steps:  # the accuracy-controlled remedy: what each layer returned to float bought and cost
+            base = steps[0]["p50_ms_1_thread"]
+            for st in steps[1:]:
+                lines.append(f"  - float layer {st['float_layers']}: `{st['layer']}`: validation drop "
+                             f"{st['val_drop_pts']:+.2f} pts, one-thread p50 {st['p50_ms_1_thread']:.2f} ms "
+                             f"({st['p50_ms_1_thread'] / base:.2f}x of all-int8)")
     return "\n".join(lines) + "\n"
