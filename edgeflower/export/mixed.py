@@ -134,19 +134,24 @@ def search(model, calibration: np.ndarray, opts: MixedPrecisionOptions, val_x, v
     pick = np.unique(np.linspace(0, n - 1, min(opts.rank_images, n)).round().astype(int))
     sample, ref_sample = np.asarray(val_x[pick]), float_probs_val[pick]
     path = workdir / "mixed_try.tflite"
-    say(f"accuracy-controlled int8: ranking {len(cal.nodes)} layers, each quantized alone, on {len(pick)} "
-        "validation images")
-    ranking = []
-    for i, node in enumerate(cal.nodes):
-        path.write_bytes(cal.quantize([m for m in cal.nodes if m != node]))
-        err = float(np.abs(_probs(path, sample) - ref_sample).sum(1).mean())
-        ranking.append({"layer": node, "score_change": err})
-    ranking.sort(key=lambda r: -r["score_change"])
+    ranking: list[dict] = []
+
+    def rank() -> None:
+        say(f"accuracy-controlled int8: ranking {len(cal.nodes)} layers, each quantized alone, on {len(pick)} "
+            "validation images")
+        for node in cal.nodes:
+            path.write_bytes(cal.quantize([m for m in cal.nodes if m != node]))
+            err = float(np.abs(_probs(path, sample) - ref_sample).sum(1).mean())
+            ranking.append({"layer": node, "score_change": err})
+        ranking.sort(key=lambda r: -r["score_change"])
+
     image = np.asarray(val_x[:1])
     float_nodes: list[str] = []
     steps, best = [], None
-    for k in range(0, min(opts.max_float_layers, len(ranking)) + 1):
+    for k in range(0, min(opts.max_float_layers, len(cal.nodes)) + 1):
         if k:
+            if not ranking:  # only when the all-int8 model is over budget
+                rank()
             float_nodes.append(ranking[k - 1]["layer"])
         flat = cal.quantize(float_nodes)
         path.write_bytes(flat)
