@@ -397,6 +397,57 @@ def classify(model, camera, video, images, backend, threads, threshold, min_simi
         raise SourceError(summary.error)
 
 
+
+# ---------------------------------------------------------------- service (systemd)
+@main.group()
+def service():
+    """Run `edgeflower classify` as a systemd service: starts at boot, restarts after a crash."""
+
+
+@service.command("install", context_settings={"ignore_unknown_options": True})
+@click.argument("model", type=click.Path(dir_okay=False, exists=True))
+@click.option("--user", "user_unit", is_flag=True,
+              help="A user service (~/.config/systemd/user), no root needed; `loginctl enable-linger` starts it at "
+                   "boot without a login.")
+@click.option("--name", default="edgeflower", show_default=True, help="The unit's name (NAME.service).")
+@click.option("--unit-dir", type=click.Path(file_okay=False), default=None,
+              help="Write the unit here instead of /etc/systemd/system (or the user folder with --user).")
+@click.option("--force", is_flag=True, help="Replace an existing unit of that name.")
+@click.argument("classify_args", nargs=-1, type=click.UNPROCESSED)
+@_handle_errors
+def service_install(model, user_unit, name, unit_dir, force, classify_args):
+    """Write a systemd unit that runs `edgeflower classify MODEL CLASSIFY_ARGS...` from this environment.
+
+    Example: edgeflower service install export/model_int8.tflite --camera --smooth 5 --serve 0.0.0.0:8080"""
+    from edgeflower.service import ServiceError, install
+
+    try:  # the options are classify's: check them now, not at the first boot
+        ctx = classify.make_context("classify", [model, *classify_args], resilient_parsing=False)
+    except click.ClickException as exc:
+        raise ServiceError(f"classify options: {exc.format_message()}") from None
+    if sum(ctx.params.get(k) is not None for k in ("camera", "video", "images")) != 1:
+        raise ServiceError("give classify exactly one source: --camera [N], --video PATH|URL or --images DIR|GLOB")
+    unit = install(model, list(classify_args), name=name, user_unit=user_unit, directory=unit_dir, force=force)
+    enable, logs = unit.commands()
+    click.echo(f"wrote {unit.path}")
+    click.echo(f"start it now and at every boot:  {enable}")
+    click.echo(f"follow its log:                  {logs}")
+
+
+@service.command("uninstall")
+@click.option("--user", "user_unit", is_flag=True, help="The user service.")
+@click.option("--name", default="edgeflower", show_default=True)
+@click.option("--unit-dir", type=click.Path(file_okay=False), default=None)
+@_handle_errors
+def service_uninstall(user_unit, name, unit_dir):
+    """Remove the unit written by `service install`, and the links that enabled it at boot."""
+    from edgeflower.service import uninstall
+
+    ctl = "systemctl --user" if user_unit else "sudo systemctl"
+    for p in uninstall(name, user_unit=user_unit, directory=unit_dir):
+        click.echo(f"removed {p}")
+    click.echo(f"if it is running, stop it:  {ctl} stop {name} && {ctl} daemon-reload")
+
 # ---------------------------------------------------------------- bench (edge: never imports TensorFlow)
 @main.command()
 @click.argument("artifacts", nargs=-1, required=True)
