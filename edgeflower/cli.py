@@ -320,6 +320,12 @@ def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, 
               help="Write per-frame JSON lines here (default: stdout).")
 @click.option("--serve", default=None, metavar="HOST:PORT",
               help="Serve a live page (MJPEG + label); PORT alone binds to 127.0.0.1.")
+@click.option("--post", "post_url", default=None, metavar="URL",
+              help="POST the answer as JSON to URL whenever the (smoothed) label changes (timeout, retries).")
+@click.option("--exec", "exec_cmd", default=None, metavar="CMD",
+              help="Run CMD whenever the label changes, with EDGEFLOWER_LABEL, EDGEFLOWER_SCORE, "
+                   "EDGEFLOWER_SIMILARITY and EDGEFLOWER_JSON in its environment (no shell unless --exec-shell).")
+@click.option("--exec-shell", is_flag=True, help="Run --exec's CMD through /bin/sh.")
 @click.option("--reconnect", is_flag=True, help="Retry a camera that disappears.")
 @click.option("--resolution", default="320x240", show_default=True,
               help="Camera capture size WxH for inference (a low-resolution stream: the model sees 224x224).")
@@ -327,7 +333,7 @@ def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, 
 @click.option("--quiet", is_flag=True, help="No status line.")
 @_handle_errors
 def classify(model, camera, video, images, backend, threads, threshold, min_similarity, top_k, smooth, jsonl, serve,
-             reconnect, resolution, max_frames, quiet):
+             post_url, exec_cmd, exec_shell, reconnect, resolution, max_frames, quiet):
     """Classify camera frames, a video or still images with an exported MODEL (.tflite or .onnx)."""
     from edgeflower.edge.classifier import Classifier
     from edgeflower.edge.loop import run
@@ -371,13 +377,31 @@ def classify(model, camera, video, images, backend, threads, threshold, min_simi
         status, status_every = (lambda msg: click.echo("\r" + msg[:150].ljust(150), nl=False, err=True)), 0.25
     else:  # under systemd, nohup or a pipe: the same status as a line every 15 s
         status, status_every = (None if quiet else (lambda msg: click.echo(msg[:150], err=True))), 15.0
+    sinks = []
+    if post_url:
+        from edgeflower.edge.sinks import WebhookSink
+
+        sinks.append(WebhookSink(post_url))
+    if exec_cmd:
+        from edgeflower.edge.sinks import CommandSink
+
+        sinks.append(CommandSink(exec_cmd, shell=exec_shell))
+    changes = None
+    if sinks:
+        from edgeflower.edge.sinks import LabelChanges
+
+        changes = LabelChanges(sinks)
     out = open(jsonl, "w", encoding="utf-8") if jsonl else sys.stdout
     try:
         summary = run(clf, source, out=out, smooth=smooth, status=status, live_state=live_state,
-                      max_frames=max_frames, status_every=status_every)
+                      max_frames=max_frames, status_every=status_every, changes=changes)
     finally:
         if jsonl:
             out.close()
+        if changes is not None:
+            for st in changes.close():
+                click.echo(f"{st['sink']}: {st['sent']} sent, {st['failed']} failed, {st['dropped']} dropped "
+                           "(queue full)" + (f", {st['queued']} not sent at exit" if st["queued"] else ""), err=True)
     if show:
         click.echo("", err=True)
     d = summary.to_dict()
