@@ -27,6 +27,7 @@ _EXTRAS: dict[str, tuple[str | None, str | None, str]] = {
                                      "with --system-site-packages (README, 'Raspberry Pi')"),
     "matplotlib": ("matplotlib", "train", ""),
     "mediapipe": ("mediapipe", "export", ""),
+    "paho.mqtt.client": ("paho-mqtt", "mqtt", ""),
 }
 
 

@@ -320,6 +320,13 @@ def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, 
               help="Write per-frame JSON lines here (default: stdout).")
 @click.option("--serve", default=None, metavar="HOST:PORT",
               help="Serve a live page (MJPEG + label); PORT alone binds to 127.0.0.1.")
+@click.option("--mqtt", "mqtt_url", default=None, metavar="mqtt://[user:pass@]host[:port]/topic",
+              help="Publish the answer (retained) on each label change, a heartbeat on TOPIC/status and "
+                   "online/offline on TOPIC/availability (pip install \"edgeflower[mqtt]\").")
+@click.option("--mqtt-every", type=click.FloatRange(min=0), default=60.0, show_default=True, metavar="S",
+              help="Heartbeat interval in seconds (0: none).")
+@click.option("--mqtt-discovery", is_flag=True, help="Publish a Home Assistant MQTT discovery config: the device "
+                                                    "appears as a sensor with no configuration.")
 @click.option("--post", "post_url", default=None, metavar="URL",
               help="POST the answer as JSON to URL whenever the (smoothed) label changes (timeout, retries).")
 @click.option("--exec", "exec_cmd", default=None, metavar="CMD",
@@ -333,7 +340,8 @@ def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, 
 @click.option("--quiet", is_flag=True, help="No status line.")
 @_handle_errors
 def classify(model, camera, video, images, backend, threads, threshold, min_similarity, top_k, smooth, jsonl, serve,
-             post_url, exec_cmd, exec_shell, reconnect, resolution, max_frames, quiet):
+             mqtt_url, mqtt_every, mqtt_discovery, post_url, exec_cmd, exec_shell, reconnect, resolution, max_frames,
+             quiet):
     """Classify camera frames, a video or still images with an exported MODEL (.tflite or .onnx)."""
     from edgeflower.edge.classifier import Classifier
     from edgeflower.edge.loop import run
@@ -378,6 +386,10 @@ def classify(model, camera, video, images, backend, threads, threshold, min_simi
     else:  # under systemd, nohup or a pipe: the same status as a line every 15 s
         status, status_every = (None if quiet else (lambda msg: click.echo(msg[:150], err=True))), 15.0
     sinks = []
+    if mqtt_url:
+        from edgeflower.edge.sinks import MqttSink
+
+        sinks.append(MqttSink(mqtt_url, discovery=mqtt_discovery))
     if post_url:
         from edgeflower.edge.sinks import WebhookSink
 
@@ -390,7 +402,7 @@ def classify(model, camera, video, images, backend, threads, threshold, min_simi
     if sinks:
         from edgeflower.edge.sinks import LabelChanges
 
-        changes = LabelChanges(sinks)
+        changes = LabelChanges(sinks, heartbeat_every=mqtt_every)
     out = open(jsonl, "w", encoding="utf-8") if jsonl else sys.stdout
     try:
         summary = run(clf, source, out=out, smooth=smooth, status=status, live_state=live_state,

@@ -163,3 +163,150 @@ def test_classify_posts_each_change_and_runs_the_command(tiny_export, tmp_path):
     assert [b["label"] for b in r.bodies] == changes
     assert log.read_text().split() == changes
     assert "webhook" in out.stderr and "sent" in out.stderr
+
+
+# ---------------------------------------------------------------- MQTT against a real broker
+def _mosquitto():
+    import shutil
+
+    for p in ("mosquitto", "/usr/sbin/mosquitto"):
+        if shutil.which(p):
+            return shutil.which(p)
+    return None
+
+
+class _Broker:
+    def __init__(self, port: int, tmp_path):
+        import subprocess
+
+        conf = tmp_path / f"mosquitto-{port}.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.proc = subprocess.Popen([_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class _Subscriber:
+    def __init__(self, port: int, topics):
+        import paho.mqtt.client as mqtt
+
+        self.got = []
+        c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub{port}{time.time()}")
+        c.on_connect = lambda cl, *a, **k: [cl.subscribe(t, qos=1) for t in topics]
+        c.on_message = lambda cl, ud, m: self.got.append((m.topic, m.payload.decode(), m.retain))
+        c.reconnect_delay_set(1, 2)
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        self.c = c
+
+    def wait_for(self, pred, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred(self.got):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (pip install 'edgeflower[mqtt]')")
+    if _mosquitto() is None:
+        pytest.skip("mosquitto not installed (apt install mosquitto); .ci/run installs it")
+    port = _free_port()
+    b = _Broker(port, tmp_path)
+    yield port, b
+    b.stop()
+
+
+def test_bad_mqtt_urls():
+    from edgeflower.edge.sinks import parse_mqtt_url
+
+    assert parse_mqtt_url("mqtt://u:p%40ss@hub:1884/garden/flowers") == {
+        "host": "hub", "port": 1884, "topic": "garden/flowers", "tls": False, "username": "u", "password": "p@ss"}
+    for bad in ("http://hub/x", "mqtt://hub", "mqtt://hub/a/#", "mqtt://:1883/x"):
+        with pytest.raises(SourceError, match="--mqtt"):
+            parse_mqtt_url(bad)
+
+
+def test_mqtt_state_discovery_and_heartbeat(broker):
+    from edgeflower.edge.sinks import MqttSink
+
+    port, _ = broker
+    sub = _Subscriber(port, ["garden/#", "homeassistant/#"])
+    try:
+        s = MqttSink(f"mqtt://127.0.0.1:{port}/garden", discovery=True, node_id="pi1")
+        t = [0.0]
+        ch = LabelChanges([s], heartbeat_every=10, clock=lambda: t[0])
+        for lab in ("daisy", "daisy", "unknown"):
+            ch.update({"label": lab, "score": 0.9})
+        t[0] = 11  # a heartbeat is due at the next frame
+        ch.update({"label": "unknown", "score": 0.8})
+        assert sub.wait_for(lambda g: sum(tp == "garden" for tp, _, _ in g) == 2
+                            and any(tp == "garden/status" for tp, _, _ in g)), sub.got
+        states = [json.loads(p)["label"] for tp, p, _ in sub.got if tp == "garden"]
+        assert states == ["daisy", "unknown"]
+        beat = json.loads(next(p for tp, p, _ in sub.got if tp == "garden/status"))
+        assert beat["kind"] == "heartbeat" and beat["frames"] == 4 and beat["label"] == "unknown"
+        assert ("garden/availability", "online", False) in sub.got or \
+            any(tp == "garden/availability" and p == "online" for tp, p, _ in sub.got)
+        ch.close()
+        assert s.stats()["sent"] == 3 and s.stats()["failed"] == 0
+    finally:
+        sub.close()
+    # a subscriber that comes later gets the retained discovery config, the last state and "offline"
+    late = _Subscriber(port, ["garden/#", "homeassistant/#"])
+    try:
+        assert late.wait_for(lambda g: len({tp for tp, _, r in g if r}) >= 3), late.got
+        retained = {tp: p for tp, p, r in late.got if r}
+        cfg = json.loads(retained["homeassistant/sensor/pi1/label/config"])
+        assert cfg["state_topic"] == "garden" and cfg["value_template"] == "{{ value_json.label }}"
+        assert cfg["availability_topic"] == "garden/availability" and cfg["unique_id"] == "pi1_label"
+        assert json.loads(retained["garden"])["label"] == "unknown"
+        assert retained["garden/availability"] == "offline"
+    finally:
+        late.close()
+
+
+def test_mqtt_reconnects_after_the_broker_restarts(broker, tmp_path):
+    from edgeflower.edge.sinks import MqttSink
+
+    port, b = broker
+    s = MqttSink(f"mqtt://127.0.0.1:{port}/cam", wait=1.0)
+    s.put({"label": "a"})
+    sub = _Subscriber(port, ["cam"])
+    try:
+        assert sub.wait_for(lambda g: any(json.loads(p)["label"] == "a" for _, p, _ in g))
+        b.stop()  # the broker goes away mid-stream
+        t = time.perf_counter()
+        s.put({"label": "while-down"})
+        assert time.perf_counter() - t < 0.1  # the camera loop is not held up
+        time.sleep(1.5)
+        b2 = _Broker(port, tmp_path)  # and comes back on the same port
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not sub.wait_for(
+                    lambda g: any(json.loads(p)["label"] == "after" for _, p, _ in g), timeout=0.5):
+                s.put({"label": "after"})
+            assert any(json.loads(p)["label"] == "after" for _, p, _ in sub.got), sub.got
+        finally:
+            s.close()
+            b2.stop()
+            b.proc = b2.proc  # the fixture stops it again harmlessly
+    finally:
+        sub.close()

@@ -1,8 +1,8 @@
-"""Tell other systems what the camera sees: a webhook (HTTP POST) and a command, on every change of the label.
+"""Tell other systems what the camera sees: MQTT, a webhook (HTTP POST) and a command, on every change of the label.
 
 Each sink runs on its own thread behind a bounded queue, so a slow or absent receiver never slows the camera
 loop: ``put`` never blocks, and when the queue is full the oldest message is dropped and counted. Standard
-library only.
+library only, except MQTT (paho-mqtt, the ``mqtt`` extra).
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
+import socket
 import subprocess
 import threading
 import time
@@ -147,13 +149,26 @@ class CommandSink(Sink):
 
 
 class LabelChanges:
-    """Passes a message on to the sinks when the (smoothed) label changes, and keeps their counters."""
+    """Passes a message on to the sinks when the (smoothed) label changes, and a heartbeat (the current answer,
+    frames and uptime) every ``heartbeat_every`` seconds to the sinks that want one (MQTT)."""
 
-    def __init__(self, sinks: list[Sink]):
+    def __init__(self, sinks: list[Sink], heartbeat_every: float = 60.0, clock=time.monotonic):
         self.sinks = sinks
         self.last: str | None = None
+        self.every, self.clock = heartbeat_every, clock
+        self.t0 = self.last_beat = clock()
+        self.frames = 0
 
     def update(self, message: dict) -> bool:
+        self.frames += 1
+        now = self.clock()
+        if self.every > 0 and now - self.last_beat >= self.every:
+            self.last_beat = now
+            beat = {"kind": "heartbeat", "label": message.get("label"), "score": message.get("score"),
+                    "frames": self.frames, "uptime_s": round(now - self.t0, 1)}
+            for s in self.sinks:
+                if getattr(s, "wants_heartbeat", False):
+                    s.put(beat)
         if message.get("label") == self.last:
             return False
         self.last = message.get("label")
@@ -165,3 +180,96 @@ class LabelChanges:
         for s in self.sinks:
             s.close()
         return [s.stats() for s in self.sinks]
+
+
+def parse_mqtt_url(url: str) -> dict:
+    """mqtt://[user:pass@]host[:port]/topic -> connection settings (a one-line error for anything else)."""
+    from urllib.parse import unquote, urlsplit
+
+    from edgeflower.errors import SourceError
+
+    u = urlsplit(url)
+    topic = u.path.lstrip("/")
+    if u.scheme not in ("mqtt", "mqtts") or not u.hostname or not topic or "+" in topic or "#" in url or u.query:
+        raise SourceError(f"--mqtt {url!r}: expected mqtt://[user:pass@]host[:port]/topic (no wildcards)")
+    try:
+        port = u.port or (8883 if u.scheme == "mqtts" else 1883)
+    except ValueError as exc:
+        raise SourceError(f"--mqtt {url!r}: bad port") from exc
+    return {"host": u.hostname, "port": port, "topic": topic.rstrip("/"), "tls": u.scheme == "mqtts",
+            "username": unquote(u.username) if u.username else None,
+            "password": unquote(u.password) if u.password else None}
+
+
+class MqttSink(Sink):
+    """Publish to an MQTT broker (paho-mqtt): the answer on TOPIC (retained) at each label change, a heartbeat on
+    TOPIC/status, ``online``/``offline`` on TOPIC/availability (the broker sends ``offline`` itself when the device
+    vanishes), and with ``discovery`` a retained Home Assistant discovery config that makes the device a sensor.
+    paho reconnects on its own with back-off (1 s up to 60 s); a message that finds no connection within
+    ``wait`` seconds counts as failed, and the next ones go out once the broker is back."""
+
+    kind = "mqtt"
+    wants_heartbeat = True
+
+    def __init__(self, url: str, discovery: bool = False, node_id: str | None = None, wait: float = 2.0,
+                 discovery_prefix: str = "homeassistant", **kw):
+        from edgeflower._deps import require
+
+        mqtt = require("paho.mqtt.client", "--mqtt")
+        self.cfg = parse_mqtt_url(url)
+        self.topic, self.wait = self.cfg["topic"], wait
+        self.node_id = node_id or re.sub(r"[^A-Za-z0-9_-]", "_", f"edgeflower_{socket.gethostname()}")
+        self.discovery, self.discovery_prefix = discovery, discovery_prefix
+        self._connected = threading.Event()
+        c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=self.node_id)
+        if self.cfg["username"]:
+            c.username_pw_set(self.cfg["username"], self.cfg["password"])
+        if self.cfg["tls"]:
+            c.tls_set()
+        c.will_set(f"{self.topic}/availability", "offline", qos=1, retain=True)
+        c.reconnect_delay_set(min_delay=1, max_delay=60)
+        c.on_connect = self._on_connect
+        c.on_disconnect = lambda *a, **k: self._connected.clear()
+        self.client = c
+        super().__init__(**kw)
+        c.connect_async(self.cfg["host"], self.cfg["port"], keepalive=30)
+        c.loop_start()
+
+    def describe(self) -> str:
+        return f"mqtt {self.cfg['host']}:{self.cfg['port']}/{self.topic}"
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None):
+        if getattr(reason_code, "is_failure", False):
+            return
+        client.publish(f"{self.topic}/availability", "online", qos=1, retain=True)
+        if self.discovery:
+            client.publish(f"{self.discovery_prefix}/sensor/{self.node_id}/label/config",
+                           json.dumps(self.discovery_config()), qos=1, retain=True)
+        self._connected.set()
+
+    def discovery_config(self) -> dict:
+        return {"name": "flower", "unique_id": f"{self.node_id}_label", "object_id": f"{self.node_id}_label",
+                "state_topic": self.topic, "value_template": "{{ value_json.label }}",
+                "json_attributes_topic": self.topic, "availability_topic": f"{self.topic}/availability",
+                "icon": "mdi:flower",
+                "device": {"identifiers": [self.node_id], "name": self.node_id, "manufacturer": "edgeflower",
+                           "model": "edgeflower classify"}}
+
+    def send(self, message: dict) -> None:
+        if not self._connected.wait(self.wait):
+            raise RuntimeError(f"not connected to {self.cfg['host']}:{self.cfg['port']}")
+        heartbeat = message.get("kind") == "heartbeat"
+        info = self.client.publish(f"{self.topic}/status" if heartbeat else self.topic, json.dumps(message),
+                                   qos=1, retain=not heartbeat)
+        if info.rc != 0:
+            raise RuntimeError(f"publish failed (paho rc {info.rc})")
+
+    def close(self, timeout: float = 5.0) -> None:
+        super().close(timeout)
+        try:
+            if self._connected.is_set():
+                self.client.publish(f"{self.topic}/availability", "offline", qos=1, retain=True).wait_for_publish(1)
+        except (RuntimeError, ValueError):
+            pass
+        self.client.disconnect()
+        self.client.loop_stop()
