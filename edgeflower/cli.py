@@ -145,6 +145,38 @@ def data_clean(data_dir, out, folds, mislabel_confidence, offtopic_confidence, l
                f"listed in {out}/exclude.txt; contact sheet: {r['contact_sheet']}; report: {out}/clean_report.json")
 
 
+@data.command("review")
+@click.argument("saved", type=click.Path(file_okay=False, exists=True))
+@_handle_errors
+def data_review(saved):
+    """Contact sheet (review.html and review.png) of the frames `classify --save SAVED` kept, grouped by answer."""
+    from edgeflower.data.review import review
+
+    r = review(saved)
+    click.echo(f"{r['frames']} frames: " + ", ".join(f"{g} {n}" for g, n in r["groups"].items()))
+    click.echo(f"look at {r['html']} (or {r['png']}); move the frames you recognise into {saved}/<class>/, then: "
+               f"edgeflower data add {saved} --into DATASET")
+
+
+@data.command("add")
+@click.argument("saved", type=click.Path(file_okay=False, exists=True))
+@click.option("--into", "into", type=click.Path(file_okay=False, exists=True), required=True,
+              help="The dataset folder (one subfolder per class) that the next `train --data` uses.")
+@_handle_errors
+def data_add(saved, into):
+    """Copy the frames sorted into SAVED/<class>/ into the dataset's class folders (never overwriting; photos the
+    dataset already has are reported and skipped)."""
+    from edgeflower.data.review import add
+
+    r = add(saved, into)
+    click.echo(f"added {sum(r.added.values())} photos to {into}: "
+               + ", ".join(f"{c} {n}" for c, n in r.added.items())
+               + (f"; {r.renamed} renamed (the name was taken)" if r.renamed else ""))
+    for src, dup in r.duplicates:
+        click.echo(f"already in the dataset, skipped: {src} (same bytes as {dup})")
+    click.echo(f"train on it: edgeflower train --data {into}")
+
+
 # ---------------------------------------------------------------- train / eval
 def _model_names() -> list[str]:
     # The registry module imports TensorFlow only inside build functions.
@@ -333,6 +365,17 @@ def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, 
               help="Run CMD whenever the label changes, with EDGEFLOWER_LABEL, EDGEFLOWER_SCORE, "
                    "EDGEFLOWER_SIMILARITY and EDGEFLOWER_JSON in its environment (no shell unless --exec-shell).")
 @click.option("--exec-shell", is_flag=True, help="Run --exec's CMD through /bin/sh.")
+@click.option("--save", "save_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Keep the frames it was unsure of (JPEG + JSON sidecar) for the next training: "
+                   "`edgeflower data review DIR`, then `edgeflower data add`.")
+@click.option("--save-when", default="unknown,low-confidence", show_default=True,
+              help="Which frames --save keeps: unknown, low-confidence, changed (comma-separated).")
+@click.option("--save-confidence", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="low-confidence means a top score below this.")
+@click.option("--save-min-interval", type=click.FloatRange(min=0), default=1.0, show_default=True, metavar="S",
+              help="At most one saved frame every S seconds.")
+@click.option("--save-max-mb", type=click.FloatRange(min=0), default=500.0, show_default=True, metavar="MB",
+              help="Stop saving (and warn once) when the folder holds this much; classification goes on.")
 @click.option("--reconnect", is_flag=True, help="Retry a camera that disappears.")
 @click.option("--resolution", default="320x240", show_default=True,
               help="Camera capture size WxH for inference (a low-resolution stream: the model sees 224x224).")
@@ -340,8 +383,8 @@ def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, 
 @click.option("--quiet", is_flag=True, help="No status line.")
 @_handle_errors
 def classify(model, camera, video, images, backend, threads, threshold, min_similarity, top_k, smooth, jsonl, serve,
-             mqtt_url, mqtt_every, mqtt_discovery, post_url, exec_cmd, exec_shell, reconnect, resolution, max_frames,
-             quiet):
+             mqtt_url, mqtt_every, mqtt_discovery, post_url, exec_cmd, exec_shell, save_dir, save_when,
+             save_confidence, save_min_interval, save_max_mb, reconnect, resolution, max_frames, quiet):
     """Classify camera frames, a video or still images with an exported MODEL (.tflite or .onnx)."""
     from edgeflower.edge.classifier import Classifier
     from edgeflower.edge.loop import run
@@ -355,6 +398,14 @@ def classify(model, camera, video, images, backend, threads, threshold, min_simi
         w, h = (int(v) for v in resolution.lower().split("x"))
     except ValueError as exc:
         raise SourceError(f"--resolution {resolution!r}: expected WxH, e.g. 640x480") from exc
+    saver = None
+    if save_dir:  # before the model loads: a folder it cannot write is an error at start
+        from edgeflower._util import sha256_file
+        from edgeflower.edge.saver import FrameSaver
+
+        saver = FrameSaver(save_dir, when=save_when, min_interval=save_min_interval, max_mb=save_max_mb,
+                           confidence=save_confidence,
+                           model_sha256=sha256_file(model) if Path(model).is_file() else None)
     clf = Classifier(model, backend=backend, threads=threads, threshold=threshold, top_k=top_k,
                      min_similarity=min_similarity)
     if not clf.has_metadata:
@@ -406,10 +457,15 @@ def classify(model, camera, video, images, backend, threads, threshold, min_simi
     out = open(jsonl, "w", encoding="utf-8") if jsonl else sys.stdout
     try:
         summary = run(clf, source, out=out, smooth=smooth, status=status, live_state=live_state,
-                      max_frames=max_frames, status_every=status_every, changes=changes)
+                      max_frames=max_frames, status_every=status_every, changes=changes, saver=saver)
     finally:
         if jsonl:
             out.close()
+        if saver is not None:
+            saver.close(timeout=30)
+            st = saver.stats()
+            click.echo(f"saved {st['saved']} frames to {save_dir}" + (" (stopped: the size cap or a full disk)"
+                                                                      if st["stopped"] else ""), err=True)
         if changes is not None:
             for st in changes.close():
                 click.echo(f"{st['sink']}: {st['sent']} sent, {st['failed']} failed, {st['dropped']} dropped "

@@ -39,10 +39,11 @@ class Summary:
 
 def run(clf: Classifier, source: Source, out: IO[str] | None = None, smooth: int = 0,
         status: Callable[[str], None] | None = None, live_state=None, max_frames: int | None = None,
-        status_every: float = 0.25, changes=None) -> Summary:
+        status_every: float = 0.25, changes=None, saver=None) -> Summary:
     """Classify every frame (files) or the newest frame (live sources) until the stream ends or Ctrl-C.
     ``status`` gets a one-line summary at most every ``status_every`` seconds; ``changes``
-    (``sinks.LabelChanges``) gets every frame's answer and tells the sinks when the label changes."""
+    (``sinks.LabelChanges``) gets every frame's answer and tells the sinks when the label changes; ``saver``
+    (``saver.FrameSaver``) keeps the frames it was unsure of."""
     smoother = Smoother(smooth) if smooth and smooth > 1 else None
     s = Summary()
     grabber = LatestFrame(source) if source.live else None
@@ -71,13 +72,15 @@ def run(clf: Classifier, source: Source, out: IO[str] | None = None, smooth: int
             s.inference_ms.append(pred.inference_ms)
             s.e2e_ms.append(e2e)
             s.labels[pred.label] += 1
-            if out is not None or changes is not None:
+            if out is not None or changes is not None or saver is not None:
                 rec = {"ts": round(frame.timestamp, 6), "frame": frame.index, "name": frame.name, **pred.to_dict(),
                        "e2e_ms": round(e2e, 3)}
                 if out is not None:
                     out.write(json.dumps(rec) + "\n")
                 if changes is not None:
                     changes.update(rec)  # never blocks: each sink has its own thread and queue
+                if saver is not None:
+                    saver.consider(frame.image, rec)  # nor does this
             now = time.perf_counter()
             fps = s.frames / (now - t0) if now > t0 else 0.0
             if live_state is not None:
