@@ -30,15 +30,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
     ap.add_argument("--max-drop", type=float, default=0.0)
+    ap.add_argument("--calibration", type=int, default=300,
+                    help="calibration images (few make a weaker int8 model: a real graph for the search to work on)")
+    ap.add_argument("--name", default=None, help="the row's name (default: the run's folder name)")
     ap.add_argument("--data", default=None)
     ap.add_argument("--out-root", default="runs/mixed")
     ap.add_argument("--results", default=str(ROOT / "benchmarks/results/mixed_precision.json"))
     args = ap.parse_args()
-    name = Path(args.run).name
+    name = args.name or Path(args.run).name
     out = Path(args.out_root) / name
     t0 = time.perf_counter()
     cfg = ExportConfig(target=args.run, formats=("tflite_int8",), mixed_precision=True, max_drop=args.max_drop,
-                       data=args.data, out=str(out))
+                       calibration=args.calibration, data=args.data, out=str(out))
     try:
         rep = export(cfg, progress=lambda m: print("...", m, flush=True))
     except AccuracyDropError as exc:
@@ -46,7 +49,9 @@ def main() -> None:
     a = rep["artifacts"][0]
     opts = a["options"]
     row = {
-        "command": f"edgeflower export {args.run} --formats tflite_int8 --mixed-precision --max-drop {args.max_drop:g}",
+        "command": f"edgeflower export {args.run} --formats tflite_int8 --mixed-precision --max-drop {args.max_drop:g} "
+                   f"--calibration {args.calibration}",
+        "benchmark_command": "python benchmarks/mixed_precision.py " + " ".join(sys.argv[1:]),
         "keras_test_accuracy": rep["keras_test_accuracy"],
         "attempts": a["attempts"],
         "final": {"remedy": opts.get("remedy"), "test_accuracy": a["accuracy"], "drop_pts": a["drop_pts"],
