@@ -32,6 +32,9 @@ def main() -> None:
     ap.add_argument("--max-drop", type=float, default=0.0)
     ap.add_argument("--calibration", type=int, default=300,
                     help="calibration images (few make a weaker int8 model: a real graph for the search to work on)")
+    ap.add_argument("--dark-calibration", type=float, default=None, metavar="F",
+                    help="calibrate on the calibration images scaled to F of their brightness (e.g. 0.15: night "
+                         "frames taken as the representative set, a real mistake that breaks full int8)")
     ap.add_argument("--name", default=None, help="the row's name (default: the run's folder name)")
     ap.add_argument("--data", default=None)
     ap.add_argument("--out-root", default="runs/mixed")
@@ -42,6 +45,11 @@ def main() -> None:
     t0 = time.perf_counter()
     cfg = ExportConfig(target=args.run, formats=("tflite_int8",), mixed_precision=True, max_drop=args.max_drop,
                        calibration=args.calibration, data=args.data, out=str(out))
+    if args.dark_calibration is not None:
+        from edgeflower.export import pipeline
+
+        real = pipeline.stratified_sample
+        pipeline.stratified_sample = lambda a, n, seed: (real(a, n, seed) * args.dark_calibration).astype("uint8")
     try:
         rep = export(cfg, progress=lambda m: print("...", m, flush=True))
     except AccuracyDropError as exc:
@@ -52,6 +60,7 @@ def main() -> None:
         "command": f"edgeflower export {args.run} --formats tflite_int8 --mixed-precision --max-drop {args.max_drop:g} "
                    f"--calibration {args.calibration}",
         "benchmark_command": "python benchmarks/mixed_precision.py " + " ".join(sys.argv[1:]),
+        "dark_calibration": args.dark_calibration,
         "keras_test_accuracy": rep["keras_test_accuracy"],
         "attempts": a["attempts"],
         "final": {"remedy": opts.get("remedy"), "test_accuracy": a["accuracy"], "drop_pts": a["drop_pts"],
