@@ -365,7 +365,8 @@ def summary() -> str:
             r.get("study_test_accuracy") else ""
         rows.append(f"| {what} | {over_seeds(r, 'val_accuracy')} | {over_seeds(r, 'test_accuracy')} | "
                     f"{len(seed_runs(r))} | {study_acc} |")
-    return ("On the frozen 360-image test set (`python benchmarks/study.py`). The int8 artifacts, latency on one "
+    return ("On the frozen 360-image test set (`python benchmarks/study.py`; with several seeds, the mean and the "
+            "range; a single seed where a run was too long to repeat yet). The int8 artifacts, latency on one "
             "and two threads, the `unknown` answer and every other table: [docs/results.md](docs/results.md). "
             "MobileNetV2's ImageNet weights on the development machine are rebuilt from an int8 model, which costs "
             "it one to two points against official weights ([docs/experiments.md](docs/experiments.md))."
