@@ -348,6 +348,37 @@ def test_live_page_in_a_browser(live_page, tmp_path):
     assert fps and re.fullmatch(r"[0-9.]+ FPS, [0-9.]+ ms", fps.group(1)), dom[:500]
 
 
+def test_live_page_explains_itself_at_phone_width(live_page, tmp_path):
+    """The answer, the similarity against its threshold as a bar, the top 3 classes as bars, a timeline; at a
+    phone's width nothing sticks out sideways (the page's script records that in data-overflow)."""
+    chrome = _chromium()
+    if chrome is None:
+        pytest.skip("no Chromium installed (apt install chromium) for the browser check")
+    import re
+
+    port, _ = live_page
+    common = [chrome, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              f"--user-data-dir={tmp_path / 'chrome'}", "--window-size=390,844", "--hide-scrollbars",
+              "--timeout=8000"]
+    dom = subprocess.run(common + ["--dump-dom", f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert 'data-overflow="false"' in dom, dom[:800]
+    top3 = re.search(r'<div id="top3">(.*?)</div>\s*<h2>', dom, re.S)
+    assert top3 and top3.group(1).count('class="row"') == 3, dom[:800]
+    assert re.search(r'<div id="timeline">(<span[^>]*></span>)+</div>', dom), dom[:800]
+    assert re.search(r'<span class="val" id="simval">[-0-9.]+( / [-0-9.]+)?</span>', dom), dom[:800]
+    shot = tmp_path / "phone.png"
+    subprocess.run(common + [f"--screenshot={shot}", f"http://127.0.0.1:{port}/"], capture_output=True,
+                   timeout=120)
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        assert im.size[0] == 390
+        # not a blank page: the dark background, the bars and the text give many distinct colours
+        assert len(im.convert("RGB").getcolors(1 << 16) or []) > 20
+
+
 @pytest.mark.parametrize("dtype, scale, zp", [(np.uint8, 0.996, 0), (np.int8, 1.0, -128), (np.int8, 0.0157, 3),
                                               (np.uint8, 2.5, 10)])
 def test_lookup_table_quantization_equals_the_arithmetic(dtype, scale, zp):

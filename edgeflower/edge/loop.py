@@ -86,7 +86,9 @@ def run(clf: Classifier, source: Source, out: IO[str] | None = None, smooth: int
             if live_state is not None:
                 live_state.update(frame.image, {"label": pred.label, "score": pred.score, "fps": fps,
                                                 "latency_ms": pred.total_ms, "frame": frame.index,
-                                                "top_k": pred.to_dict()["top_k"]})
+                                                "top_k": pred.to_dict()["top_k"], "similarity": pred.similarity,
+                                                "min_similarity": clf.min_similarity,
+                                                "threshold": clf.threshold})
             if status is not None and now - last_status > status_every:
                 last_status = now
                 status(f"{s.frames} frames  {fps:5.1f} FPS  inference {pred.inference_ms:6.2f} ms  "

@@ -16,16 +16,55 @@ from PIL import Image
 log = logging.getLogger(__name__)
 
 PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>edgeflower live</title>
-<style>body{{font-family:sans-serif;background:#111;color:#eee;margin:1em}}#label{{font-size:2em;font-weight:bold}}
-img{{max-width:100%;border:1px solid #444}}</style></head>
-<body><div><span id="label">{label}</span> <span id="score">{score}</span></div>
-<div id="fps">{fps}</div><img id="stream" src="/stream.mjpg" alt="live stream">
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>edgeflower live</title>
+<style>
+*{{box-sizing:border-box}}body{{font-family:sans-serif;background:#111;color:#eee;margin:0;padding:12px;max-width:760px}}
+#answer{{font-size:2em;font-weight:bold}}#nearest{{color:#aaa;min-height:1.2em}}
+.row{{display:flex;align-items:center;gap:8px;margin:4px 0}}.name{{width:7.5em;overflow:hidden;text-overflow:ellipsis;
+white-space:nowrap}}.bar{{flex:1;height:14px;background:#333;position:relative;border-radius:3px;overflow:hidden}}
+.fill{{height:100%;background:#4a9;width:0}}.mark{{position:absolute;top:0;bottom:0;width:2px;background:#fc3}}
+.val{{width:4.2em;text-align:right;font-variant-numeric:tabular-nums}}
+#timeline{{display:flex;height:16px;width:100%;background:#222;margin:6px 0;border-radius:3px;overflow:hidden}}
+#timeline span{{flex:1;min-width:0}}h2{{font-size:1em;color:#aaa;margin:14px 0 4px}}
+img{{max-width:100%;height:auto;border:1px solid #444;display:block;margin-top:10px}}
+</style></head>
+<body><div id="answer"><span id="label">{label}</span></div>
+<div id="nearest"></div>
+<h2>similarity to the training photos (unknown below the line)</h2>
+<div class="row" id="simrow"><div class="bar" id="simbar"><div class="fill" id="simfill"></div>
+<div class="mark" id="simmark"></div></div><span class="val" id="simval">-</span></div>
+<h2>top classes</h2><div id="top3"></div>
+<h2>the last minute</h2><div id="timeline"></div>
+<div id="fps">{fps}</div>
+<img id="stream" src="/stream.mjpg" alt="live stream">
 <script>
+const hist=[];const colours={{}};const pal=['#e55','#5b5','#59e','#eb4','#c6e','#4cc','#e94','#9a9'];
+function colour(l){{if(l==='unknown')return '#555';if(!(l in colours))colours[l]=pal[Object.keys(colours).length%pal.length];
+return colours[l];}}
+function bar(name,v,extra){{const r=document.createElement('div');r.className='row';
+r.innerHTML='<span class="name"></span><div class="bar"><div class="fill"></div></div><span class="val"></span>';
+r.children[0].textContent=name;r.children[1].firstChild.style.width=Math.max(0,Math.min(1,v))*100+'%';
+r.children[1].firstChild.style.background=colour(name);r.children[2].textContent=(v*100).toFixed(1)+'%';return r;}}
+function layout(){{document.body.dataset.overflow=String(document.documentElement.scrollWidth>window.innerWidth+1);}}
 async function tick(){{try{{const r=await fetch('/status.json',{{cache:'no-store'}});const s=await r.json();
-document.getElementById('label').textContent=s.label||'waiting';
-document.getElementById('score').textContent=s.score!=null?(s.score*100).toFixed(1)+'%':'';
-document.getElementById('fps').textContent=(s.fps||0).toFixed(1)+' FPS, '+(s.latency_ms||0).toFixed(1)+' ms';}}catch(e){{}}}}
+const label=s.label||'waiting';document.getElementById('label').textContent=label;
+const top=(s.top_k||[]);const nearest=document.getElementById('nearest');
+nearest.textContent=label==='unknown'&&top.length?'nearest class: '+top[0].label+' '+(top[0].score*100).toFixed(1)+'%'
+ :(s.score!=null?(s.score*100).toFixed(1)+'%':'');
+const t3=document.getElementById('top3');t3.replaceChildren(...top.slice(0,3).map(k=>bar(k.label,k.score)));
+const sim=s.similarity,thr=s.min_similarity,row=document.getElementById('simrow');
+if(sim==null){{document.getElementById('simval').textContent='n/a';}}else{{
+ const lo=Math.min(thr??0,sim,0),hi=1,pos=v=>Math.max(0,Math.min(1,(v-lo)/(hi-lo)))*100+'%';
+ document.getElementById('simfill').style.width=pos(sim);
+ document.getElementById('simfill').style.background=(thr!=null&&sim<thr)?'#c44':'#4a9';
+ document.getElementById('simmark').style.left=thr!=null?pos(thr):'-9px';
+ document.getElementById('simval').textContent=sim.toFixed(3)+(thr!=null?' / '+thr.toFixed(3):'');}}
+const now=Date.now();hist.push([now,label]);while(hist.length&&now-hist[0][0]>60000)hist.shift();
+document.getElementById('timeline').replaceChildren(...hist.map(h=>{{const e=document.createElement('span');
+e.style.background=colour(h[1]);e.title=h[1];return e;}}));
+document.getElementById('fps').textContent=(s.fps||0).toFixed(1)+' FPS, '+(s.latency_ms||0).toFixed(1)+' ms';
+layout();}}catch(e){{}}}}
 setInterval(tick,500);tick();
 </script></body></html>
 """
