@@ -361,6 +361,7 @@ def test_accuracy_controlled_int8_returns_the_hurting_layer_to_float(synth_data,
     opts = a["options"]
     assert opts["remedy"] == "layers in float (accuracy-controlled)" and opts["passed_on_val"]
     assert 1 <= opts["float_layers"] <= 3 and any("wide" in n for n in opts["float_nodes"]), opts["float_nodes"]
+    assert "wide" in [s["layer"] for s in opts["steps"]]  # the report names the layer as Keras does
     assert [s["float_layers"] for s in opts["steps"]] == list(range(opts["float_layers"] + 1))
     assert opts["steps"][0]["val_drop_pts"] > 30 and opts["steps"][-1]["val_drop_pts"] <= 1.0
     assert all(s["p50_ms_1_thread"] > 0 for s in opts["steps"])

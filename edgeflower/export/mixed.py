@@ -15,6 +15,7 @@ metadata are the same as for any int8 artifact.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,16 @@ class Calibrated:
         return out
 
 
+def layer_name(tensor: str) -> str:
+    """A readable name for a fused op's output tensor, e.g. 'model/blocks_0_depthwise_conv_1/depthwise;...'
+    -> 'blocks_0_depthwise_conv' (the Keras layer of its main op)."""
+    parts = tensor.split(";")
+    main = next((p for p in parts if any(k in p for k in ("conv", "MatMul", "depthwise", "Add", "Mean"))), parts[0])
+    bits = main.split("/")
+    name = bits[-2] if len(bits) >= 2 else bits[-1]
+    return re.sub(r"_\d+$", "", name)
+
+
 def _probs(path: Path, images: np.ndarray) -> np.ndarray:
     from edgeflower.edge.classifier import Classifier
 
@@ -142,7 +153,7 @@ def search(model, calibration: np.ndarray, opts: MixedPrecisionOptions, val_x, v
         for node in cal.nodes:
             path.write_bytes(cal.quantize([m for m in cal.nodes if m != node]))
             err = float(np.abs(_probs(path, sample) - ref_sample).sum(1).mean())
-            ranking.append({"layer": node, "score_change": err})
+            ranking.append({"layer": layer_name(node), "tensor": node, "score_change": err})
         ranking.sort(key=lambda r: -r["score_change"])
 
     image = np.asarray(val_x[:1])
@@ -152,12 +163,13 @@ def search(model, calibration: np.ndarray, opts: MixedPrecisionOptions, val_x, v
         if k:
             if not ranking:  # only when the all-int8 model is over budget
                 rank()
-            float_nodes.append(ranking[k - 1]["layer"])
+            float_nodes.append(ranking[k - 1]["tensor"])
         flat = cal.quantize(float_nodes)
         path.write_bytes(flat)
         acc = float((_probs(path, np.asarray(val_x)).argmax(1) == val_y).mean())
         drop = (ref_acc - acc) * 100
-        step = {"float_layers": k, "layer": float_nodes[-1] if k else None, "val_accuracy": acc,
+        step = {"float_layers": k, "layer": ranking[k - 1]["layer"] if k else None,
+                "tensor": float_nodes[-1] if k else None, "val_accuracy": acc,
                 "val_drop_pts": drop, "p50_ms_1_thread": _p50_ms(path, image)}
         steps.append(step)
         say(f"accuracy-controlled int8: {k} layer(s) in float, validation drop {drop:.2f} pts")
