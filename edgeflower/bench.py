@@ -218,9 +218,11 @@ def with_run_split(cfg: BenchConfig, say=lambda m: None) -> BenchConfig:
     if len(found) != 1:
         return cfg
     data, split = found.pop()
-    if not (data and split and Path(data).is_dir() and Path(split).is_file()):
+    if not (data and Path(data).is_dir()) or (split and not Path(split).is_file()):
         return cfg
-    say(f"test photos: the run's split {split} of {data}")
+    # split None: the run used the frozen flower_photos split, of the dataset folder it names
+    which = f"the run's split {split}" if split else "the frozen split"
+    say(f"test photos: {which} of {data}")
     return replace(cfg, data=data, split=split)
 
 

@@ -84,3 +84,24 @@ def test_data_dir_without_test_images(tiny_export, tmp_path, synth_split):
 def test_cli_threads_zero_is_a_clear_error(tiny_export):
     out = run_cli("bench", tiny_export / "model_int8.tflite", "--threads", "0")
     assert out.returncode == 1 and "at least 1" in out.stderr
+
+
+def test_bench_finds_the_runs_data_from_the_metadata(tmp_path):
+    """Without --data, the dataset folder the artifact was exported from (its metadata), with the run's own split
+    or, for flower_photos, the frozen one (split None)."""
+    import json as _json
+
+    from edgeflower.bench import BenchConfig, with_run_split
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    split = tmp_path / "split.json"
+    split.write_text("{}")
+    for meta, want in (({"data_dir": str(data), "split": None}, (str(data), None)),
+                       ({"data_dir": str(data), "split": str(split)}, (str(data), str(split))),
+                       ({"data_dir": str(tmp_path / "gone"), "split": None}, (None, None))):
+        art = tmp_path / "m.tflite"
+        art.write_bytes(b"TFL3")
+        (tmp_path / "m.tflite.json").write_text(_json.dumps(meta))
+        cfg = with_run_split(BenchConfig(artifacts=[str(art)]))
+        assert (cfg.data, cfg.split) == want, meta
