@@ -406,6 +406,29 @@ def mixed() -> str:
     return "\n".join(out) + "\n\n" + _env_line(d)
 
 
+def fp16() -> str:
+    d = _load("fp16_bench.json")
+    if not d:
+        return "(run `edgeflower bench ... --json benchmarks/results/fp16_bench.json`)"
+    rows = ["| artifact | format | size | one-thread p50 | two-thread p50 | test accuracy |",
+            "|---|---|---:|---:|---:|---:|"]
+    by = {}
+    for r in d["results"]:
+        by.setdefault(r["name"], {})[r["threads"]] = r
+    for name, t in by.items():
+        r1, r2 = t.get(1) or {}, t.get(2) or {}
+        acc = r1.get("accuracy")
+        rows.append(f"| {name} | {r1.get('format') or '-'} | {r1.get('size_bytes', 0) / 2**20:.1f} MB | "
+                    f"{r1.get('latency_ms', {}).get('p50', float('nan')):.2f} ms | "
+                    f"{r2.get('latency_ms', {}).get('p50', float('nan')):.2f} ms | "
+                    f"{'-' if acc is None else f'{acc * 100:.2f}%'} |")
+    return ("The float16 TFLite of the Lite0 make-main run (`edgeflower export runs/bench/efficientnet_lite0_make_main "
+            "--formats tflite_fp16`) beside its float32 and int8 artifacts (`edgeflower bench ... --threads 1,2`). "
+            "Float16 weights halve the file; XNNPACK computes in float32 after loading them, so the latency is the "
+            "float model's. Measured while a fine-tuning run shared the two cores: read the latencies as rough.\n\n"
+            + "\n".join(rows) + "\n\n" + _env_line(d))
+
+
 def memory() -> str:
     d = _load("memory.json")
     if not d:
@@ -431,7 +454,7 @@ def memory() -> str:
 
 SECTIONS = {"summary": summary}
 DOCS = {"docs/results.md": {"study": study, "export": export, "latency": latency, "beyond": beyond,
-                            "backbones": backbones, "memory": memory, "mixed": mixed},
+                            "backbones": backbones, "memory": memory, "mixed": mixed, "fp16": fp16},
         "docs/clients.md": {"clients": clients}}
 
 
