@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--runs-per-round", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--results", default=str(ROOT / "benchmarks/results/backbones.json"))
+    ap.add_argument("--note", default=None, help="what else ran on the machine meanwhile (shown with the table)")
     args = ap.parse_args()
     runs = [Path(args.reference)] + [Path(r) for r in args.runs if Path(r) != Path(args.reference)]
     for r in runs:
@@ -97,6 +98,8 @@ def main() -> None:
     out = {"command": "python benchmarks/backbones.py " + " ".join(sys.argv[1:]), "reference": str(runs[0]),
            "rounds": args.rounds, "runs_per_round": args.runs_per_round, "rows": rows,
            "environment": environment(), "date": time.strftime("%Y-%m-%d")}
+    if args.note:
+        out["note"] = args.note
     write_json(args.results, out)
 
 
