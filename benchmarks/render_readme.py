@@ -349,6 +349,7 @@ SUMMARY = [("cnn", "the study's hand-crafted CNN"), ("mobilenet_v2", "MobileNetV
            ("efficientnet_lite0_aug_ls", "EfficientNet-Lite0, head only, make main's recipe (the default)"),
            ("efficientnet_lite1_aug_ls", "EfficientNet-Lite1, head only, make main's recipe"),
            ("efficientnet_lite2_aug_ls", "EfficientNet-Lite2, head only, make main's recipe"),
+           ("efficientnet_lite0_ft_all_cos", "EfficientNet-Lite0, whole backbone fine-tuned (1.6 hours)"),
            ("mobilenet_v2_ft_all_240_cos_mix_30", "MobileNetV2, whole backbone fine-tuned, 240 px (2 hours)")]
 
 
