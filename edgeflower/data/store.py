@@ -27,7 +27,69 @@ def _header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
         return shape, fortran, np.dtype(dtype), f.tell()
 
 
-class ImageStore:
+class _RowSource:
+    """The numpy-like surface shared by the row sources: ``src[i]``, ``src[a:b]``, ``src[int_array]``,
+    ``src[bool_mask]`` and ``src[rows, ...]`` read only those rows into an ordinary array; ``np.asarray(src)``
+    reads everything (for small sources). Subclasses set ``shape`` and ``dtype`` and implement ``_rows(idx)``
+    (rows ``idx``, any order, repeats allowed); ``_span`` may read a contiguous range faster."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def _rows(self, idx: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _span(self, start: int, stop: int) -> np.ndarray:
+        return self._rows(np.arange(start, stop))
+
+    def __getitem__(self, key):
+        n = self.shape[0]
+        if isinstance(key, tuple):  # src[rows, ...]: rows first, the rest on the array read
+            head, rest = key[0], key[1:]
+            return self[head][(slice(None),) + rest] if not np.isscalar(head) else self[head][rest]
+        if isinstance(key, (int, np.integer)):
+            i = int(key)
+            if not -n <= i < n:
+                raise IndexError(f"index {key} is out of bounds for {n} rows")
+            return self._span(i % n, i % n + 1)[0]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step == 1:
+                return self._span(start, max(start, stop))
+            return self._rows(np.arange(start, stop, step))
+        idx = np.asarray(key)
+        if idx.dtype == bool:
+            if idx.shape != (n,):
+                raise IndexError(f"boolean index of shape {idx.shape} for {n} rows")
+            return self._rows(np.nonzero(idx)[0])
+        if idx.dtype.kind not in "iu":
+            raise IndexError(f"rows must be integers, a slice or a boolean mask, not {idx.dtype}")
+        flat = idx.reshape(-1).astype(np.int64)
+        if flat.size and (flat.min() < -n or flat.max() >= n):
+            raise IndexError(f"row index out of bounds for {n} rows")
+        return self._rows(flat % n if flat.size else flat).reshape(idx.shape + self.shape[1:])
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[:]
+        return a if dtype is None else a.astype(dtype)
+
+    def astype(self, dtype, **kwargs) -> np.ndarray:
+        """Every row, read into memory and converted (for small sources, as ``np.asarray``)."""
+        return self[:].astype(dtype, **kwargs)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+
+class ImageStore(_RowSource):
     """A read-only (N, H, W, C) array in a ``.npy`` file, indexed like a numpy array.
 
     ``store[i]``, ``store[a:b]``, ``store[int_array]`` and ``store[bool_mask]`` read only those rows and return
@@ -46,14 +108,6 @@ class ImageStore:
             raise ValueError(f"{self.path}: truncated ({self.path.stat().st_size} of {expected} bytes)")
         self._fd: int | None = None
         self._lock = threading.Lock()
-
-    # numpy-like surface
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
 
     @property
     def nbytes(self) -> int:
@@ -113,53 +167,14 @@ class ImageStore:
         out[order] = rows[pos_in_uniq]
         return out
 
-    def __getitem__(self, key):
-        n = self.shape[0]
-        if isinstance(key, tuple):  # store[rows, ...]: rows first, the rest on the array read
-            head, rest = key[0], key[1:]
-            return self[head][(slice(None),) + rest] if not np.isscalar(head) else self[head][rest]
-        if isinstance(key, (int, np.integer)):
-            i = int(key)
-            if not -n <= i < n:
-                raise IndexError(f"index {key} is out of bounds for {n} rows")
-            i %= n
-            out = np.empty(self.shape[1:], self.dtype)
-            self._read_run(i, 1, out)
-            return out
-        if isinstance(key, slice):
-            start, stop, step = key.indices(n)
-            if step == 1:
-                out = np.empty((max(0, stop - start),) + self.shape[1:], self.dtype)
-                if stop > start:
-                    self._read_run(start, stop - start, out)
-                return out
-            return self._rows(np.arange(start, stop, step))
-        idx = np.asarray(key)
-        if idx.dtype == bool:
-            if idx.shape != (n,):
-                raise IndexError(f"boolean index of shape {idx.shape} for {n} rows")
-            return self._rows(np.nonzero(idx)[0])
-        if idx.dtype.kind not in "iu":
-            raise IndexError(f"rows must be integers, a slice or a boolean mask, not {idx.dtype}")
-        flat = idx.reshape(-1).astype(np.int64)
-        if flat.size and (flat.min() < -n or flat.max() >= n):
-            raise IndexError(f"row index out of bounds for {n} rows")
-        return self._rows(flat % n if flat.size else flat).reshape(idx.shape + self.shape[1:])
-
-    def __array__(self, dtype=None, copy=None):
-        a = self[:]
-        return a if dtype is None else a.astype(dtype)
-
-    def astype(self, dtype, **kwargs) -> np.ndarray:
-        """Every row, read into memory and converted (for small stores, as ``np.asarray``)."""
-        return self[:].astype(dtype, **kwargs)
-
-    def __iter__(self):
-        for i in range(len(self)):
-            yield self[i]
+    def _span(self, start: int, stop: int) -> np.ndarray:
+        out = np.empty((stop - start,) + self.shape[1:], self.dtype)
+        if stop > start:
+            self._read_run(start, stop - start, out)
+        return out
 
 
-class Rows:
+class Rows(_RowSource):
     """Several row sources (stores or arrays) read as one, e.g. a split followed by its background photos."""
 
     def __init__(self, parts: list):
@@ -173,13 +188,6 @@ class Rows:
         self.starts = np.cumsum([0] + [len(p) for p in self.parts])
         self.shape = (int(self.starts[-1]),) + tuple(self.parts[0].shape[1:])
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
     def _rows(self, idx: np.ndarray) -> np.ndarray:
         out = np.empty((len(idx),) + self.shape[1:], self.dtype)
         part = np.searchsorted(self.starts, idx, side="right") - 1
@@ -187,34 +195,6 @@ class Rows:
             sel = part == k
             out[sel] = self.parts[k][idx[sel] - self.starts[k]]
         return out
-
-    def __getitem__(self, key):
-        n = self.shape[0]
-        if isinstance(key, tuple):
-            head, rest = key[0], key[1:]
-            return self[head][(slice(None),) + rest] if not np.isscalar(head) else self[head][rest]
-        if isinstance(key, (int, np.integer)):
-            i = int(key)
-            if not -n <= i < n:
-                raise IndexError(f"index {key} is out of bounds for {n} rows")
-            return self._rows(np.array([i % n]))[0]
-        if isinstance(key, slice):
-            return self._rows(np.arange(*key.indices(n)))
-        idx = np.asarray(key)
-        if idx.dtype == bool:
-            return self._rows(np.nonzero(idx)[0])
-        flat = idx.reshape(-1).astype(np.int64)
-        if flat.size and (flat.min() < -n or flat.max() >= n):
-            raise IndexError(f"row index out of bounds for {n} rows")
-        return self._rows(flat % n if flat.size else flat).reshape(idx.shape + self.shape[1:])
-
-    def __array__(self, dtype=None, copy=None):
-        a = self[:]
-        return a if dtype is None else a.astype(dtype)
-
-    def astype(self, dtype, **kwargs) -> np.ndarray:
-        """Every row, read into memory and converted (for small stores, as ``np.asarray``)."""
-        return self[:].astype(dtype, **kwargs)
 
 
 def join_rows(parts: list):

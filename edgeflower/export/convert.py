@@ -88,16 +88,30 @@ def name_tensors(tflite: bytes, n_outputs: int) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def tflite_float(model) -> bytes:
-    tf, conv = _converter(model)
+def _convert(conv, n_outputs: int, failure: str) -> bytes:
+    """Run a configured TFLite converter quietly; its outputs in the model's order and named. A converter error
+    becomes an ExportError that starts with ``failure``."""
     try:
         with quiet():
-            return name_tensors(conv.convert(), len(model.outputs))
+            return name_tensors(conv.convert(), n_outputs)
     except ExportError:
         raise
     except Exception as exc:  # noqa: BLE001 - converter raises many types
-        raise ExportError(f"TFLite conversion failed: {_first(exc)}. Layers outside TFLite's builtin ops (custom "
-                          "layers, tf.py_function) cannot be converted") from exc
+        raise ExportError(failure.format(_first(exc))) from exc
+
+
+def representative(calibration: np.ndarray):
+    """The converter's representative dataset: one float32 image at a time."""
+    def gen():
+        for i in range(len(calibration)):
+            yield [calibration[i:i + 1].astype(np.float32)]
+    return gen
+
+
+def tflite_float(model) -> bytes:
+    tf, conv = _converter(model)
+    return _convert(conv, len(model.outputs), "TFLite conversion failed: {}. Layers outside TFLite's builtin ops "
+                    "(custom layers, tf.py_function) cannot be converted")
 
 
 def tflite_fp16(model) -> bytes:
@@ -106,13 +120,7 @@ def tflite_fp16(model) -> bytes:
     tf, conv = _converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_types = [tf.float16]
-    try:
-        with quiet():
-            return name_tensors(conv.convert(), len(model.outputs))
-    except ExportError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - converter raises many types
-        raise ExportError(f"float16 TFLite conversion failed: {_first(exc)}") from exc
+    return _convert(conv, len(model.outputs), "float16 TFLite conversion failed: {}")
 
 
 def tflite_int8(model, calibration: np.ndarray, opts: TFLiteInt8Options = TFLiteInt8Options()) -> bytes:
@@ -121,24 +129,14 @@ def tflite_int8(model, calibration: np.ndarray, opts: TFLiteInt8Options = TFLite
         raise ExportError("the calibration set is empty: int8 quantization needs representative images "
                           "(use --calibration N with N >= 1 and a non-empty training split)")
     tf, conv = _converter(model)
-
-    def representative():
-        for i in range(len(calibration)):
-            yield [calibration[i:i + 1].astype(np.float32)]
-
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
+    conv.representative_dataset = representative(calibration)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8 if opts.input_type == "int8" else tf.uint8
     conv.inference_output_type = tf.float32 if opts.float_output else conv.inference_input_type
     if not opts.per_channel:
         conv._experimental_disable_per_channel = True  # noqa: SLF001 - the documented way to get per-tensor
-    try:
-        with quiet():
-            flat = conv.convert()
-    except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"int8 TFLite conversion failed: {_first(exc)}") from exc
-    return name_tensors(flat, len(model.outputs))
+    return _convert(conv, len(model.outputs), "int8 TFLite conversion failed: {}")
 
 
 def onnx_float(model, path: Path, opset: int = 17) -> None:

@@ -56,13 +56,8 @@ class Calibrated:
             raise ExportError("the calibration set is empty: int8 quantization needs representative images")
         tf, conv = convert._converter(model)  # noqa: SLF001 - the shared converter set-up
         self.tf, self.opts, self.n_outputs = tf, opts, len(model.outputs)
-
-        def representative():
-            for i in range(len(calibration)):
-                yield [calibration[i:i + 1].astype(np.float32)]
-
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = representative
+        conv.representative_dataset = convert.representative(calibration)
         conv.experimental_mlir_quantizer = True
         conv._experimental_calibrate_only = True  # noqa: SLF001 - as TFLite's QuantizationDebugger does
         try:
