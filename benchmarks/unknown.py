@@ -66,6 +66,21 @@ OPENCV = ["Blender_Suzanne1.jpg", "HappyFish.jpg", "aero1.jpg", "aloeL.jpg", "ap
           "chicky_512.png", "ela_original.jpg", "fruits.jpg", "graf1.png", "home.jpg", "left01.jpg", "leuvenA.jpg",
           "licenseplate_motion.jpg", "messi5.jpg", "notes.png", "orange.jpg", "pic1.png", "rubberwhale1.png",
           "smarties.png", "squirrel_cls.jpg", "starry_night.jpg", "stuff.jpg", "sudoku.png", "text_defocus.jpg"]
+# what each photo shows, for the per-category report (the wallpaper photos carry their own: benchmarks/negatives.py)
+CATEGORY = {
+    "astronaut.png": "person", "camera.png": "person", "grace_hopper.jpg": "person", "basketball1.png": "person",
+    "messi5.jpg": "person", "chelsea.png": "animal", "horse.png": "animal", "HappyFish.jpg": "animal",
+    "baboon.jpg": "animal", "butterfly.jpg": "animal", "chicky_512.png": "animal", "squirrel_cls.jpg": "animal",
+    "coffee.png": "food", "apple.jpg": "food", "fruits.jpg": "food", "orange.jpg": "food", "smarties.png": "food",
+    "motorcycle_left.png": "vehicle", "rocket.jpg": "vehicle", "licenseplate_motion.jpg": "vehicle",
+    "aero1.jpg": "vehicle", "building.jpg": "building", "leuvenA.jpg": "building", "graf1.png": "building",
+    "ela_original.jpg": "building", "home.jpg": "indoor", "grass.png": "nature", "gravel.png": "nature",
+    "aloeL.jpg": "nature", "brick.png": "texture", "moon.png": "space", "hubble_deep_field.jpg": "space",
+    "cell.png": "microscopy", "ihc.png": "microscopy", "microaneurysms.png": "medical", "retina.jpg": "medical",
+    "phantom.png": "medical", "page.png": "text", "text.png": "text", "notes.png": "text", "sudoku.png": "text",
+    "text_defocus.jpg": "text", "starry_night.jpg": "painting", "Blender_Suzanne1.jpg": "render",
+}
+
 OPENCV_LICENCE = ("OpenCV sample data in the opencv-python 4.10.0.84 sdist (OpenCV is Apache-2.0; each sample's own "
                   "origin is OpenCV's record, not re-verified here)")
 
@@ -133,6 +148,7 @@ def heldout_images(sdist: str | None = None) -> list[dict]:
 
 
 BUDGETS = (0.0025, 0.005, 0.0075, 0.01)
+NEAR_SETS = ("near",)  # flowers of other species: reported apart, not counted as non-flower photos
 
 
 def measure_artifact(clf: Classifier, path: str, test, val, sets: dict[str, list[dict]]) -> dict:
@@ -142,26 +158,36 @@ def measure_artifact(clf: Classifier, path: str, test, val, sets: dict[str, list
            "similarity_threshold": clf.min_similarity, "confidence_threshold": clf.threshold}
     probs, sims = clf.score_batch(test.x)
     correct = probs.argmax(1) == test.y
-    unknown = np.array([clf.is_unknown(float(p.max()), None if sims is None else float(s))
+    # the device's own rule (Classifier.decide): the confidence and similarity rules, and a background class
+    unknown = np.array([clf.decide(p, None if s is None else float(s))[0] == UNKNOWN
                         for p, s in zip(probs, sims if sims is not None else [None] * len(probs))])
+    res["background_class"] = clf.background
     res["test_accuracy_without_rejection"] = float(correct.mean())
     res["test_accuracy_with_rejection"] = float((correct & ~unknown).mean())
     res["test_drop_pts"] = (res["test_accuracy_without_rejection"] - res["test_accuracy_with_rejection"]) * 100
     res["test_flowers_answered_unknown"] = float(unknown.mean())
     all_rej = []
+    by_category: dict[str, list] = {}
     exact_sims: dict[str, list] = {}
     for name, images in sets.items():
         rows, exact = [], []
         for o in images:
             p = clf.classify(o["path"])
             exact.append(p.similarity)
-            rows.append({"name": o["name"], "label": p.label, "top": p.top_k[0][0], "confidence": round(p.score, 4),
+            rows.append({"name": o["name"], "category": o.get("category") or CATEGORY.get(o["name"], "other"),
+                         "label": p.label, "top": p.top_k[0][0], "confidence": round(p.score, 4),
                          "similarity": None if p.similarity is None else round(p.similarity, 4)})
         rej = [r["label"] == UNKNOWN for r in rows]
-        all_rej += rej
+        if name not in NEAR_SETS:
+            all_rej += rej
+            for r, j in zip(rows, rej):
+                by_category.setdefault(r["category"], []).append(j)
         res[name] = {"images": len(rows), "rejected": float(np.mean(rej)), "rows": rows}
         exact_sims[name] = exact
     res["non_flower_rejected"] = float(np.mean(all_rej))
+    res["non_flower_images"] = len(all_rej)
+    res["non_flower_rejected_by_category"] = {c: {"images": len(v), "rejected": float(np.mean(v))}
+                                              for c, v in sorted(by_category.items())}
     res["target_met"] = res["non_flower_rejected"] >= 0.9 and res["test_drop_pts"] <= 1.0 + 1e-9
     res["test_flowers_answered_unknown_list"] = [
         {"path": test.paths[i], "correct_class": bool(correct[i])} for i in np.nonzero(unknown)[0]]
@@ -178,7 +204,8 @@ def measure_artifact(clf: Classifier, path: str, test, val, sets: dict[str, list
                    "test_drop_pts": float((correct.mean() - (correct & kept).mean()) * 100)}
             for name, o in other.items():
                 row[f"{name}_rejected"] = float((o < thr).mean())
-            row["non_flower_rejected"] = float(np.mean(np.concatenate(list(other.values())) < thr))
+            row["non_flower_rejected"] = float(np.mean(np.concatenate(
+                [v for k, v in other.items() if k not in NEAR_SETS]) < thr))
             curve.append(row)
         res["budget_curve"] = curve
     return res
@@ -188,8 +215,11 @@ def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
-def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], budget: float = 0.005) -> dict:
-    """Candidate scores on the Keras model's pooled features and probabilities; thresholds calibrated on val."""
+def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], budget: float = 0.005,
+                    outliers: list[str] | None = None) -> dict:
+    """Candidate scores on the Keras model's pooled features and probabilities; thresholds calibrated on val.
+    ``outliers``: non-flower photos for outlier exposure (never in ``sets``): adds contrastive scores, the similarity
+    to the flowers minus (a share of) the similarity to the nearest of these photos."""
     import keras
 
     from edgeflower.export.ood import feature_layer, kth_largest, normalize
@@ -212,6 +242,8 @@ def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], budget: f
         y[s] = a.y
     for s, images in sets.items():
         f[s], p[s] = run_model(np.stack([preprocess(o["path"], size) for o in images]))
+    if outliers:
+        outlier_bank = normalize(run_model(np.stack([preprocess(o, size) for o in outliers]))[0])
     n_cls = len(man.classes)
     mus = np.stack([f["train"][y["train"] == c].mean(0) for c in range(n_cls)])
     centred = f["train"] - mus[y["train"]]
@@ -236,7 +268,16 @@ def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], budget: f
         "cosine to 3rd-nearest training photo (k=3)": lambda s: knn(s, 3),
         "cosine to 5th-nearest training photo (k=5)": lambda s: knn(s, 5),
     }
-    out = {"run": run, "feature_layer": layer.name, "budget": budget, "methods": {}}
+    if outliers:
+        def outlier_sim(s):
+            return (normalize(f[s]) @ outlier_bank.T).max(1)
+
+        methods.update({
+            "k=2 minus the cosine to the nearest outlier photo": lambda s: knn(s, 2) - outlier_sim(s),
+            "k=2 minus half the cosine to the nearest outlier photo": lambda s: knn(s, 2) - 0.5 * outlier_sim(s),
+        })
+    out = {"run": run, "feature_layer": layer.name, "budget": budget, "outlier_photos": len(outliers or []),
+           "methods": {}}
     c_val, c_test = p["val"].argmax(1) == y["val"], p["test"].argmax(1) == y["test"]
     for name, fn in methods.items():
         sv, st = fn("val"), fn("test")
@@ -249,7 +290,8 @@ def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], budget: f
         for s in sets:
             so = fn(s)
             row[f"{s}_rejected"] = float((so < thr).mean())
-            others.append(so)
+            if s not in NEAR_SETS:
+                others.append(so)
         o = np.concatenate(others)
         row["auroc_test_vs_non_flower"] = _auroc(st, o)
         # the method is chosen on these two: correctly classified val flowers against development photos
@@ -270,6 +312,10 @@ def main() -> None:
     ap.add_argument("--keep-methods", action="store_true",
                     help="keep the method comparison of the existing results file (with the command that made it) "
                          "instead of recomputing it: for re-measuring artifacts alone")
+    ap.add_argument("--wallpapers", action="store_true",
+                    help="add the photos of Debian's wallpaper packages (benchmarks/negatives.py) to the development "
+                         "and held-out sets, and their flowers of other species as a 'near' set")
+    ap.add_argument("--debs", default=None, help="with --wallpapers: a folder with the .deb files (else downloaded)")
     ap.add_argument("--results", default=str(ROOT / "benchmarks/results/unknown.json"))
     args = ap.parse_args()
     kept = {}
@@ -280,11 +326,19 @@ def main() -> None:
         kept = {k: old[k] for k in ("methods", "methods_by_run") if k in old}
         kept["methods_command"] = old.get("methods_command", old["command"])
     sets = {"development": dev_images(), "held_out": heldout_images(args.opencv_sdist)}
-    if not sets["development"]:
-        sys.exit("no development images found: pip install scikit-image matplotlib")
+    if not any(o["package"].startswith("scikit-image") for o in sets["development"]):
+        sys.exit("scikit-image's sample photos (most of the development set) are missing: "
+                 "pip install \"edgeflower[bench]\"")
+    if args.wallpapers:  # Debian's wallpaper photos (benchmarks/negatives.py): mostly nature without flowers
+        import negatives
+
+        for name in ("development", "held_out", "near"):
+            sets[name] = sets.get(name, []) + negatives.images(name, debs=args.debs)
     root = resolve_data_dir(args.data, download=False)
     res = {"command": "python benchmarks/unknown.py " + " ".join(sys.argv[1:]),
-           "sets": {k: [{kk: o[kk] for kk in ("name", "package", "licence")} for o in v] for k, v in sets.items()},
+           "sets": {k: [{"name": o["name"], "package": o["package"], "licence": o["licence"],
+                         "category": o.get("category") or CATEGORY.get(o["name"], "other"),
+                         **({"what": o["what"]} if "what" in o else {})} for o in v] for k, v in sets.items()},
            "artifacts": []}
     for path in args.artifacts:
         clf = Classifier(path, threads=2)
@@ -296,12 +350,19 @@ def main() -> None:
               f"held-out {r['held_out']['rejected'] * 100:.1f}%), "
               f"test {r['test_accuracy_without_rejection'] * 100:.2f}% -> "
               f"{r['test_accuracy_with_rejection'] * 100:.2f}% ({r['test_drop_pts']:.2f} pts); "
-              f"target {'met' if r['target_met'] else 'missed'}", flush=True)
+              + (f"other species {r['near']['rejected'] * 100:.1f}%; " if "near" in r else "")
+              + f"target {'met' if r['target_met'] else 'missed'}", flush=True)
     res.update(kept)
     if args.keras_run:
         res["methods_command"] = res["command"]
+    outliers = None
+    if args.wallpapers:  # the outlier-exposure photos (whole and cropped) of the wallpaper packages' train role
+        import negatives
+
+        index = negatives.build(negatives.default_dir(), args.debs)
+        outliers = [str(negatives.default_dir() / r["file"]) for r in index["rows"] if r["role"] == "train"]
     for i, run in enumerate(args.keras_run):
-        m = compare_methods(run, root, sets)
+        m = compare_methods(run, root, sets, outliers=outliers)
         if i == 0:
             res["methods"] = m
         res.setdefault("methods_by_run", {})[run] = m
