@@ -86,9 +86,19 @@ def test_the_unit_verifies_with_systemd(tmp_path):
     if analyze is None:
         pytest.skip("systemd-analyze not installed (apt install systemd)")
     units = tmp_path / "units"
-    out = run_cli("service", "install", _model(tmp_path), "--camera", "--serve", "8080", "--unit-dir", units)
+    model = _model(tmp_path)
+    out = run_cli("service", "install", model, "--camera", "--serve", "8080", "--unit-dir", units)
     assert out.returncode == 0, out.stderr
     v = subprocess.run([analyze, "verify", str(units / "edgeflower.service")], capture_output=True, text=True,
+                       timeout=60)
+    assert v.returncode == 0, v.stderr + v.stdout
+    # a unit with network sinks (After=/Wants=network-online.target) verifies too
+    out = run_cli("service", "install", model, "--camera", "--mqtt", "mqtt://hub.local/flowers",
+                  "--post", "http://hub.local/hook", "--name", "networked", "--unit-dir", units)
+    assert out.returncode == 0, out.stderr
+    text = (units / "networked.service").read_text()
+    assert "After=network-online.target" in text
+    v = subprocess.run([analyze, "verify", str(units / "networked.service")], capture_output=True, text=True,
                        timeout=60)
     assert v.returncode == 0, v.stderr + v.stdout
     # and the verifier does fail on a broken unit (a relative ExecStart), so the pass above means something
