@@ -549,7 +549,9 @@ def fp16() -> str:
     return ("The float16 TFLite of the Lite0 make-main run (`edgeflower export runs/bench/efficientnet_lite0_make_main "
             "--formats tflite_fp16`) beside its float32 and int8 artifacts (`edgeflower bench ... --threads 1,2`). "
             "Float16 weights halve the file; XNNPACK computes in float32 after loading them, so the latency is the "
-            "float model's. Measured while a fine-tuning run shared the two cores: read the latencies as rough.\n\n"
+            "float model's. Measured with no other job on the two cores; the shared machine still varies from one "
+            "second to the next (the p90 and p99 are in the JSON), so read a difference under about 20% as noise."
+            "\n\n"
             + "\n".join(rows) + "\n\n" + _env_line(d))
 
 
