@@ -332,6 +332,12 @@ def unknown_wallpapers() -> str:
             "has one, also answers `unknown`. Target: >= 90% of the non-flower photos answered `unknown` for at "
             "most 1 test point, and >= 50% of the other species.\n\n" + "\n".join(rows)
             + "\n\nBy category (int8 TFLite; share answered `unknown`, number of photos):\n\n" + "\n".join(crows))
+    first = u["artifacts"][0]
+    what = {o["name"]: o.get("what") for v in sets.values() for o in v}
+    through = [f"{what.get(r['name']) or r['name']} ({r['category']}; as {r['top']}, similarity {r['similarity']:.3f})"
+               for s_ in ("development", "held_out") for r in first[s_]["rows"] if r["label"] != "unknown"]
+    text += (f"\n\nThe non-flower photos that {_short(first['artifact'])} does not answer `unknown` (threshold "
+             f"{first['similarity_threshold']:.3f}): " + "; ".join(through) + ".")
     by_run = u.get("methods_by_run") or {}
     for run, m in by_run.items():
         mrows = ["| score (Keras float features, threshold from val at a 0.5-point budget) | development | held-out "
