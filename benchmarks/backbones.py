@@ -9,7 +9,8 @@ worker (a fresh process per artifact, --no-accuracy) over the reference and ever
 each thread count, in alternating order (ABC, CBA, ...) so slow drift of a shared machine spreads evenly; a run's
 p50 is the median of its per-round p50s and its ratio the median of per-round ratios to the reference. Runs of the
 same backbone at the same input size share one latency measurement (the graph is the same; only the weights
-differ). Writes benchmarks/results/backbones.json.
+differ). Writes benchmarks/results/backbones.json. ``--add RUN`` appends another seed of a graph already timed, with
+that row's latency, without timing anything.
 """
 
 from __future__ import annotations
@@ -54,14 +55,21 @@ def describe(run: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
-    ap.add_argument("--reference", required=True, help="the head-only MobileNetV2 run (make main's)")
+    ap.add_argument("--reference", help="the head-only MobileNetV2 run (make main's); not with --add")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--runs-per-round", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--results", default=str(ROOT / "benchmarks/results/backbones.json"))
     ap.add_argument("--note", default=None, help="what else ran on the machine meanwhile (shown with the table)")
+    ap.add_argument("--add", action="store_true",
+                    help="append RUNS to the existing results without timing anything: each must share its backbone "
+                         "and input size (so its graph and latency) with a row already measured, e.g. another seed")
     args = ap.parse_args()
+    if args.add:
+        return add_rows([Path(r) for r in args.runs], Path(args.results))
+    if not args.reference:
+        ap.error("--reference is required (except with --add)")
     runs = [Path(args.reference)] + [Path(r) for r in args.runs if Path(r) != Path(args.reference)]
     for r in runs:
         if not (r / "export" / "model_int8.tflite").is_file():
@@ -101,6 +109,26 @@ def main() -> None:
     if args.note:
         out["note"] = args.note
     write_json(args.results, out)
+
+
+def add_rows(runs: list[Path], results: Path) -> None:
+    """Rows for more runs of graphs already timed (another seed): accuracies from each run, latency from the row
+    of the same backbone and input size. The command that added them is recorded with the results."""
+    d = json.loads(results.read_text())
+    by_graph = {(r["model"], r["input_size"]): r for r in d["rows"]}
+    for run in runs:
+        if not (run / "export" / "model_int8.tflite").is_file():
+            sys.exit(f"{run}: no export/model_int8.tflite: run `edgeflower export {run} --int8` first")
+        row = describe(run)
+        same = by_graph.get((row["model"], row["input_size"]))
+        if same is None:
+            sys.exit(f"{run}: no row of {row['model']} at {row['input_size']} px was timed: measure it without --add")
+        for k in ("latency_artifact", "int8_p50_ms", "int8_p50_ratio_to_reference"):
+            row[k] = same[k]
+        d["rows"] = [r for r in d["rows"] if r["run"] != row["run"]] + [row]
+        print(f"{row['run']}: int8 TFLite {row['int8_tflite_accuracy'] * 100:.2f}% (latency of {same['run']})")
+    d.setdefault("added", []).append("python benchmarks/backbones.py " + " ".join(sys.argv[1:]))
+    write_json(results, d)
 
 
 if __name__ == "__main__":

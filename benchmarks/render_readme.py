@@ -424,6 +424,8 @@ def backbones() -> str:
               f"TFLite is `{Path(best['run']).name}` at {best['int8_tflite_accuracy'] * 100:.2f}% and "
               f"{best['int8_p50_ratio_to_reference']['1']:.2f}x.")
     cmds = cmds + "\n\n" + target + (f" Note: {d['note']}." if d.get("note") else "")
+    if d.get("added"):
+        cmds += "\n\nRows added later, with the latency of the same graph: " + ", ".join(f"`{c}`" for c in d["added"])
     return (f"Backbones compared (`{d['command']}`; reference `{d['reference']}`, the head-only MobileNetV2 of "
             "`make main`). Test accuracies are on the frozen 360-image test set; runs of one backbone at one input "
             "size share a latency measurement (same graph). Train times were measured with other jobs on the two "
