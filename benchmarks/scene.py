@@ -83,6 +83,8 @@ def make_frames(out: Path, debs: str | None = None) -> dict:
 
 
 def measure(run: Path, frames: Path) -> dict:
+    from unknown import answers
+
     from edgeflower.edge import UNKNOWN, Classifier
 
     report = json.loads((run / "export" / "export_report.json").read_text())
@@ -101,10 +103,7 @@ def measure(run: Path, frames: Path) -> dict:
         clf = Classifier(path, threads=2)
         if test is None:  # the frozen flower test set alone (the export report's test set also holds background)
             test = load_split(resolve_data_dir(None, download=False), load_manifest(), "test", clf.input_size[0])
-        probs, sims = clf.score_batch(test.x)
-        correct = probs.argmax(1) == test.y
-        unknown = np.array([clf.decide(p, None if sims is None else float(s))[0] == UNKNOWN
-                            for p, s in zip(probs, sims if sims is not None else [None] * len(probs))])
+        correct, unknown, _ = answers(clf, test)
         labels = [clf.classify(p).label for p in held]
         per_scene: dict[str, list[bool]] = {}
         for p, lab in zip(held, labels):

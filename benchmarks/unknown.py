@@ -151,16 +151,21 @@ BUDGETS = (0.0025, 0.005, 0.0075, 0.01)
 NEAR_SETS = ("near",)  # flowers of other species: reported apart, not counted as non-flower photos
 
 
+def answers(clf: Classifier, split) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(right class, answered `unknown`, similarities or None) for each image of a split, by the device's own rule
+    (Classifier.decide: the confidence and similarity rules, and a background class)."""
+    probs, sims = clf.score_batch(split.x)
+    unknown = np.array([clf.decide(p, None if s is None else float(s))[0] == UNKNOWN
+                        for p, s in zip(probs, sims if sims is not None else [None] * len(probs))], bool)
+    return probs.argmax(1) == split.y, unknown, sims
+
+
 def measure_artifact(clf: Classifier, path: str, test, val, sets: dict[str, list[dict]]) -> dict:
     from edgeflower.metrics import calibrate_scores
 
     res = {"artifact": path, "rule": (clf.metadata.get("unknown") or {}).get("method", "confidence"),
            "similarity_threshold": clf.min_similarity, "confidence_threshold": clf.threshold}
-    probs, sims = clf.score_batch(test.x)
-    correct = probs.argmax(1) == test.y
-    # the device's own rule (Classifier.decide): the confidence and similarity rules, and a background class
-    unknown = np.array([clf.decide(p, None if s is None else float(s))[0] == UNKNOWN
-                        for p, s in zip(probs, sims if sims is not None else [None] * len(probs))])
+    correct, unknown, sims = answers(clf, test)
     res["background_class"] = clf.background
     res["test_accuracy_without_rejection"] = float(correct.mean())
     res["test_accuracy_with_rejection"] = float((correct & ~unknown).mean())
