@@ -1,7 +1,7 @@
 """How well does the `unknown` answer work? Non-flower photos from installable packages against the flower test set.
 
     python benchmarks/unknown.py runs/bench/mobilenet_v2_aug_ls/export/model_int8.tflite [more artifacts...]
-        [--keras-run runs/bench/mobilenet_v2_aug_ls] [--data DIR] [--opencv-sdist PATH]
+        [--keras-run runs/bench/mobilenet_v2_aug_ls] [--wallpapers [--debs DIR]] [--data DIR] [--opencv-sdist PATH]
 
 Two non-flower sets, never used for training or for choosing a threshold:
 - development (the method was chosen on it): every photo-like image that scikit-image and matplotlib ship inside
@@ -9,6 +9,10 @@ Two non-flower sets, never used for training or for choosing a threshold:
 - held-out (looked at only to report): 31 photos and pictures from OpenCV's samples/data, shipped in the
   opencv-python 4.10.0.84 source distribution on PyPI (downloaded once, sha256-checked, cached; or
   --opencv-sdist PATH for a local copy).
+With --wallpapers, the photos of Debian's wallpaper packages join them (benchmarks/negatives.py: lxqt-themes' to the
+development set, lomiri-wallpapers' to the held-out set; mostly nature without flowers, the hard part), and their
+flowers of other species form a "near" set that is reported apart. Every photo has a category, and the results
+give the share rejected per category. Needs `pip install "edgeflower[bench]"` (scikit-image's photos).
 Each artifact is measured with the rule and thresholds stored in it at export (calibrated on the VALIDATION
 split): share of non-flower photos answered `unknown`, and test accuracy counting an `unknown` flower as wrong.
 With --keras-run (repeatable), the candidate methods are compared on each run's Keras model, each with a threshold
