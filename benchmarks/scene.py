@@ -11,6 +11,9 @@ changes of up to 25% and sensor noise, at 320x240 (the runtime's default capture
   own val and test splits);
 - ``held_out/``: 40 other frames per scene, never seen by training or export, only measured here.
 
+The three scene photos are also in benchmarks/unknown.py's held-out set, so a model trained on these frames must
+not be measured there (its held-out figure would count its own scenes).
+
 ``measure`` classifies the held-out frames with every artifact of RUN/export (the device's own rule: background
 class, similarity and confidence) and the frozen 360-image flower test set, with and without the rule (an `unknown`
 flower counted wrong). Writes benchmarks/results/scene.json. Numpy and Pillow for the frames; the runtime for the measurement.
