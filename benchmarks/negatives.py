@@ -233,8 +233,13 @@ def build(out: Path, debs: str | None = None, seed: int = 0) -> dict:
     index_path = out / "index.json"
     if index_path.is_file():
         index = json.loads(index_path.read_text())
-        if index.get("images") == len(IMAGES) and all((out / r["file"]).is_file() for r in index["rows"]):
+        wanted = {(i[0], i[1], i[4]) for i in IMAGES}
+        if ({(r["package"].split()[0], r["source"], r["role"]) for r in index["rows"]} == wanted
+                and all((out / r["file"]).is_file() for r in index["rows"])):
             return index
+    if out.exists() and not index_path.is_file() and any(out.iterdir()):
+        sys.exit(f"{out} holds files this script did not write: give an empty or new folder with --out")
+    final, out = out, out.with_name(out.name + ".partial")  # built aside, then moved into place
     if out.exists():
         shutil.rmtree(out)
     for role in ROLES:
@@ -273,7 +278,10 @@ def build(out: Path, debs: str | None = None, seed: int = 0) -> dict:
                 rows.append(dict(base, file=rel, view="whole" if not suffix else suffix[1:]))
     index = {"command": "python benchmarks/negatives.py" + (f" --debs {debs}" if debs else ""),
              "images": len(IMAGES), "rows": rows}
-    atomic_write_text(index_path, json.dumps(index, indent=1))
+    atomic_write_text(out / "index.json", json.dumps(index, indent=1))
+    if final.exists():
+        shutil.rmtree(final)  # an older build of this script (it has an index.json, checked above)
+    out.rename(final)
     return index
 
 

@@ -122,3 +122,23 @@ def test_a_changed_deb_is_refused(fake_packages, tmp_path):
     deb.write_bytes(deb.read_bytes() + b"x")
     with pytest.raises(SystemExit, match="sha256"):
         negatives.build(tmp_path / "neg", str(fake_packages))
+
+
+def test_a_folder_it_did_not_write_is_left_alone(fake_packages, tmp_path):
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"not ours")
+    with pytest.raises(SystemExit, match="did not write"):
+        negatives.build(mine, str(fake_packages))
+    assert (mine / "holiday.jpg").read_bytes() == b"not ours"
+
+
+def test_a_second_build_reuses_the_first_and_a_changed_table_rebuilds(fake_packages, tmp_path, monkeypatch):
+    out = tmp_path / "neg"
+    first = negatives.build(out, str(fake_packages))
+    stamp = (out / "index.json").stat().st_mtime_ns
+    assert negatives.build(out, str(fake_packages)) == first and (out / "index.json").stat().st_mtime_ns == stamp
+    monkeypatch.setattr(negatives, "IMAGES", negatives.IMAGES[:2])  # a photo left out of the table
+    again = negatives.build(out, str(fake_packages))
+    assert len({r["source"] for r in again["rows"]}) == 2
+    assert not list((out / "near").iterdir()) and not out.with_name("neg.partial").exists()
