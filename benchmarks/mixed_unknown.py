@@ -68,11 +68,23 @@ def main() -> None:
         outs = [two.predict_on_batch(x[i:i + 32].astype("float32")) for i in range(0, len(x), 32)]
         return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])[:, 0]
 
-    _, ref_val = keras_out(val.x)
-    negs = (unknown.dev_images() + negatives.images("development", debs=args.debs)
-            + unknown.heldout_images() + negatives.images("held_out", debs=args.debs))
+    float_val = keras_out(val.x)
+    ref_val = float_val[1]
+    dev = unknown.dev_images() + negatives.images("development", debs=args.debs)
+    negs = dev + unknown.heldout_images() + negatives.images("held_out", debs=args.debs)
     neg_x = np.stack([preprocess(o["path"], size) for o in negs])
-    dev_n = len(unknown.dev_images()) + len(negatives.images("development", debs=args.debs))
+    dev_n = len(dev)
+
+    def figures(val_out, test_out, neg_sims) -> dict:
+        """The unknown rule as export sets it (threshold from val), on the test flowers and the non-flower photos."""
+        (pv, sv), (pt, st) = val_out, test_out
+        cv, ct = pv.argmax(1) == val.y, pt.argmax(1) == test.y
+        thr = calibrate_scores(cv, sv, cfg.unknown_budget_pts / 100)["threshold"]
+        return {"val_accuracy": float(cv.mean()), "test_accuracy": float(ct.mean()), "threshold": thr,
+                "non_flower_rejected": float((neg_sims < thr).mean()),
+                "development_rejected": float((neg_sims[:dev_n] < thr).mean()),
+                "held_out_rejected": float((neg_sims[dev_n:] < thr).mean()),
+                "test_drop_pts": float((ct.mean() - (ct & (st >= thr)).mean()) * 100)}
     print(f"calibrating ({cfg.calibration} training images)", flush=True)
     cal = Calibrated(two, stratified_sample(train, cfg.calibration, cfg.calibration_seed), MixedPrecisionOptions())
     pick = np.unique(np.linspace(0, len(val.y) - 1, min(args.rank_images, len(val.y))).round().astype(int))
@@ -97,33 +109,18 @@ def main() -> None:
         rows = []
         for k in (int(v) for v in args.float_layers.split(",")):
             path.write_bytes(cal.quantize([r["tensor"] for r in ranking[:k]]))
-            pv, sv = sims_of(val.x)
-            pt, st = sims_of(test.x)
-            _, sn = sims_of(neg_x)
-            cv, ct = pv.argmax(1) == val.y, pt.argmax(1) == test.y
-            thr = calibrate_scores(cv, sv, cfg.unknown_budget_pts / 100)["threshold"]
-            err = sv - ref_val
+            val_out = sims_of(val.x)
+            err = val_out[1] - ref_val
             row = {"float_layers": k, "layers": [r["layer"] for r in ranking[:k]],
                    "similarity_error_sd": float(err.std()), "similarity_error_mean_abs": float(np.abs(err).mean()),
-                   "val_accuracy": float(cv.mean()), "test_accuracy": float(ct.mean()), "threshold": thr,
-                   "non_flower_rejected": float((sn < thr).mean()),
-                   "development_rejected": float((sn[:dev_n] < thr).mean()),
-                   "held_out_rejected": float((sn[dev_n:] < thr).mean()),
-                   "test_drop_pts": float((ct.mean() - (ct & (st >= thr)).mean()) * 100),
+                   **figures(val_out, sims_of(test.x), sims_of(neg_x)[1]),
                    "p50_ms_1_thread": _p50_ms(path, val.x[:1]), "size_bytes": path.stat().st_size}
             rows.append(row)
             print(f"{k} float layers: similarity error sd {row['similarity_error_sd']:.4f}, non-flower rejected "
                   f"{row['non_flower_rejected'] * 100:.1f}% for {row['test_drop_pts']:.2f} test pts, "
                   f"p50 {row['p50_ms_1_thread']:.2f} ms", flush=True)
     # the float model's own figures, for reference (Keras, same rule)
-    pv, sv = keras_out(val.x)
-    pt, st = keras_out(test.x)
-    outs = [two.predict_on_batch(neg_x[i:i + 32].astype("float32"))[1][:, 0] for i in range(0, len(neg_x), 32)]
-    sn = np.concatenate(outs)
-    cv, ct = pv.argmax(1) == val.y, pt.argmax(1) == test.y
-    thr = calibrate_scores(cv, sv, cfg.unknown_budget_pts / 100)["threshold"]
-    res["float"] = {"threshold": thr, "non_flower_rejected": float((sn < thr).mean()),
-                    "test_drop_pts": float((ct.mean() - (ct & (st >= thr)).mean()) * 100)}
+    res["float"] = figures(float_val, keras_out(test.x), keras_out(neg_x)[1])
     res["rows"] = rows
     res["seconds"] = time.perf_counter() - t0
     res["environment"] = environment()
