@@ -32,7 +32,7 @@ def main() -> None:
     if args.report:
         rep = json.loads(Path(args.report).read_text())
     else:
-        from edgeflower.train.clean import CleanConfig, clean
+        from edgeflower.clean import CleanConfig, clean
 
         rep = clean(CleanConfig(data=args.data, out=args.out))
     res = {

@@ -1,9 +1,10 @@
 """What the accuracy-controlled int8 remedy does on a real model: which layers go back to float, what each buys on
 validation and costs in one-thread latency, and the result on the test set.
 
-    python benchmarks/mixed_precision.py runs/bench/efficientnet_lite0_make_main [--max-drop 0] [--data DIR]
+    python benchmarks/mixed_precision.py runs/bench/efficientnet_lite0_make_main [--format onnx_int8]
+        [--max-drop 0] [--data DIR]
 
-Runs `edgeflower export RUN --formats tflite_int8 --mixed-precision --max-drop X` into runs/mixed/NAME (the
+Runs `edgeflower export RUN --formats FORMAT --mixed-precision --max-drop X` into runs/mixed/NAME (the
 budget is tight on purpose when the default int8 model already passes the usual 1-point gate: the point is to see
 the search work on a real graph). Appends the result to benchmarks/results/mixed_precision.json. Latencies are
 measured inside the search, one thread, 30 runs each, while other jobs may share the cores: read them as ratios.
@@ -29,6 +30,7 @@ from edgeflower.export.pipeline import ExportConfig, export  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
+    ap.add_argument("--format", default="tflite_int8", choices=["tflite_int8", "onnx_int8"])
     ap.add_argument("--max-drop", type=float, default=0.0)
     ap.add_argument("--calibration", type=int, default=300,
                     help="calibration images (few make a weaker int8 model: a real graph for the search to work on)")
@@ -43,7 +45,7 @@ def main() -> None:
     name = args.name or Path(args.run).name
     out = Path(args.out_root) / name
     t0 = time.perf_counter()
-    cfg = ExportConfig(target=args.run, formats=("tflite_int8",), mixed_precision=True, max_drop=args.max_drop,
+    cfg = ExportConfig(target=args.run, formats=(args.format,), mixed_precision=True, max_drop=args.max_drop,
                        calibration=args.calibration, data=args.data, out=str(out))
     if args.dark_calibration is not None:
         from edgeflower.export import pipeline
@@ -57,9 +59,11 @@ def main() -> None:
     a = rep["artifacts"][0]
     opts = a["options"]
     row = {
-        "command": f"edgeflower export {args.run} --formats tflite_int8 --mixed-precision --max-drop {args.max_drop:g} "
+        "command": f"edgeflower export {args.run} --formats {args.format} --mixed-precision "
+                   f"--max-drop {args.max_drop:g} "
                    f"--calibration {args.calibration}",
         "benchmark_command": "python benchmarks/mixed_precision.py " + " ".join(sys.argv[1:]),
+        "format": args.format,
         "dark_calibration": args.dark_calibration,
         "keras_test_accuracy": rep["keras_test_accuracy"],
         "attempts": a["attempts"],

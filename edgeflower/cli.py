@@ -132,7 +132,7 @@ def data_clean(data_dir, out, folds, mislabel_confidence, offtopic_confidence, l
                split_path):
     """Flag duplicates, photos filed under two classes, likely mislabeled and off-topic photos; write a report,
     a contact sheet and an exclusion list (`train --exclude`). Never deletes or moves files."""
-    from edgeflower.train.clean import CleanConfig, clean
+    from edgeflower.clean import CleanConfig, clean
 
     r = clean(CleanConfig(data=data_dir, out=out, folds=folds, mislabel_confidence=mislabel_confidence,
                           offtopic_confidence=offtopic_confidence, limit_per_class=limit_per_class, weights=weights,
@@ -287,8 +287,9 @@ def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | N
               help="Activation type of the int8 ONNX model (uint8 is the faster one measured).")
 @click.option("--auto", is_flag=True, help="When int8 is over budget, try the usual remedies and keep the best.")
 @click.option("--mixed-precision", is_flag=True,
-              help="When the int8 TFLite is over budget, return the layers that hurt accuracy most to float, one at "
-                   "a time, until the validation drop is within --max-drop (also the last remedy of --auto).")
+              help="When an int8 artifact (TFLite or ONNX) is over budget, return the layers that hurt accuracy most "
+                   "to float, one at a time, until the validation drop is within --max-drop (also the last remedy "
+                   "of --auto).")
 @click.option("--unknown", "unknown", type=click.Choice(["similarity", "confidence"]), default="similarity",
               show_default=True,
               help="How artifacts answer 'unknown': similarity = a second output scoring how close a photo's features "

@@ -261,7 +261,7 @@ def test_data_clean_flags_a_mislabeled_photo_and_never_touches_files(synth_data,
     import shutil
 
     from edgeflower.data.split import make_split
-    from edgeflower.train.clean import CleanConfig, clean
+    from edgeflower.clean import CleanConfig, clean
 
     data = tmp_path / "data"
     shutil.copytree(synth_data, data)

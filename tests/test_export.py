@@ -370,3 +370,33 @@ def test_accuracy_controlled_int8_returns_the_hurting_layer_to_float(synth_data,
     # the device runs it like any int8 artifact: integer input and output
     clf = Classifier(tmp_path / "mixed" / "model_int8.tflite")
     assert clf.backend.input.quantized and clf.backend.output.quantized
+
+
+def test_accuracy_controlled_int8_onnx_keeps_the_hurting_node_in_float(synth_data, synth_split, tmp_path):
+    """The same remedy for int8 ONNX (onnxruntime's nodes_to_exclude on one calibration): the 'wide' layer's
+    per-tensor uint8 activations lose the colour channels; keeping it in float brings the model back."""
+    import onnx
+
+    model = _outlier_model(tmp_path / "outlier.keras")
+    common = dict(target=str(model), formats=("onnx_int8",), unknown="confidence", calibration=30,
+                  data=str(synth_data), split=str(synth_split))
+    with pytest.raises(AccuracyDropError):
+        export(ExportConfig(**common, out=str(tmp_path / "plain")))
+    plain = json.loads((tmp_path / "plain" / "export_report.json").read_text())["artifacts"][0]
+    assert plain["reference_accuracy"] > 0.9 and plain["drop_pts"] > 30, plain["drop_pts"]
+    rep = export(ExportConfig(**common, out=str(tmp_path / "mixed"), mixed_precision=True))
+    a = rep["artifacts"][0]
+    assert a["passed"] and a["drop_pts"] <= 1.0
+    opts = a["options"]
+    assert opts["remedy"] == "layers in float (accuracy-controlled)" and opts["passed_on_val"]
+    assert 1 <= opts["float_layers"] <= 3, opts["float_nodes"]
+    assert "wide" in [s["layer"] for s in opts["steps"]], opts["steps"]  # named as the Keras layer
+    assert [s["float_layers"] for s in opts["steps"]] == list(range(opts["float_layers"] + 1))
+    assert opts["steps"][0]["val_drop_pts"] > 30 and opts["steps"][-1]["val_drop_pts"] <= 1.0
+    assert "wide" in (tmp_path / "mixed" / "export_report.md").read_text()
+    # the nodes named in the report are the ones without QDQ pairs in the artifact; the others are quantized
+    graph = onnx.load(str(tmp_path / "mixed" / "model_int8.onnx")).graph
+    deq_out = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = {n.name: all(i in deq_out for i in n.input[:2]) for n in graph.node if n.op_type == "Conv"}
+    assert convs and all(not convs[f] for f in opts["float_nodes"] if f in convs), convs
+    assert any(convs.values()), convs  # not everything went back to float

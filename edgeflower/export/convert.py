@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import os
@@ -210,54 +211,91 @@ def onnx_int8(float_path: Path, out_path: Path, calibration: np.ndarray, opts: O
     quantization)."""
     if len(calibration) == 0:
         raise ExportError("the calibration set is empty: int8 quantization needs representative images")
-    q = require("onnxruntime.quantization", "ONNX int8 quantization")
-    onnx = require("onnx", "ONNX int8 quantization")
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     workdir = workdir or out_path.parent
     pre = workdir / (out_path.name + ".pre.onnx")
     try:
-        try:
-            quant_pre_process(os.fspath(float_path), os.fspath(pre), skip_symbolic_shape=False)
-            src = pre
-        except Exception as exc:  # noqa: BLE001 - pre-processing is an optimisation, not a requirement
-            log.warning("onnx quant_pre_process failed (%s); quantizing the unprocessed model", _first(exc))
-            src = float_path
+        src = onnx_preprocess(float_path, pre)
+        onnx_quantize(src, out_path, calibration, opts)
+    finally:
+        _remove_onnx(pre)
+
+
+def onnx_preprocess(float_path: Path, pre: Path) -> Path:
+    """onnxruntime's quantization pre-processing (shape inference, graph optimisation) into ``pre``; the float
+    model itself when it fails (it is an optimisation, not a requirement)."""
+    require("onnxruntime.quantization", "ONNX int8 quantization")
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(os.fspath(float_path), os.fspath(pre), skip_symbolic_shape=False)
+        return pre
+    except Exception as exc:  # noqa: BLE001
+        log.warning("onnx quant_pre_process failed (%s); quantizing the unprocessed model", _first(exc))
+        return float_path
+
+
+def _remove_onnx(path: Path) -> None:
+    for p in (path, path.with_name(path.name + ".data")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def always_float_nodes(model) -> list[str]:
+    """Nodes that every int8 ONNX keeps in float. The unknown score's L2 normalization: quantizing x^2 and 1/|x|
+    per tensor loses the small feature vectors (measured: similarities off by up to 0.4); it is a few vector
+    ops, the bank MatMul after it is quantized as usual."""
+    from edgeflower.export.ood import NORMALIZE_LAYER
+
+    return [n.name for n in model.graph.node if NORMALIZE_LAYER in n.name]
+
+
+def onnx_quantize(src: Path, out_path: Path, calibration: np.ndarray | None, opts: OnnxInt8Options,
+                  float_nodes=(), only_nodes=None, cache: Path | None = None) -> None:
+    """Quantize the pre-processed float model ``src``: every quantizable node but ``float_nodes`` (and those
+    ``always_float_nodes`` names), or only ``only_nodes`` when given. With ``cache`` the activation ranges are
+    computed from ``calibration`` once, saved there, and read back by later calls (onnxruntime's
+    ``calibration_cache_path``): re-quantizing with other float nodes takes seconds instead of a calibration
+    pass. Pass ``calibration`` anyway: onnxruntime before 1.32 has no cache and calibrates every time."""
+    q = require("onnxruntime.quantization", "ONNX int8 quantization")
+    onnx = require("onnx", "ONNX int8 quantization")
+    if cache is not None and "calibration_cache_path" not in inspect.signature(q.quantize_static).parameters:
+        cache = None  # onnxruntime before 1.32: every call calibrates again (slower, the same ranges)
+    cached = cache is not None and cache.is_file()
+    if not cached and (calibration is None or len(calibration) == 0):
+        raise ExportError("the calibration set is empty: int8 quantization needs representative images")
+    try:
         model = onnx.load(os.fspath(src))
         input_name = model.graph.input[0].name
-        from edgeflower.export.ood import NORMALIZE_LAYER
-
-        # The unknown score's L2 normalization stays in float: quantizing x^2 and 1/|x| per tensor loses the
-        # small feature vectors (measured: similarities off by up to 0.4); it is a few vector ops, the bank
-        # MatMul after it is quantized as usual.
-        exclude = [n.name for n in model.graph.node if NORMALIZE_LAYER in n.name]
+        exclude = always_float_nodes(model) + list(float_nodes)
         if opts.exclude_last:
             exclude += _classifier_layer(model)
         method = {"minmax": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile,
                   "entropy": q.CalibrationMethod.Entropy}[opts.method]
         act = q.QuantType.QUInt8 if opts.activation_type == "uint8" else q.QuantType.QInt8
-        # Calibration keeps every intermediate activation of the batches it has seen; merging the ranges
-        # every few batches keeps MobileNetV2's peak memory near 1 GB instead of 7+ GB. onnxruntime fails
-        # ("No data is collected") when the batch count is a multiple of that number, so pick one that is not.
-        n_batches = -(-len(calibration) // _Reader.batch_size)
-        merge_every = next(k for k in range(2, n_batches + 2) if n_batches % k)
+        extra = {"ActivationSymmetric": opts.activation_type == "int8"}
+        reader = None
+        if not cached:
+            # Calibration keeps every intermediate activation of the batches it has seen; merging the ranges
+            # every few batches keeps MobileNetV2's peak memory near 1 GB instead of 7+ GB. onnxruntime fails
+            # ("No data is collected") when the batch count is a multiple of that number, so pick one that is
+            # not.
+            n_batches = -(-len(calibration) // _Reader.batch_size)
+            extra["CalibMaxIntermediateOutputs"] = next(k for k in range(2, n_batches + 2) if n_batches % k)
+            reader = _Reader(calibration, input_name)
+        kw = {"calibration_cache_path": os.fspath(cache)} if cache is not None else {}
         with quiet():
             q.quantize_static(
-                os.fspath(src), os.fspath(out_path), _Reader(calibration, input_name),
+                os.fspath(src), os.fspath(out_path), reader,
                 quant_format=q.QuantFormat.QDQ, activation_type=act,
                 weight_type=q.QuantType.QUInt8 if opts.weight_type == "uint8" else q.QuantType.QInt8,
                 per_channel=opts.per_channel, reduce_range=opts.reduce_range, calibrate_method=method,
-                nodes_to_exclude=exclude, extra_options={"CalibMaxIntermediateOutputs": merge_every,
-                                                         "ActivationSymmetric": opts.activation_type == "int8"},
+                nodes_to_quantize=list(only_nodes) if only_nodes is not None else None,
+                nodes_to_exclude=exclude, extra_options=extra, **kw,
             )
     except ExportError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"onnxruntime static quantization failed: {_first(exc)}") from exc
-    finally:
-        for p in (pre, pre.with_name(pre.name + ".data")):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
 
 
 def _classifier_layer(model) -> list[str]:

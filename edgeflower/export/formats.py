@@ -42,12 +42,13 @@ class BuildContext:
     _float_val_probs: np.ndarray | None = None
 
     def float_val_probs(self) -> np.ndarray:
-        """The float TFLite model's class scores on the validation images (built here if it was not asked for)."""
+        """The float model's class scores on the validation images: the float TFLite or ONNX built before (the
+        two agree to float32 rounding), else a float TFLite built here."""
         if self._float_val_probs is None:
             from edgeflower.edge.classifier import Classifier
             from edgeflower.export import convert
 
-            path = self.built.get(Format.TFLITE_FLOAT)
+            path = self.built.get(Format.TFLITE_FLOAT) or self.built.get(Format.ONNX_FLOAT)
             if path is None:
                 path = self.tmp / "reference_float.tflite"
                 path.write_bytes(convert.tflite_float(self.model))
@@ -104,9 +105,8 @@ def _tflite_int8(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
     if isinstance(cand.options, mixed.MixedPrecisionOptions):  # the accuracy-controlled remedy
         res = mixed.search(ctx.model, cand.calib, cand.options, ctx.val_x, ctx.val_y, ctx.float_val_probs(),
                            ctx.cfg.max_drop, ctx.tmp, ctx.say)
-        path.write_bytes(res.tflite)
-        return {**_int8_options(cand), "float_nodes": res.float_nodes, "float_layers": len(res.float_nodes),
-                "passed_on_val": res.passed_on_val, "steps": res.steps, "ranking": res.ranking[:10]}
+        path.write_bytes(res.artifact)
+        return _mixed_options(cand, res)
     path.write_bytes(convert.tflite_int8(ctx.model, cand.calib, cand.options))
     return _int8_options(cand)
 
@@ -138,15 +138,26 @@ def _onnx_float(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
     return {"opset": 17}
 
 
-def _onnx_int8(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
-    from edgeflower.export import convert
+def _mixed_options(cand: Candidate, res) -> dict:
+    return {**_int8_options(cand), "float_nodes": res.float_nodes, "float_layers": len(res.float_nodes),
+            "passed_on_val": res.passed_on_val, "steps": res.steps, "ranking": res.ranking[:10]}
 
+
+def _onnx_int8(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
+    from edgeflower.export import convert, mixed
+
+    if isinstance(cand.options, mixed.OnnxMixedPrecisionOptions):  # the accuracy-controlled remedy
+        res = mixed.search_onnx(ctx.built[Format.ONNX_FLOAT], cand.calib, cand.options, ctx.val_x, ctx.val_y,
+                                ctx.float_val_probs(), ctx.cfg.max_drop, ctx.tmp, ctx.say)
+        path.write_bytes(res.artifact)
+        return _mixed_options(cand, res)
     convert.onnx_int8(ctx.built[Format.ONNX_FLOAT], path, cand.calib, cand.options, workdir=ctx.tmp)
     return _int8_options(cand)
 
 
 def _onnx_int8_remedies(ctx: BuildContext) -> list[Candidate]:
     from edgeflower.export.convert import OnnxInt8Options
+    from edgeflower.export.mixed import OnnxMixedPrecisionOptions
 
     act = ctx.cfg.onnx_activation
     other = "int8" if act == "uint8" else "uint8"
@@ -159,6 +170,9 @@ def _onnx_int8_remedies(ctx: BuildContext) -> list[Candidate]:
                 Candidate(f"{other} activations", OnnxInt8Options(other), ctx.calib),
                 Candidate("per-tensor weights", OnnxInt8Options(act, per_channel=False), ctx.calib),
                 Candidate("final layer in float", OnnxInt8Options(act, exclude_last=True), ctx.calib)]
+    if ctx.cfg.auto or ctx.cfg.mixed_precision:  # last: it costs latency, the others do not
+        out.append(Candidate("layers in float (accuracy-controlled)", OnnxMixedPrecisionOptions(activation_type=act),
+                             ctx.calib))
     return out
 
 

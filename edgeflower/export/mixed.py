@@ -1,16 +1,20 @@
-"""Accuracy-controlled int8 TFLite: keep only the layers that hurt accuracy most in float.
+"""Accuracy-controlled int8 (TFLite and ONNX): keep only the layers that hurt accuracy most in float.
 
-1. Calibrate once (the converter's calibration-only mode), so that every variant below is only a re-quantization
-   of the same calibrated model (``mlir_quantize`` with ``denylisted_nodes``, what TFLite's QuantizationDebugger
-   uses for selective quantization): seconds, not minutes.
+1. Calibrate once, so that every variant below is only a re-quantization of the same calibrated model: seconds,
+   not minutes.
+   - TFLite: the converter's calibration-only mode, then ``mlir_quantize`` with ``denylisted_nodes`` (what
+     TFLite's QuantizationDebugger uses for selective quantization).
+   - ONNX: onnxruntime's ``quantize_static`` with a calibration cache, then ``nodes_to_exclude`` (the layers
+     kept in float) or ``nodes_to_quantize`` (one layer quantized alone).
 2. Rank the layers by how much quantizing each one alone (every other layer in float) moves the class scores on a
    sample of the validation split, against the float model.
 3. Return the worst layers to float one at a time until the validation accuracy drop against the float model is
    within the budget; the first variant that passes is the one with the fewest float layers along that order.
 
 Each step's validation accuracy and one-thread latency is recorded, so the report says what every float layer
-cost. The input and outputs stay integer (uint8 or int8, as the full-integer model), so the device code and the
-metadata are the same as for any int8 artifact.
+cost. The TFLite input and outputs stay integer (uint8 or int8, as the full-integer model); the ONNX graph keeps
+its float input and outputs with QDQ pairs inside, as any int8 ONNX. The device code and the metadata are the
+same as for any int8 artifact.
 """
 
 from __future__ import annotations
@@ -39,9 +43,16 @@ class MixedPrecisionOptions:
     float_nodes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class OnnxMixedPrecisionOptions(convert.OnnxInt8Options):
+    """The int8 ONNX options plus the search's bounds."""
+    max_float_layers: int = 12
+    rank_images: int = 64
+
+
 @dataclass
 class MixedResult:
-    tflite: bytes
+    artifact: bytes
     float_nodes: list[str]
     steps: list[dict] = field(default_factory=list)  # one per layer returned to float, in order
     ranking: list[dict] = field(default_factory=list)  # every layer's score when quantized alone
@@ -49,7 +60,9 @@ class MixedResult:
 
 
 class Calibrated:
-    """A model calibrated once, re-quantized with any set of layers kept in float."""
+    """A Keras model calibrated once for int8 TFLite, re-quantized with any set of layers kept in float."""
+
+    suffix = ".tflite"
 
     def __init__(self, model, calibration: np.ndarray, opts: MixedPrecisionOptions):
         if len(calibration) == 0:
@@ -80,6 +93,14 @@ class Calibrated:
             raise ExportError(f"int8 quantization with {len(float_nodes)} float layers failed: "
                               f"{convert._first(exc)}") from exc  # noqa: SLF001
         return convert.name_tensors(flat, self.n_outputs)
+
+    def write(self, path: Path, float_nodes=(), only=None) -> None:
+        """The variant with ``float_nodes`` in float, or with only the node ``only`` quantized."""
+        path.write_bytes(self.quantize([m for m in self.nodes if m != only] if only is not None else float_nodes))
+
+    @staticmethod
+    def layer(node: str) -> str:
+        return layer_name(node)
 
     @staticmethod
     def _layers(tflite: bytes) -> list[str]:
@@ -112,6 +133,54 @@ def layer_name(tensor: str) -> str:
     return re.sub(r"_\d+$", "", name)
 
 
+# ONNX ops that move or clip data: quantizing one alone only rounds a tensor its neighbours already round, and
+# onnxruntime gives them the scale of their input; the search ranks the ops that compute.
+ONNX_PASSIVE_OPS = {"Clip", "Relu", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split",
+                    "Gather", "GatherElements", "Pad", "Resize", "MaxPool", "TopK", "Where", "CumSum", "Identity",
+                    "Concat", "Min", "Max"}
+
+
+class OnnxCalibrated:
+    """A float ONNX model pre-processed and calibrated once, re-quantized with any set of nodes kept in float."""
+
+    suffix = ".onnx"
+
+    def __init__(self, float_path: Path, calibration: np.ndarray, opts: convert.OnnxInt8Options, workdir: Path):
+        import onnx
+        from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+        self.opts, self.calibration = opts, calibration
+        self.src = convert.onnx_preprocess(float_path, workdir / "mixed_pre.onnx")
+        self.cache = workdir / "mixed_calibration.json"
+        convert.onnx_quantize(self.src, workdir / "mixed_full.onnx", calibration, opts, cache=self.cache)
+        model = onnx.load(str(self.src))
+        keep_float = set(convert.always_float_nodes(model))
+        if opts.exclude_last:
+            keep_float |= set(convert._classifier_layer(model))  # noqa: SLF001
+        quantizable = (set(QDQRegistry) | set(QLinearOpsRegistry)) - ONNX_PASSIVE_OPS
+        self.nodes = [n.name for n in model.graph.node if n.op_type in quantizable and n.name not in keep_float]
+        self._names = {n.name: _onnx_layer(n) for n in model.graph.node}
+
+    def write(self, path: Path, float_nodes=(), only=None) -> None:
+        convert.onnx_quantize(self.src, path, self.calibration, self.opts, float_nodes=float_nodes,
+                              only_nodes=[only] if only is not None else None, cache=self.cache)
+
+    def layer(self, node: str) -> str:
+        return self._names.get(node, node)
+
+
+def _onnx_layer(node) -> str:
+    """The Keras layer an ONNX node comes from, e.g. '.../blocks_0_depthwise_conv_1/depthwise' ->
+    'blocks_0_depthwise_conv'. tf2onnx names some fused convolutions 'Conv__331'; their weight's name
+    ('.../conv_stem_1/convolution/merged_input:0') still says the layer."""
+    for text in [node.name, *node.input[1:], *node.output]:
+        bits = text.split("/")
+        for part in reversed(bits[:-1]):  # the innermost Keras layer (they end in _<n> in a traced graph)
+            if re.search(r"_\d+$", part):
+                return re.sub(r"_\d+$", "", part)
+    return node.name
+
+
 def _probs(path: Path, images: np.ndarray) -> np.ndarray:
     from edgeflower.edge.classifier import Classifier
 
@@ -130,25 +199,42 @@ def _p50_ms(path: Path, image: np.ndarray, runs: int = 30) -> float:
 def search(model, calibration: np.ndarray, opts: MixedPrecisionOptions, val_x, val_y: np.ndarray,
            float_probs_val: np.ndarray, max_drop_pts: float, workdir: Path,
            say: Callable[[str], None] = lambda m: None) -> MixedResult:
-    """The accuracy-controlled search (module docstring). ``float_probs_val``: the float model's class scores on
-    ``val_x``, the reference for both the ranking and the drop."""
+    """The accuracy-controlled search for int8 TFLite (module docstring). ``float_probs_val``: the float model's
+    class scores on ``val_x``, the reference for both the ranking and the drop."""
+    return search_variants(Calibrated(model, calibration, opts), opts, val_x, val_y, float_probs_val,
+                           max_drop_pts, workdir, say)
+
+
+def search_onnx(float_onnx: Path, calibration: np.ndarray, opts: OnnxMixedPrecisionOptions, val_x, val_y,
+                float_probs_val: np.ndarray, max_drop_pts: float, workdir: Path,
+                say: Callable[[str], None] = lambda m: None) -> MixedResult:
+    """The same search for int8 ONNX, from the float ONNX file."""
+    if len(calibration) == 0:
+        raise ExportError("the calibration set is empty: int8 quantization needs representative images")
+    return search_variants(OnnxCalibrated(float_onnx, calibration, opts, workdir), opts, val_x, val_y,
+                           float_probs_val, max_drop_pts, workdir, say)
+
+
+def search_variants(cal, opts, val_x, val_y: np.ndarray, float_probs_val: np.ndarray, max_drop_pts: float,
+                    workdir: Path, say: Callable[[str], None] = lambda m: None) -> MixedResult:
+    """``cal``: a calibrated model (``Calibrated`` or ``OnnxCalibrated``) with its ``nodes``, ``write`` and
+    ``layer``; ``opts``: its ``max_float_layers`` and ``rank_images``."""
     t0 = time.perf_counter()
-    cal = Calibrated(model, calibration, opts)
     ref_acc = float((float_probs_val.argmax(1) == val_y).mean())
     n = len(val_y)
     # the ranking sample: evenly spread over the validation split (its order is by class)
     pick = np.unique(np.linspace(0, n - 1, min(opts.rank_images, n)).round().astype(int))
     sample, ref_sample = np.asarray(val_x[pick]), float_probs_val[pick]
-    path = workdir / "mixed_try.tflite"
+    path = workdir / ("mixed_try" + cal.suffix)
     ranking: list[dict] = []
 
     def rank() -> None:
         say(f"accuracy-controlled int8: ranking {len(cal.nodes)} layers, each quantized alone, on {len(pick)} "
             "validation images")
         for node in cal.nodes:
-            path.write_bytes(cal.quantize([m for m in cal.nodes if m != node]))
+            cal.write(path, only=node)
             err = float(np.abs(_probs(path, sample) - ref_sample).sum(1).mean())
-            ranking.append({"layer": layer_name(node), "tensor": node, "score_change": err})
+            ranking.append({"layer": cal.layer(node), "tensor": node, "score_change": err})
         ranking.sort(key=lambda r: -r["score_change"])
 
     image = np.asarray(val_x[:1])
@@ -159,8 +245,8 @@ def search(model, calibration: np.ndarray, opts: MixedPrecisionOptions, val_x, v
             if not ranking:  # only when the all-int8 model is over budget
                 rank()
             float_nodes.append(ranking[k - 1]["tensor"])
-        flat = cal.quantize(float_nodes)
-        path.write_bytes(flat)
+        cal.write(path, float_nodes=float_nodes)
+        raw = path.read_bytes()
         acc = float((_probs(path, np.asarray(val_x)).argmax(1) == val_y).mean())
         drop = (ref_acc - acc) * 100
         step = {"float_layers": k, "layer": ranking[k - 1]["layer"] if k else None,
@@ -169,9 +255,9 @@ def search(model, calibration: np.ndarray, opts: MixedPrecisionOptions, val_x, v
         steps.append(step)
         say(f"accuracy-controlled int8: {k} layer(s) in float, validation drop {drop:.2f} pts")
         if best is None or acc > best[1]:
-            best = (flat, acc, list(float_nodes))
+            best = (raw, acc, list(float_nodes))
         if drop <= max_drop_pts + 1e-9:
-            return MixedResult(flat, list(float_nodes), steps, ranking, passed_on_val=True)
+            return MixedResult(raw, list(float_nodes), steps, ranking, passed_on_val=True)
     say(f"accuracy-controlled int8: still over budget with {len(float_nodes)} layers in float "
         f"({time.perf_counter() - t0:.0f} s); keeping the best")
     return MixedResult(best[0], best[2], steps, ranking, passed_on_val=False)

@@ -59,7 +59,7 @@ class ExportConfig:
     unknown_neighbours: int = ood.DEFAULT_NEIGHBOURS  # the similarity is to the k-th nearest training photo
     # the artifacts to export (Format values, e.g. ("tflite_float", "onnx_int8")); None: from int8 and onnx
     formats: tuple[str, ...] | None = None
-    mixed_precision: bool = False  # int8 TFLite over budget: return the layers that hurt most to float (also --auto)
+    mixed_precision: bool = False  # int8 over budget: return the layers that hurt most to float (also --auto)
 
 
 def requested_formats(cfg: ExportConfig) -> list[Format]:

@@ -7,6 +7,9 @@ Findings:
 - likely off-topic photos: out-of-fold predictions with low confidence for every class.
 The frozen test set is never excluded (it stays the study's); its photos are scored and reported only.
 Nothing is deleted or moved: the output is a report, a contact sheet PNG and ``exclude.txt``.
+
+Its own layer, above ``train``: it works on the dataset like ``data``, but it needs a model's features and
+trains classifiers on them, which ``data`` (no TensorFlow, so that the device can import it) must not.
 """
 
 from __future__ import annotations
