@@ -489,8 +489,8 @@ def mixed() -> str:
     from edgeflower.export.mixed import layer_name
 
     out = ["Accuracy-controlled int8 (`export --mixed-precision`) on real runs (`benchmarks/mixed_precision.py`). "
-           "The forced-failure test (a layer with a 10^4 outlier channel: full int8 loses 66 points, two layers in "
-           "float bring it to 0) is in `tests/test_export.py`."]
+           "The forced-failure tests (a layer with a 10^4 outlier channel: full int8 loses 66 points, two layers in "
+           "float bring it to 0, for TFLite and for ONNX) are in `tests/test_export.py`."]
     for name, r in d["runs"].items():
         f = r["final"]
         dflt = r["attempts"][0]

@@ -367,9 +367,11 @@ def test_accuracy_controlled_int8_returns_the_hurting_layer_to_float(synth_data,
     assert all(s["p50_ms_1_thread"] > 0 for s in opts["steps"])
     md = (tmp_path / "mixed" / "export_report.md").read_text()
     assert "float layer 1" in md and "wide" in md
-    # the device runs it like any int8 artifact: integer input and output
+    # the device runs it like any int8 artifact: integer input and output, of the type asked for (uint8 here)
     clf = Classifier(tmp_path / "mixed" / "model_int8.tflite")
     assert clf.backend.input.quantized and clf.backend.output.quantized
+    meta = json.loads(sidecar_path(tmp_path / "mixed" / "model_int8.tflite").read_text())
+    assert meta["input"]["dtype"] == "uint8", meta["input"]
 
 
 def test_accuracy_controlled_int8_onnx_keeps_the_hurting_node_in_float(synth_data, synth_split, tmp_path):

@@ -86,8 +86,10 @@ class Calibrated:
         io = self.tf.int8 if self.opts.input_type == "int8" else self.tf.uint8
         try:
             with convert.quiet():
+                # fully_quantize=False, as the converter itself calls it: with True, uint8 input and output
+                # come out as int8 (measured), unlike the full-integer artifact the device and other clients expect
                 flat = tfl_convert.mlir_quantize(self.calibrated, disable_per_channel=not self.opts.per_channel,
-                                                 fully_quantize=True, input_data_type=io, output_data_type=io,
+                                                 fully_quantize=False, input_data_type=io, output_data_type=io,
                                                  denylisted_nodes=list(float_nodes) or None)
         except Exception as exc:  # noqa: BLE001
             raise ExportError(f"int8 quantization with {len(float_nodes)} float layers failed: "
