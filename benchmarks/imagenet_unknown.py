@@ -1,0 +1,148 @@
+"""Does the ImageNet head that the EfficientNet-Lite weights carry help the `unknown` score?
+
+    python benchmarks/imagenet_unknown.py runs/bench/efficientnet_lite0_make_main [--data DIR] [--debs DIR]
+
+The run's Keras model gives the pooled backbone features (1280 values for Lite0) of the training, validation and
+test photos and of the non-flower sets of `benchmarks/unknown.py --wallpapers` (development, held-out, and the
+flowers of other species apart). The ImageNet classifier of the installed weights (`_fc`, 1000 classes) reads
+the same features, so on the device it would cost one 1280 x 1000 product (about 0.3% of Lite0's operations).
+Scores compared, each with a threshold calibrated on the validation split at the exports' budget (0.5 point):
+- the shipped one: cosine similarity to the 2nd-nearest training photo (k=2);
+- the ImageNet probability mass of the classes that are top-1 on at least N training photos;
+- k=2 + lambda * log(that mass), lambda chosen on the development set;
+- k=2 - lambda * log(the mass of the classes top-1 on the outlier-exposure photos and on no training photo).
+Writes benchmarks/results/imagenet_unknown.json. A few minutes (feature extraction of the 3670 photos).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from edgeflower._env import environment  # noqa: E402
+from edgeflower._util import write_json  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--debs", default=None)
+    ap.add_argument("--opencv-sdist", default=None)
+    ap.add_argument("--budget", type=float, default=0.005)
+    ap.add_argument("--results", default=str(ROOT / "benchmarks/results/imagenet_unknown.json"))
+    args = ap.parse_args()
+
+    import keras
+
+    import negatives
+    import unknown
+    from edgeflower.data.arrays import load_split
+    from edgeflower.data.source import resolve_data_dir
+    from edgeflower.data.split import load_manifest
+    from edgeflower.edge.preprocess import preprocess
+    from edgeflower.export.ood import feature_layer, kth_largest, normalize
+    from edgeflower.metrics import calibrate_scores
+    from edgeflower.train.efficientnet_lite import VARIANTS, weights_file
+    from edgeflower.train.pth import read_state_dict
+
+    cfg = json.loads((Path(args.run) / "config.json").read_text())
+    variant = cfg["model"]
+    if variant not in VARIANTS:
+        sys.exit(f"{args.run} is a {variant} run: the ImageNet head is that of the EfficientNet-Lite weights")
+    t0 = time.perf_counter()
+    m = keras.models.load_model(Path(args.run) / "model.keras", compile=False)
+    feat = keras.Model(m.inputs, [feature_layer(m).output, m.output])
+    size = int(m.inputs[0].shape[1])
+
+    def run_model(x):
+        outs = [feat.predict_on_batch(x[i:i + 16].astype("float32")) for i in range(0, len(x), 16)]
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+    root, man = resolve_data_dir(args.data, download=False), load_manifest()
+    sets = {"development": unknown.dev_images(), "held_out": unknown.heldout_images(args.opencv_sdist)}
+    for name in ("development", "held_out", "near"):
+        sets[name] = sets.get(name, []) + negatives.images(name, debs=args.debs)
+    index = negatives.build(negatives.default_dir(), args.debs)
+    outliers = [str(negatives.default_dir() / r["file"]) for r in index["rows"] if r["role"] == "train"]
+    f, p, y = {}, {}, {}
+    for s in ("train", "val", "test"):
+        a = load_split(root, man, s, size)
+        f[s], p[s] = run_model(a.x)
+        y[s] = a.y
+    cats = {}
+    for s, images in sets.items():
+        f[s], p[s] = run_model(np.stack([preprocess(o["path"], size) for o in images]))
+        cats[s] = np.array([o.get("category") or unknown.CATEGORY.get(o["name"], "other") for o in images])
+    f_out = run_model(np.stack([preprocess(o, size) for o in outliers]))[0]
+    state = read_state_dict(weights_file(VARIANTS[variant]))
+    w, b = state["_fc.weight"], state["_fc.bias"]
+
+    def imagenet_probs(x):
+        z = x @ w.T + b
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    q = {s: imagenet_probs(v) for s, v in f.items()}
+    train_counts = np.bincount(q["train"].argmax(1), minlength=len(b))
+    outlier_classes = (np.bincount(imagenet_probs(f_out).argmax(1), minlength=len(b)) > 0) & (train_counts == 0)
+    bank = normalize(f["train"])
+
+    def k2(s):
+        return kth_largest(normalize(f[s]) @ bank.T, 2)
+
+    def mass(s, n):
+        return q[s][:, train_counts >= n].sum(1)
+
+    methods = {"cosine to 2nd-nearest training photo (k=2, shipped)": k2}
+    for n in (1, 2, 5):
+        methods[f"ImageNet mass of classes top-1 on >= {n} training photos"] = lambda s, n=n: mass(s, n)
+    for n in (1, 2):
+        for lam in (0.01, 0.02, 0.05, 0.1, 0.2):
+            methods[f"k=2 + {lam:g} log(mass, >= {n} photos)"] = \
+                lambda s, n=n, lam=lam: k2(s) + lam * np.log(mass(s, n) + 1e-6)
+    for lam in (0.02, 0.05, 0.1):
+        methods[f"k=2 - {lam:g} log(mass of outlier-photo classes)"] = \
+            lambda s, lam=lam: k2(s) - lam * np.log(q[s][:, outlier_classes].sum(1) + 1e-6)
+
+    c_val, c_test = p["val"].argmax(1) == y["val"], p["test"].argmax(1) == y["test"]
+    rows = {}
+    for name, fn in methods.items():
+        sv, st = fn("val"), fn("test")
+        thr = calibrate_scores(c_val, sv, args.budget)["threshold"]
+        kept = (c_test & (st >= thr)).mean()
+        row = {"threshold": float(thr), "test_drop_pts": float((c_test.mean() - kept) * 100)}
+        for s in sets:
+            so = fn(s)
+            row[f"{s}_rejected"] = float((so < thr).mean())
+            nature = cats[s] == "nature"
+            if nature.any():
+                row[f"{s}_nature_rejected"] = float((so[nature] < thr).mean())
+        rows[name] = row
+        print(f"{name:<58} dev {row['development_rejected'] * 100:5.1f}%  "
+              f"held-out {row['held_out_rejected'] * 100:5.1f}%  near {row['near_rejected'] * 100:5.1f}%  test drop {row['test_drop_pts']:.2f}", flush=True)
+    # the choice, on the development set only (every threshold above is within the validation budget): the most
+    # development photos rejected; ties go to the simpler score (the first in the table)
+    best = max(rows, key=lambda k: rows[k]["development_rejected"])
+    res = {"command": "python benchmarks/imagenet_unknown.py " + " ".join(sys.argv[1:]), "run": args.run,
+           "budget": args.budget, "imagenet_classes_top1_on_training_photos": int((train_counts > 0).sum()),
+           "top_training_classes": [{"imagenet_index": int(i), "training_photos": int(train_counts[i])}
+                                    for i in np.argsort(-train_counts)[:10]],
+           "outlier_classes": int(outlier_classes.sum()),
+           "sets": {s: len(v) for s, v in sets.items()}, "methods": rows, "chosen_on_development": best,
+           "seconds": time.perf_counter() - t0, "environment": environment(), "date": time.strftime("%Y-%m-%d")}
+    write_json(args.results, res)
+    print("chosen on the development set:", best)
+
+
+if __name__ == "__main__":
+    main()
