@@ -528,8 +528,9 @@ def mixed() -> str:
                    "main's MobileNetV2 2.5 points, `onnx_reduce_range.json`). Its weights are gone; retrained with "
                    f"the same command (Keras {new['keras_test_accuracy'] * 100:.2f}%, `{new['command']}`), the int8 "
                    f"ONNX scores {n['accuracy'] * 100:.2f}% (a drop of {n['drop_pts']:+.2f} points) and every "
-                   "artifact passes; whether the saturation or the weights made the difference cannot be told now, so the search has nothing to "
-                   "remove there either (`mobilenet_v2_ft_all_240_cos_onnx_int8` above, run at a budget of 0).")
+                   "artifact passes, so the search has nothing to "
+                   "remove there either (`mobilenet_v2_ft_all_240_cos_onnx_int8` above, run at a budget of 0). "
+                   "Whether the saturation or the new weights made the difference cannot be told now.")
     return "\n".join(out) + "\n\n" + _env_line(d)
 
 
