@@ -557,6 +557,40 @@ def mixed_unknown() -> str:
             "what float layers cost is in the table above.\n\n" + "\n".join(rows) + "\n\n" + _env_line(d))
 
 
+def unknown_oe_ft() -> str:
+    d = _load("unknown_oe_ft.json")
+    if not d:
+        return "(run `python benchmarks/unknown.py runs/bench/efficientnet_lite0_ft_all_cos_oe/export/... --wallpapers`)"
+    rows = ["| artifact | non-flower rejected | development | held-out | nature | other species | flower test "
+            "accuracy without -> with `unknown` |", "|---|---:|---:|---:|---:|---:|---|"]
+    for a in d["artifacts"]:
+        nat = a["non_flower_rejected_by_category"].get("nature", {})
+        rows.append(f"| {'/'.join(Path(a['artifact']).parts[-3::2])} | **{a['non_flower_rejected'] * 100:.1f}%** | "
+                    f"{a['development']['rejected'] * 100:.1f}% | {a['held_out']['rejected'] * 100:.1f}% | "
+                    f"{nat.get('rejected', 0) * 100:.0f}% of {nat.get('images', 0)} | "
+                    f"{a['near']['rejected'] * 100:.0f}% | {a['test_accuracy_without_rejection'] * 100:.2f}% -> "
+                    f"{a['test_accuracy_with_rejection'] * 100:.2f}% ({-a['test_drop_pts']:+.2f}) |")
+    a0 = d["artifacts"][0]
+    base = next((a for a in (_load("unknown_wallpapers.json") or {}).get("artifacts", [])
+                 if a["artifact"].endswith("efficientnet_lite0_ft_all_cos/export/model_int8.tflite")), None)
+    ref = ("no reference row" if base is None else
+           f"{base['non_flower_rejected'] * 100:.1f}% on int8 TFLite, nature "
+           f"{base['non_flower_rejected_by_category']['nature']['rejected'] * 100:.0f}%, "
+           f"{base['test_drop_pts']:.2f} test points")
+    return ("End-to-end fine-tuning with the wallpaper outlier photos as a background class (`edgeflower train "
+            "--model efficientnet_lite0 --augment --label-smoothing 0.1 --epochs 40 --fine-tune 141 "
+            "--fine-tune-epochs 20 --fine-tune-lr 0.0001 --fine-tune-schedule cosine --background "
+            "~/.cache/edgeflower/nonflower/wallpapers/train --out runs/bench/efficientnet_lite0_ft_all_cos_oe`, "
+            "then `edgeflower export ... --int8`; measured with "
+            f"`{d['command']}`). The outlier photos come from other packages than the development and held-out "
+            f"photos. Against the fine-tuned Lite0 without them (above: {ref}), nature "
+            f"photos are rejected more often, but the 0.5-point validation budget costs {a0['test_drop_pts']:.2f} "
+            "test points on the int8 TFLite, over the 1-point target: the test flowers have more low-similarity photos than the "
+            "validation ones, and a smaller validation budget (0.25 point, `budget_curve` in the JSON) costs "
+            "the same test points. Flowers of other species still all pass as one of the five.\n\n"
+            + "\n".join(rows) + "\n\n" + _env_line(d))
+
+
 # the ImageNet-1k class names of the indices the flower photos fall into most (the standard class index)
 IMAGENET_NAMES = {985: "daisy", 984: "rapeseed", 716: "picket fence", 883: "vase", 309: "bee", 738: "pot",
                   946: "cardoon", 580: "greenhouse", 989: "hip"}
@@ -652,6 +686,7 @@ def memory() -> str:
 SECTIONS = {"summary": summary}
 DOCS = {"docs/results.md": {"study": study, "export": export, "latency": latency, "beyond": beyond,
                             "unknown_wallpapers": unknown_wallpapers, "unknown_scores": unknown_scores,
+                            "unknown_oe_ft": unknown_oe_ft,
                             "sinks": sinks,
                             "backbones": backbones, "memory": memory, "mixed": mixed, "mixed_unknown": mixed_unknown,
                             "fp16": fp16},
