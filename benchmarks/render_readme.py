@@ -305,17 +305,7 @@ def unknown_wallpapers() -> str:
             by_pkg.setdefault(k, {}).setdefault(o["package"].split()[0], 0)
             by_pkg[k][o["package"].split()[0]] += 1
     where = {k: ", ".join(f"{c} from {p}" for p, c in v.items()) for k, v in by_pkg.items()}
-    rows = ["| artifact | development | held-out | all non-flower | nature | other species | "
-            "test acc without -> with `unknown` | target |", "|---|---:|---:|---:|---:|---:|---|---|"]
-    for a in u["artifacts"]:
-        nat = a["non_flower_rejected_by_category"].get("nature", {})
-        rows.append(f"| {_short(a['artifact'])} | {a['development']['rejected'] * 100:.1f}% | "
-                    f"{a['held_out']['rejected'] * 100:.1f}% | **{a['non_flower_rejected'] * 100:.1f}%** | "
-                    f"{nat.get('rejected', float('nan')) * 100:.0f}% of {nat.get('images', 0)} | "
-                    f"{a['near']['rejected'] * 100:.0f}% of {a['near']['images']} | "
-                    f"{a['test_accuracy_without_rejection'] * 100:.2f}% -> "
-                    f"{a['test_accuracy_with_rejection'] * 100:.2f}% (-{a['test_drop_pts']:.2f}) | "
-                    f"{'met' if a['target_met'] else 'missed'} |")
+    rows = _unknown_rows(u["artifacts"])
     cats = sorted({c for a in u["artifacts"] for c in a["non_flower_rejected_by_category"]})
     crows = ["| artifact | " + " | ".join(cats) + " |", "|---|" + "---:|" * len(cats)]
     for a in u["artifacts"]:
@@ -557,19 +547,27 @@ def mixed_unknown() -> str:
             "what float layers cost is in the table above.\n\n" + "\n".join(rows) + "\n\n" + _env_line(d))
 
 
+def _unknown_rows(artifacts: list[dict]) -> list[str]:
+    """The per-artifact table of benchmarks/unknown.py --wallpapers results."""
+    rows = ["| artifact | development | held-out | all non-flower | nature | other species | "
+            "test acc without -> with `unknown` | target |", "|---|---:|---:|---:|---:|---:|---|---|"]
+    for a in artifacts:
+        nat = a["non_flower_rejected_by_category"].get("nature", {})
+        rows.append(f"| {_short(a['artifact'])} | {a['development']['rejected'] * 100:.1f}% | "
+                    f"{a['held_out']['rejected'] * 100:.1f}% | **{a['non_flower_rejected'] * 100:.1f}%** | "
+                    f"{nat.get('rejected', float('nan')) * 100:.0f}% of {nat.get('images', 0)} | "
+                    f"{a['near']['rejected'] * 100:.0f}% of {a['near']['images']} | "
+                    f"{a['test_accuracy_without_rejection'] * 100:.2f}% -> "
+                    f"{a['test_accuracy_with_rejection'] * 100:.2f}% (-{a['test_drop_pts']:.2f}) | "
+                    f"{'met' if a['target_met'] else 'missed'} |")
+    return rows
+
+
 def unknown_oe_ft() -> str:
     d = _load("unknown_oe_ft.json")
     if not d:
         return "(run `python benchmarks/unknown.py runs/bench/efficientnet_lite0_ft_all_cos_oe/export/... --wallpapers`)"
-    rows = ["| artifact | non-flower rejected | development | held-out | nature | other species | flower test "
-            "accuracy without -> with `unknown` |", "|---|---:|---:|---:|---:|---:|---|"]
-    for a in d["artifacts"]:
-        nat = a["non_flower_rejected_by_category"].get("nature", {})
-        rows.append(f"| {'/'.join(Path(a['artifact']).parts[-3::2])} | **{a['non_flower_rejected'] * 100:.1f}%** | "
-                    f"{a['development']['rejected'] * 100:.1f}% | {a['held_out']['rejected'] * 100:.1f}% | "
-                    f"{nat.get('rejected', 0) * 100:.0f}% of {nat.get('images', 0)} | "
-                    f"{a['near']['rejected'] * 100:.0f}% | {a['test_accuracy_without_rejection'] * 100:.2f}% -> "
-                    f"{a['test_accuracy_with_rejection'] * 100:.2f}% ({-a['test_drop_pts']:+.2f}) |")
+    rows = _unknown_rows(d["artifacts"])
     a0 = d["artifacts"][0]
     base = next((a for a in (_load("unknown_wallpapers.json") or {}).get("artifacts", [])
                  if a["artifact"].endswith("efficientnet_lite0_ft_all_cos/export/model_int8.tflite")), None)
