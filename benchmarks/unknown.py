@@ -229,31 +229,13 @@ def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], budget: f
     """Candidate scores on the Keras model's pooled features and probabilities; thresholds calibrated on val.
     ``outliers``: non-flower photos for outlier exposure (never in ``sets``): adds contrastive scores, the similarity
     to the flowers minus (a share of) the similarity to the nearest of these photos."""
-    import keras
+    from edgeflower.export.ood import kth_largest, normalize
 
-    from edgeflower.export.ood import feature_layer, kth_largest, normalize
-    from edgeflower.metrics import calibrate_scores
-
-    m = keras.models.load_model(Path(run) / "model.keras", compile=False)
-    layer = feature_layer(m)
-    feat = keras.Model(m.inputs, [layer.output, m.output])
-    size = int(m.inputs[0].shape[1])
-    man = load_manifest()
-
-    def run_model(x):
-        outs = [feat.predict_on_batch(x[i:i + 16].astype("float32")) for i in range(0, len(x), 16)]
-        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
-
-    data = {s: load_split(root, man, s, size) for s in ("train", "val", "test")}
-    f, p, y = {}, {}, {}
-    for s, a in data.items():
-        f[s], p[s] = run_model(a.x)
-        y[s] = a.y
-    for s, images in sets.items():
-        f[s], p[s] = run_model(np.stack([preprocess(o["path"], size) for o in images]))
+    k = keras_features(run, root, sets, outliers)
+    f, p, y = k["f"], k["p"], k["y"]
     if outliers:
-        outlier_bank = normalize(run_model(np.stack([preprocess(o, size) for o in outliers]))[0])
-    n_cls = len(man.classes)
+        outlier_bank = normalize(k["outliers"])
+    n_cls = len(load_manifest().classes)
     mus = np.stack([f["train"][y["train"] == c].mean(0) for c in range(n_cls)])
     centred = f["train"] - mus[y["train"]]
     cov = centred.T @ centred / len(centred)
@@ -285,8 +267,48 @@ def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], budget: f
             "k=2 minus the cosine to the nearest outlier photo": lambda s: knn(s, 2) - outlier_sim(s),
             "k=2 minus half the cosine to the nearest outlier photo": lambda s: knn(s, 2) - 0.5 * outlier_sim(s),
         })
-    out = {"run": run, "feature_layer": layer.name, "budget": budget, "outlier_photos": len(outliers or []),
-           "methods": {}}
+    out = {"run": run, "feature_layer": k["layer"], "budget": budget, "outlier_photos": len(outliers or []),
+           "methods": score_methods(methods, p, y, sets, budget)}
+    out["test_accuracy_without_rejection"] = float((p["test"].argmax(1) == y["test"]).mean())
+    return out
+
+
+def keras_features(run: str, root: Path, sets: dict[str, list[dict]], outliers: list[str] | None = None) -> dict:
+    """A run's Keras model on the train/val/test splits and on ``sets``: pooled features ``f`` and class scores
+    ``p`` by set name, labels ``y`` of the splits, the feature layer's name and the outlier photos' features."""
+    import keras
+
+    from edgeflower.export.ood import feature_layer
+
+    m = keras.models.load_model(Path(run) / "model.keras", compile=False)
+    layer = feature_layer(m)
+    feat = keras.Model(m.inputs, [layer.output, m.output])
+    size = int(m.inputs[0].shape[1])
+    man = load_manifest()
+
+    def run_model(x):
+        outs = [feat.predict_on_batch(x[i:i + 16].astype("float32")) for i in range(0, len(x), 16)]
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+    f, p, y = {}, {}, {}
+    for s in ("train", "val", "test"):
+        a = load_split(root, man, s, size)
+        f[s], p[s] = run_model(a.x)
+        y[s] = a.y
+    for s, images in sets.items():
+        f[s], p[s] = run_model(np.stack([preprocess(o["path"], size) for o in images]))
+    out_f = run_model(np.stack([preprocess(o, size) for o in outliers]))[0] if outliers else None
+    return {"f": f, "p": p, "y": y, "layer": layer.name, "outliers": out_f}
+
+
+def score_methods(methods: dict, p: dict, y: dict, sets: dict[str, list[dict]], budget: float,
+                  categories: dict[str, np.ndarray] | None = None) -> dict[str, dict]:
+    """Each score (a function of the set name) with its threshold calibrated on the validation split at
+    ``budget``: the test points it costs, the share of each set rejected (and of its nature photos, given the
+    ``categories`` of each set's photos) and the AUROCs. The method is chosen on auroc_val_vs_development."""
+    from edgeflower.metrics import calibrate_scores
+
+    rows = {}
     c_val, c_test = p["val"].argmax(1) == y["val"], p["test"].argmax(1) == y["test"]
     for name, fn in methods.items():
         sv, st = fn("val"), fn("test")
@@ -299,15 +321,40 @@ def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], budget: f
         for s in sets:
             so = fn(s)
             row[f"{s}_rejected"] = float((so < thr).mean())
+            nature = categories[s] == "nature" if categories else np.zeros(0, bool)
+            if nature.any():
+                row[f"{s}_nature_rejected"] = float((so[nature] < thr).mean())
             if s not in NEAR_SETS:
                 others.append(so)
         o = np.concatenate(others)
         row["auroc_test_vs_non_flower"] = _auroc(st, o)
         # the method is chosen on these two: correctly classified val flowers against development photos
         row["auroc_val_vs_development"] = _auroc(sv[c_val], fn("development"))
-        out["methods"][name] = row
-    out["test_accuracy_without_rejection"] = float(c_test.mean())
-    return out
+        rows[name] = row
+    return rows
+
+
+def non_flower_sets(opencv_sdist: str | None = None, wallpapers: bool = False, debs: str | None = None) -> dict:
+    """The development and held-out sets; with ``wallpapers`` the Debian wallpaper photos join them and their
+    flowers of other species form the "near" set."""
+    sets = {"development": dev_images(), "held_out": heldout_images(opencv_sdist)}
+    if not any(o["package"].startswith("scikit-image") for o in sets["development"]):
+        sys.exit("scikit-image's sample photos (most of the development set) are missing: "
+                 "pip install \"edgeflower[bench]\"")
+    if wallpapers:  # Debian's wallpaper photos (benchmarks/negatives.py): mostly nature without flowers
+        import negatives
+
+        for name in ("development", "held_out", "near"):
+            sets[name] = sets.get(name, []) + negatives.images(name, debs=debs)
+    return sets
+
+
+def outlier_photos(debs: str | None = None) -> list[str]:
+    """The outlier-exposure photos (whole and cropped) of the wallpaper packages' train role."""
+    import negatives
+
+    index = negatives.build(negatives.default_dir(), debs)
+    return [str(negatives.default_dir() / r["file"]) for r in index["rows"] if r["role"] == "train"]
 
 
 def main() -> None:
@@ -334,15 +381,7 @@ def main() -> None:
         old = json.loads(Path(args.results).read_text())
         kept = {k: old[k] for k in ("methods", "methods_by_run") if k in old}
         kept["methods_command"] = old.get("methods_command", old["command"])
-    sets = {"development": dev_images(), "held_out": heldout_images(args.opencv_sdist)}
-    if not any(o["package"].startswith("scikit-image") for o in sets["development"]):
-        sys.exit("scikit-image's sample photos (most of the development set) are missing: "
-                 "pip install \"edgeflower[bench]\"")
-    if args.wallpapers:  # Debian's wallpaper photos (benchmarks/negatives.py): mostly nature without flowers
-        import negatives
-
-        for name in ("development", "held_out", "near"):
-            sets[name] = sets.get(name, []) + negatives.images(name, debs=args.debs)
+    sets = non_flower_sets(args.opencv_sdist, args.wallpapers, args.debs)
     root = resolve_data_dir(args.data, download=False)
     res = {"command": "python benchmarks/unknown.py " + " ".join(sys.argv[1:]),
            "sets": {k: [{"name": o["name"], "package": o["package"], "licence": o["licence"],
@@ -364,12 +403,7 @@ def main() -> None:
     res.update(kept)
     if args.keras_run:
         res["methods_command"] = res["command"]
-    outliers = None
-    if args.wallpapers:  # the outlier-exposure photos (whole and cropped) of the wallpaper packages' train role
-        import negatives
-
-        index = negatives.build(negatives.default_dir(), args.debs)
-        outliers = [str(negatives.default_dir() / r["file"]) for r in index["rows"] if r["role"] == "train"]
+    outliers = outlier_photos(args.debs) if args.wallpapers else None
     for i, run in enumerate(args.keras_run):
         m = compare_methods(run, root, sets, outliers=outliers)
         if i == 0:

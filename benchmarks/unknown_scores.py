@@ -47,16 +47,9 @@ def main() -> None:
     ap.add_argument("--results", default=str(ROOT / "benchmarks/results/unknown_scores.json"))
     args = ap.parse_args()
 
-    import keras
-
-    import negatives
     import unknown
-    from edgeflower.data.arrays import load_split
     from edgeflower.data.source import resolve_data_dir
-    from edgeflower.data.split import load_manifest
-    from edgeflower.edge.preprocess import preprocess
-    from edgeflower.export.ood import feature_layer, kth_largest, normalize
-    from edgeflower.metrics import calibrate_scores
+    from edgeflower.export.ood import kth_largest, normalize
     from edgeflower.train.efficientnet_lite import VARIANTS, weights_file
     from edgeflower.train.pth import read_state_dict
 
@@ -65,30 +58,12 @@ def main() -> None:
     if variant not in VARIANTS:
         sys.exit(f"{args.run} is a {variant} run: the ImageNet head is that of the EfficientNet-Lite weights")
     t0 = time.perf_counter()
-    m = keras.models.load_model(Path(args.run) / "model.keras", compile=False)
-    feat = keras.Model(m.inputs, [feature_layer(m).output, m.output])
-    size = int(m.inputs[0].shape[1])
-
-    def run_model(x):
-        outs = [feat.predict_on_batch(x[i:i + 16].astype("float32")) for i in range(0, len(x), 16)]
-        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
-
-    root, man = resolve_data_dir(args.data, download=False), load_manifest()
-    sets = {"development": unknown.dev_images(), "held_out": unknown.heldout_images(args.opencv_sdist)}
-    for name in ("development", "held_out", "near"):
-        sets[name] = sets.get(name, []) + negatives.images(name, debs=args.debs)
-    index = negatives.build(negatives.default_dir(), args.debs)
-    outliers = [str(negatives.default_dir() / r["file"]) for r in index["rows"] if r["role"] == "train"]
-    f, p, y = {}, {}, {}
-    for s in ("train", "val", "test"):
-        a = load_split(root, man, s, size)
-        f[s], p[s] = run_model(a.x)
-        y[s] = a.y
-    cats = {}
-    for s, images in sets.items():
-        f[s], p[s] = run_model(np.stack([preprocess(o["path"], size) for o in images]))
-        cats[s] = np.array([o.get("category") or unknown.CATEGORY.get(o["name"], "other") for o in images])
-    f_out = run_model(np.stack([preprocess(o, size) for o in outliers]))[0]
+    sets = unknown.non_flower_sets(args.opencv_sdist, wallpapers=True, debs=args.debs)
+    cats = {s: np.array([o.get("category") or unknown.CATEGORY.get(o["name"], "other") for o in images])
+            for s, images in sets.items()}
+    feats = unknown.keras_features(args.run, resolve_data_dir(args.data, download=False), sets,
+                               unknown.outlier_photos(args.debs))
+    f, p, y, f_out = feats["f"], feats["p"], feats["y"], feats["outliers"]
     state = read_state_dict(weights_file(VARIANTS[variant]))
     w, b = state["_fc.weight"], state["_fc.bias"]
 
@@ -102,15 +77,14 @@ def main() -> None:
     outlier_classes = (np.bincount(imagenet_probs(f_out).argmax(1), minlength=len(b)) > 0) & (train_counts == 0)
     bank = normalize(f["train"])
 
-    def k2(s):
-        return kth_largest(normalize(f[s]) @ bank.T, 2)
-
     def mass(s, n):
         return q[s][:, train_counts >= n].sum(1)
 
     def knn_on(transform, k=2):
         tbank = normalize(transform(f["train"]))
         return lambda s: kth_largest(normalize(transform(f[s])) @ tbank.T, k)
+
+    k2 = knn_on(lambda x: x)
 
     methods = {"cosine to 2nd-nearest training photo (k=2, shipped)": k2}
     for k in (1, 3, 5, 10):
@@ -145,25 +119,11 @@ def main() -> None:
         methods[f"k=2 - {lam:g} log(mass of outlier-photo classes)"] = \
             lambda s, lam=lam: k2(s) - lam * np.log(q[s][:, outlier_classes].sum(1) + 1e-6)
 
-    c_val, c_test = p["val"].argmax(1) == y["val"], p["test"].argmax(1) == y["test"]
-    rows = {}
-    for name, fn in methods.items():
-        sv, st = fn("val"), fn("test")
-        thr = calibrate_scores(c_val, sv, args.budget)["threshold"]
-        kept = (c_test & (st >= thr)).mean()
-        row = {"threshold": float(thr), "test_drop_pts": float((c_test.mean() - kept) * 100),
-               # the criterion of benchmarks/unknown.py: correctly classified validation flowers against the
-               # development photos, over every threshold (35 photos at one threshold are too few to choose on)
-               "auroc_val_vs_development": unknown._auroc(sv[c_val], fn("development"))}
-        for s in sets:
-            so = fn(s)
-            row[f"{s}_rejected"] = float((so < thr).mean())
-            nature = cats[s] == "nature"
-            if nature.any():
-                row[f"{s}_nature_rejected"] = float((so[nature] < thr).mean())
-        rows[name] = row
-        print(f"{name:<58} dev {row['development_rejected'] * 100:5.1f}%  "
-              f"held-out {row['held_out_rejected'] * 100:5.1f}%  near {row['near_rejected'] * 100:5.1f}%  test drop {row['test_drop_pts']:.2f}", flush=True)
+    rows = unknown.score_methods(methods, p, y, sets, args.budget, categories=cats)
+    for name, row in rows.items():
+        print(f"{name:<58} dev {row['development_rejected'] * 100:5.1f}%  held-out "
+              f"{row['held_out_rejected'] * 100:5.1f}%  near {row['near_rejected'] * 100:5.1f}%  "
+              f"test drop {row['test_drop_pts']:.2f}", flush=True)
     # the choice, on the development set only, as benchmarks/unknown.py makes it: the highest AUROC of validation
     # flowers against development photos; ties go to the first in the table
     best = max(rows, key=lambda k: rows[k]["auroc_val_vs_development"])
