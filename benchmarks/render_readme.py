@@ -583,9 +583,10 @@ def unknown_oe_ft() -> str:
             f"`{d['command']}`). The outlier photos come from other packages than the development and held-out "
             f"photos. Against the fine-tuned Lite0 without them (above: {ref}), nature "
             f"photos are rejected more often, but the 0.5-point validation budget costs {a0['test_drop_pts']:.2f} "
-            "test points on the int8 TFLite, over the 1-point target: the test flowers have more low-similarity photos than the "
-            "validation ones, and a smaller validation budget (0.25 point, `budget_curve` in the JSON) costs "
-            "the same test points. Flowers of other species still all pass as one of the five.\n\n"
+            "test points on the int8 TFLite, over the 1-point target, and a smaller validation budget (0.25 point, "
+            "`budget_curve` in the JSON) costs the same test points. Why, and how likely such a cost is on new "
+            "photos: \"Unknown: does the validation budget hold on the test set?\" below. Flowers of other species "
+            "still all pass as one of the five.\n\n"
             + "\n".join(rows) + "\n\n" + _env_line(d))
 
 
@@ -631,6 +632,86 @@ def unknown_scores() -> str:
             "that `make pi-check` promises on every output. Exporting the per-class similarities as the output "
             "and selecting in the runtime would keep that promise; that is the next step for this score.\n\n"
             + "\n".join(rows) + "\n\n" + _env_line(d))
+
+
+# what the test flowers that the fine-tuned artifacts answer `unknown` show (looked at by eye; flower_photos
+# test split): photos where the flower is a small part of a room or a scene
+TEST_PHOTOS_SEEN = {
+    "roses/2408236801_f43c6bcff2.jpg": "teacups hanging from a crystal chandelier",
+    "roses/3921794817_276eb4386b.jpg": "a hotel bedroom",
+    "roses/756943228_e15a7b2318.jpg": "a shrine with a statue, white roses below it",
+    "tulips/133960364_d87f883c15_n.jpg": "a tulip reflected in a spoon on a tablecloth",
+    "tulips/13910131718_731353d84c_n.jpg": "a couple kissing in a park, black and white",
+    "tulips/495094547_fd2d999c44.jpg": "red tulips behind a black iron fence, the rest black and white",
+}
+
+
+def unknown_budget() -> str:
+    d = _load("unknown_budget.json")
+    if not d:
+        return "(run `python benchmarks/unknown_budget.py ARTIFACT ...`)"
+    rows = ["| artifact | validation budget | split-half cost: median / 90th pct. (pts) | split-half share over "
+            "1 pt | test cost (pts) | non-flower rejected | development | held-out |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for a in d["artifacts"]:
+        for r in a["budgets"]:
+            if r["val_budget_pts"] not in (0.25, 0.5, 1.0):
+                continue
+            h = r["split_half"]
+            mark = "**" if r["val_budget_pts"] == a["chosen_on_validation"] else ""
+            rows.append(f"| {_short(a['artifact'])} | {mark}{r['val_budget_pts']:g}{mark} | {h['median_pts']:.2f} / "
+                        f"{h['p90_pts']:.2f} | {h['share_over_target'] * 100:.0f}% | {r['test_cost_pts']:.2f} | "
+                        f"{r['non_flower_rejected'] * 100:.1f}% | {r['development_rejected'] * 100:.1f}% | "
+                        f"{r['held_out_rejected'] * 100:.1f}% |")
+    by = {_short(a["artifact"]): a for a in d["artifacts"]}
+    mm = by.get("efficientnet_lite0_make_main/model_int8.tflite")
+    oe = by.get("efficientnet_lite0_ft_all_cos_oe/model_int8.tflite")
+    text = (f"How far the exports' validation budget can be trusted on new photos (`{d['command']}`, "
+            f"{d['rounds']} splits). The validation flowers are split at random into two stratified halves of about "
+            "the test set's size; the threshold is calibrated on one half and its cost measured on the other. "
+            "Nothing here is chosen on the test set; the pooled figures (validation and test flowers split again "
+            "at the real sizes) are reported only. Bold: the budget this chooses, the largest whose split-half "
+            f"risk of costing more than {d['target_pts']:g} point is at most {d['risk'] * 100:.0f}%.")
+    if mm and oe:
+        def at(a, b):
+            return next(r for r in a["budgets"] if r["val_budget_pts"] == b)
+
+        m5, o5, m25 = at(mm, 0.5), at(oe, 0.5), at(mm, 0.25)
+        text += (
+            "\n\n- **The 0.5-point budget is a median, not a bound.** On a test-sized set it costs more than 1 point "
+            f"in {m5['split_half']['share_over_target'] * 100:.0f}% of the splits for make main's int8 TFLite and "
+            f"{o5['split_half']['share_over_target'] * 100:.0f}% for the one fine-tuned with outlier photos. "
+            "A rejected flower is about 0.28 point of a test-sized set, so the budget is 1 or 2 photos either way.\n"
+            "- **The test set is not different from the validation split, it is one draw.** The scores of correctly "
+            "classified flowers do not differ between the two (Kolmogorov-Smirnov p = "
+            f"{mm['ks_correct_val_vs_test']['p_value']:.2f} for make main, "
+            f"{oe['ks_correct_val_vs_test']['p_value']:.2f} for the outlier fine-tuned one). Split again at the real "
+            f"sizes, the outlier fine-tuned artifact's measured {o5['test_cost_pts']:.2f} points or more come up in "
+            f"{oe['pooled_resample_at_0.5']['share_at_least_measured'] * 100:.1f}% of the splits, make main's "
+            f"{m5['test_cost_pts']:.2f} in {mm['pooled_resample_at_0.5']['share_at_least_measured'] * 100:.0f}%.\n"
+            "- **The test flowers the fine-tuned artifacts reject are scenes in which a flower is a small part** "
+            "(the six correctly classified ones that the outlier fine-tuned int8 TFLite rejects; the fine-tuned one "
+            "without outlier photos rejects five of them, make main's three; `test_flowers_answered_unknown_list` "
+            "in unknown_wallpapers.json and unknown_oe_ft.json): " + "; ".join(TEST_PHOTOS_SEEN.values()) + ". A rule that answers "
+            "`unknown` for rooms and parks answers it for these too, and they are what the 1-point budget is "
+            "spent on.\n"
+            f"- **A budget whose split-half risk of costing more than 1 point is under 10%** "
+            f"({m25['val_budget_pts']:g} point, chosen on the validation split) rejects {m25['non_flower_rejected'] * 100:.1f}% of the non-flower photos on "
+            f"make main's int8 TFLite instead of {m5['non_flower_rejected'] * 100:.1f}%, and "
+            f"{at(oe, 0.25)['non_flower_rejected'] * 100:.1f}% on the outlier fine-tuned one. The exports keep 0.5 "
+            "point (`export --unknown-budget`): the 90% target and a guaranteed 1-point cost are not both within "
+            "reach of these features.")
+    s = _load("unknown_scores_oe.json")
+    if s:
+        c = s["methods"][s["chosen_on_development"]]
+        k2 = next(r for k, r in s["methods"].items() if "shipped" in k)
+        text += (f"\n\nThe other scores on the outlier fine-tuned run's Keras features (`{s['command']}`, "
+                 "the same table as \"Unknown: other scores on the frozen features\", in the JSON): chosen on the "
+                 f"development set, {s['chosen_on_development']}, rejects {c['development_rejected'] * 100:.1f}% of "
+                 f"the development and {c['held_out_rejected'] * 100:.1f}% of the held-out photos (the shipped k=2: "
+                 f"{k2['development_rejected'] * 100:.1f}% and {k2['held_out_rejected'] * 100:.1f}%), for "
+                 f"{c['test_drop_pts']:.2f} test points (k=2: {k2['test_drop_pts']:.2f}).")
+    return text + "\n\n" + "\n".join(rows) + "\n\n" + _env_line(d)
 
 
 def fp16() -> str:
@@ -684,7 +765,7 @@ def memory() -> str:
 SECTIONS = {"summary": summary}
 DOCS = {"docs/results.md": {"study": study, "export": export, "latency": latency, "beyond": beyond,
                             "unknown_wallpapers": unknown_wallpapers, "unknown_scores": unknown_scores,
-                            "unknown_oe_ft": unknown_oe_ft,
+                            "unknown_oe_ft": unknown_oe_ft, "unknown_budget": unknown_budget,
                             "sinks": sinks,
                             "backbones": backbones, "memory": memory, "mixed": mixed, "mixed_unknown": mixed_unknown,
                             "fp16": fp16},

@@ -14,6 +14,8 @@ Scores compared, each with a threshold calibrated on the validation split at the
 - k=2 - lambda * log(the mass of the classes top-1 on the outlier-exposure photos and on no training photo);
 - k=2 on power-normalised features (x^a), on centred features (with the top principal components removed), on
   whitened features, and among the training photos of the predicted class only.
+For a run trained with --background, a photo whose top class is the background is answered `unknown` by every
+score (as Classifier.decide does), and the class-conditional score rejects it too.
 The choice is made on the development set (AUROC of validation flowers against development photos, as
 `benchmarks/unknown.py` chooses); held-out photos and the test set are only reported.
 Writes benchmarks/results/unknown_scores.json. A few minutes (feature extraction of the 3670 photos).
@@ -104,8 +106,10 @@ def main() -> None:
         sim, pred, out = normalize(f[s]) @ bank.T, p[s].argmax(1), np.empty(len(f[s]))
         for c in range(p[s].shape[1]):
             m = pred == c
+            bank_c = y["train"] == c
             if m.any():
-                out[m] = kth_largest(sim[m][:, y["train"] == c], k)
+                # a class with no training photo in the bank (train --background) is rejected by its own rule
+                out[m] = kth_largest(sim[m][:, bank_c], k) if bank_c.sum() >= k else -1.0
         return out
 
     methods["k=2 among the training photos of the predicted class"] = class_knn
@@ -119,6 +123,13 @@ def main() -> None:
         methods[f"k=2 - {lam:g} log(mass of outlier-photo classes)"] = \
             lambda s, lam=lam: k2(s) - lam * np.log(q[s][:, outlier_classes].sum(1) + 1e-6)
 
+    n_flowers = int(y["train"].max()) + 1
+    if p["train"].shape[1] > n_flowers:
+        # a run trained with --background: a photo whose top class is the background is answered unknown whatever
+        # the score (Classifier.decide), so each score is -1 there
+        def rejecting_background(fn):
+            return lambda s: np.where(p[s].argmax(1) >= n_flowers, -1.0, fn(s))
+        methods = {name: rejecting_background(fn) for name, fn in methods.items()}
     rows = unknown.score_methods(methods, p, y, sets, args.budget, categories=cats)
     for name, row in rows.items():
         print(f"{name:<58} dev {row['development_rejected'] * 100:5.1f}%  held-out "
