@@ -700,7 +700,8 @@ def unknown_budget() -> str:
             f"make main's int8 TFLite instead of {m5['non_flower_rejected'] * 100:.1f}%, and "
             f"{at(oe, 0.25)['non_flower_rejected'] * 100:.1f}% on the outlier fine-tuned one. The exports keep 0.5 "
             "point (`export --unknown-budget`): the 90% target and a guaranteed 1-point cost are not both within "
-            "reach of these features.")
+            "reach of these features. The export report now gives each artifact's split-half spread, so the "
+            "budget can be chosen knowing it.")
     s = _load("unknown_scores_oe.json")
     if s:
         c = s["methods"][s["chosen_on_development"]]

@@ -48,28 +48,12 @@ def cost_pts(correct: np.ndarray, score: np.ndarray, thr: float) -> float:
     return float((correct.mean() - (correct & (score >= thr)).mean()) * 100)
 
 
-def halves(y: np.ndarray, rng: np.random.Generator, n_first: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified random split: ``n_first[c]`` photos of class c in the first part, the rest in the second."""
-    a, b = [], []
-    for c, n in n_first.items():
-        idx = rng.permutation(np.nonzero(y == c)[0])
-        a.append(idx[:n])
-        b.append(idx[n:])
-    return np.concatenate(a), np.concatenate(b)
-
-
 def resample(correct: np.ndarray, score: np.ndarray, y: np.ndarray, n_first: dict[int, int], budget: float,
              rounds: int, seed: int) -> np.ndarray:
     """The cost (points) on the second part of a threshold calibrated on the first, over ``rounds`` splits."""
-    from edgeflower.metrics import calibrate_scores
+    from edgeflower.metrics import resampled_costs
 
-    rng = np.random.default_rng(seed)
-    out = np.empty(rounds)
-    for r in range(rounds):
-        a, b = halves(y, rng, n_first)
-        thr = calibrate_scores(correct[a], score[a], budget)["threshold"]
-        out[r] = cost_pts(correct[b], score[b], thr)
-    return out
+    return resampled_costs(correct, score, y, n_first, budget, rounds, seed)
 
 
 def summary(costs: np.ndarray) -> dict:

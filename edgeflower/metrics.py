@@ -70,3 +70,43 @@ def calibrate_scores(correct: np.ndarray, score: np.ndarray, budget: float = 0.0
             "accuracy_with_rejection": float((correct & kept).mean()) if len(kept) else 0.0,
             "rejected_share": float((~kept).mean()) if len(kept) else 0.0,
             "budget": budget, "n": int(len(correct))}
+
+
+def resampled_costs(correct: np.ndarray, score: np.ndarray, strata: np.ndarray, n_first: dict[int, int],
+                    budget: float, rounds: int, seed: int = 0) -> np.ndarray:
+    """What a threshold calibrated at ``budget`` costs (points) on photos it did not see: ``rounds`` times, the
+    photos are split at random, ``n_first[c]`` of each stratum c into the first part and the rest into the second;
+    the threshold is calibrated on the first (calibrate_scores) and its cost, the accuracy lost by counting the
+    rejected photos wrong, measured on the second."""
+    correct = np.asarray(correct, bool)
+    score = np.asarray(score, np.float64)
+    strata = np.asarray(strata)
+    rng = np.random.default_rng(seed)
+    out = np.empty(rounds)
+    for r in range(rounds):
+        first, second = [], []
+        for c, n in n_first.items():
+            idx = rng.permutation(np.nonzero(strata == c)[0])
+            first.append(idx[:n])
+            second.append(idx[n:])
+        a, b = np.concatenate(first), np.concatenate(second)
+        thr = calibrate_scores(correct[a], score[a], budget)["threshold"]
+        kept = score[b] >= thr
+        out[r] = (correct[b].mean() - (correct[b] & kept).mean()) * 100
+    return out
+
+
+def split_half_cost(correct: np.ndarray, score: np.ndarray, strata: np.ndarray, budget: float,
+                    rounds: int = 500, seed: int = 0, limit_pts: float = 1.0) -> dict | None:
+    """The spread of what a ``budget`` threshold costs on new photos, from the (validation) photos alone: split at
+    random into two stratified halves, calibrated on one half and measured on the other (resampled_costs). A half
+    calibrates with half the photos, so this overstates the spread of a threshold set on all of them.
+    None when there are too few photos to split (under 8)."""
+    strata = np.asarray(strata)
+    if len(strata) < 8:
+        return None
+    half = {int(c): int((strata == c).sum()) // 2 for c in np.unique(strata)}
+    costs = resampled_costs(correct, score, strata, half, budget, rounds, seed)
+    return {"rounds": rounds, "half_size": int(sum(half.values())), "budget_pts": budget * 100,
+            "median_pts": float(np.median(costs)), "p90_pts": float(np.quantile(costs, 0.9)),
+            "limit_pts": limit_pts, "share_over_limit": float((costs > limit_pts + 1e-9).mean())}

@@ -9,7 +9,7 @@ import pytest
 
 from edgeflower.edge import UNKNOWN, Classifier
 from edgeflower.edge.backends import TensorInfo, main_output
-from edgeflower.metrics import calibrate_scores
+from edgeflower.metrics import calibrate_scores, split_half_cost
 
 from conftest import make_image, run_cli
 
@@ -50,6 +50,9 @@ def _probe(test_images) -> np.ndarray:
 
 
 def test_artifacts_carry_the_similarity_output(tiny_export, tiny_run, synth_data, synth_split, test_images):
+    from edgeflower.data.arrays import load_split
+    from edgeflower.data.split import load_manifest
+
     x = _probe(test_images)
     sims_ref, n_train = _keras_similarities(tiny_run, synth_data, synth_split, x)
     assert np.abs(_kth(sims_ref, 1) - _kth(sims_ref, 2)).max() > 3 * 1e-4  # the data can tell k = 1 from 2
@@ -71,7 +74,14 @@ def test_artifacts_carry_the_similarity_output(tiny_export, tiny_run, synth_data
         # the calibration rule held on the validation split
         cal = u["calibration"]
         assert cal["accuracy_without_rejection"] - cal["accuracy_with_rejection"] <= cal["budget"] + 1e-9
-    assert "unknown, model_int8.tflite: similarity to the second-nearest" in (tiny_export / "export_report.md").read_text()
+        # and what the budget costs on new photos, from the artifact's own validation scores
+        val = load_split(synth_data, load_manifest(synth_split), "val", 32)
+        vp, vs = clf.score_batch(val.x)
+        assert cal["split_half"] is not None
+        assert cal["split_half"] == split_half_cost(vp.argmax(1) == val.y, vs, val.y, cal["budget"]), name
+    report = (tiny_export / "export_report.md").read_text()
+    assert "unknown, model_int8.tflite: similarity to the second-nearest" in report
+    assert "-point budget on new photos (validation split halves, 500 splits): median" in report
 
 
 def test_neighbours_option_picks_the_kth_similarity(tiny_run, synth_data, synth_split, test_images, tmp_path):
@@ -142,6 +152,25 @@ def test_calibrate_scores_keeps_the_budget():
         higher = np.unique(score[score > cal["threshold"]])
         if len(higher):
             assert correct.mean() - (correct & (score >= higher[0])).mean() > budget
+
+
+def test_split_half_cost_measures_the_budget_on_the_other_half():
+    rng = np.random.default_rng(0)
+    n = 800
+    strata = rng.integers(0, 4, n)
+    correct = rng.random(n) < 0.9
+    # correct photos with scores spread down to where the wrong ones are: the threshold's cost on unseen photos
+    # scatters around the budget
+    score = np.where(correct, rng.normal(0.8, 0.1, n), rng.normal(0.6, 0.1, n))
+    sh = split_half_cost(correct, score, strata, 0.005, rounds=300)
+    assert sh["half_size"] == sum(int((strata == c).sum()) // 2 for c in range(4))
+    # on the half it was calibrated on the cost is at most the budget; on the other half it exceeds it often
+    assert sh["p90_pts"] > 0.5 and sh["share_over_limit"] > 0.0
+    assert 0.0 <= sh["median_pts"] < 1.5
+    # every correct photo scores the same, above every wrong one: the threshold keeps them all on either half
+    sep = np.where(correct, 1.0, rng.random(n))
+    assert split_half_cost(correct, sep, strata, 0.005, rounds=50)["p90_pts"] == 0.0
+    assert split_half_cost(correct[:6], score[:6], strata[:6], 0.005) is None
 
 
 def test_onnx_final_layer_exclusion_finds_the_classifier(tiny_export):
