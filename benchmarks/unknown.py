@@ -165,7 +165,7 @@ def answers(clf: Classifier, split) -> tuple[np.ndarray, np.ndarray, np.ndarray 
 
 
 def measure_artifact(clf: Classifier, path: str, test, val, sets: dict[str, list[dict]]) -> dict:
-    from edgeflower.metrics import calibrate_scores
+    from edgeflower.metrics import calibrate_scores, rejection_cost_pts
 
     res = {"artifact": path, "rule": (clf.metadata.get("unknown") or {}).get("method", "confidence"),
            "similarity_threshold": clf.min_similarity, "confidence_threshold": clf.threshold}
@@ -208,9 +208,8 @@ def measure_artifact(clf: Classifier, path: str, test, val, sets: dict[str, list
         curve = []
         for b in BUDGETS:
             thr = calibrate_scores(val_probs.argmax(1) == val.y, val_sims, b)["threshold"]
-            kept = sims >= thr
             row = {"val_budget_pts": b * 100, "similarity_threshold": thr,
-                   "test_drop_pts": float((correct.mean() - (correct & kept).mean()) * 100)}
+                   "test_drop_pts": rejection_cost_pts(correct, sims, thr)}
             for name, o in other.items():
                 row[f"{name}_rejected"] = float((o < thr).mean())
             row["non_flower_rejected"] = float(np.mean(np.concatenate(
@@ -306,7 +305,7 @@ def score_methods(methods: dict, p: dict, y: dict, sets: dict[str, list[dict]], 
     """Each score (a function of the set name) with its threshold calibrated on the validation split at
     ``budget``: the test points it costs, the share of each set rejected (and of its nature photos, given the
     ``categories`` of each set's photos) and the AUROCs. The method is chosen on auroc_val_vs_development."""
-    from edgeflower.metrics import calibrate_scores
+    from edgeflower.metrics import calibrate_scores, rejection_cost_pts
 
     rows = {}
     c_val, c_test = p["val"].argmax(1) == y["val"], p["test"].argmax(1) == y["test"]
@@ -316,7 +315,7 @@ def score_methods(methods: dict, p: dict, y: dict, sets: dict[str, list[dict]], 
         thr = cal["threshold"]
         row = {"threshold": thr, "val_rejected": cal["rejected_share"],
                "test_accuracy_with_rejection": float((c_test & (st >= thr)).mean()),
-               "test_drop_pts": float((c_test.mean() - (c_test & (st >= thr)).mean()) * 100)}
+               "test_drop_pts": rejection_cost_pts(c_test, st, thr)}
         others = []
         for s in sets:
             so = fn(s)

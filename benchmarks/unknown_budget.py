@@ -44,30 +44,13 @@ TARGET_PTS = 1.0
 RISK = 0.10
 
 
-def cost_pts(correct: np.ndarray, score: np.ndarray, thr: float) -> float:
-    return float((correct.mean() - (correct & (score >= thr)).mean()) * 100)
-
-
-def resample(correct: np.ndarray, score: np.ndarray, y: np.ndarray, n_first: dict[int, int], budget: float,
-             rounds: int, seed: int) -> np.ndarray:
-    """The cost (points) on the second part of a threshold calibrated on the first, over ``rounds`` splits."""
-    from edgeflower.metrics import resampled_costs
-
-    return resampled_costs(correct, score, y, n_first, budget, rounds, seed)
-
-
-def summary(costs: np.ndarray) -> dict:
-    return {"median_pts": float(np.median(costs)), "mean_pts": float(costs.mean()),
-            "p90_pts": float(np.quantile(costs, 0.9)),
-            "share_over_target": float((costs > TARGET_PTS + 1e-9).mean())}
-
-
 def measure(path: str, val, test, sets: dict[str, list[dict]], rounds: int) -> dict:
     import unknown
     from scipy.stats import ks_2samp
 
     from edgeflower.edge import Classifier
-    from edgeflower.metrics import calibrate_scores
+    from edgeflower.metrics import (calibrate_scores, cost_summary, rejection_cost_pts, resampled_costs,
+                                    split_half_cost)
 
     clf = Classifier(path, threshold=0.0)
     if not clf.has_similarity:
@@ -85,7 +68,6 @@ def measure(path: str, val, test, sets: dict[str, list[dict]], rounds: int) -> d
     cv, sv = scored(val)
     ct, st = scored(test)
     classes = sorted(set(val.y.tolist()))
-    half = {c: int((val.y == c).sum()) // 2 for c in classes}
     # the non-flower photos: the artifact's own answer apart from the threshold (a background class), and the
     # similarity to compare with each budget's threshold
     other = {}
@@ -101,8 +83,8 @@ def measure(path: str, val, test, sets: dict[str, list[dict]], rounds: int) -> d
     for b in BUDGETS_PTS:
         thr = calibrate_scores(cv, sv, b / 100)["threshold"]
         row = {"val_budget_pts": b, "similarity_threshold": thr,
-               "split_half": summary(resample(cv, sv, val.y, half, b / 100, rounds, seed=1)),
-               "test_cost_pts": cost_pts(ct, st, thr)}
+               "split_half": split_half_cost(cv, sv, val.y, b / 100, rounds, seed=1, limit_pts=TARGET_PTS),
+               "test_cost_pts": rejection_cost_pts(ct, st, thr)}
         rej = []
         for name, (s, bga) in other.items():
             r = (s < thr) | bga
@@ -111,19 +93,19 @@ def measure(path: str, val, test, sets: dict[str, list[dict]], rounds: int) -> d
                 rej.append(r)
         row["non_flower_rejected"] = float(np.concatenate(rej).mean())
         rows.append(row)
-    ok = [r for r in rows if r["split_half"]["share_over_target"] <= RISK]
+    ok = [r for r in rows if r["split_half"]["share_over_limit"] <= RISK]
     chosen = max(ok, key=lambda r: r["val_budget_pts"]) if ok else None
     default = next(r for r in rows if r["val_budget_pts"] == 0.5)
     # reported only: the validation and test flowers pooled and split again at the real sizes
     pooled_y = np.concatenate([val.y, test.y])
     n_val = {c: int((val.y == c).sum()) for c in classes}
-    pooled_costs = resample(np.concatenate([cv, ct]), np.concatenate([sv, st]), pooled_y, n_val, 0.005, rounds,
-                            seed=2)
-    pooled = summary(pooled_costs)
+    pooled_costs = resampled_costs(np.concatenate([cv, ct]), np.concatenate([sv, st]), pooled_y, n_val, 0.005,
+                                   rounds, seed=2)
+    pooled = cost_summary(pooled_costs, TARGET_PTS)
     pooled["share_at_least_measured"] = float((pooled_costs >= default["test_cost_pts"] - 1e-9).mean())
     ks = ks_2samp(sv[cv & np.isfinite(sv)], st[ct & np.isfinite(st)])
     return {"artifact": path, "validation_flowers": int(len(cv)), "test_flowers": int(len(ct)),
-            "half_sizes": half, "budgets": rows,
+            "budgets": rows,
             "chosen_on_validation": None if chosen is None else chosen["val_budget_pts"],
             "chosen_rule": f"largest budget whose split-half share of costs over {TARGET_PTS:g} point is <= {RISK:g}",
             "pooled_resample_at_0.5": pooled,
@@ -158,7 +140,7 @@ def main() -> None:
         results.append(res)
         d = next(r for r in res["budgets"] if r["val_budget_pts"] == 0.5)
         print(f"{path}: at 0.5 pt split-half median {d['split_half']['median_pts']:.2f}, over 1 pt "
-              f"{d['split_half']['share_over_target'] * 100:.1f}%, test {d['test_cost_pts']:.2f}; chosen "
+              f"{d['split_half']['share_over_limit'] * 100:.1f}%, test {d['test_cost_pts']:.2f}; chosen "
               f"{res['chosen_on_validation']}", flush=True)
     write_json(args.results, {
         "command": "python benchmarks/unknown_budget.py " + " ".join(sys.argv[1:]), "rounds": args.rounds,

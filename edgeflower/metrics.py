@@ -72,12 +72,19 @@ def calibrate_scores(correct: np.ndarray, score: np.ndarray, budget: float = 0.0
             "budget": budget, "n": int(len(correct))}
 
 
+
+def rejection_cost_pts(correct: np.ndarray, score: np.ndarray, threshold: float) -> float:
+    """The accuracy (points) lost by answering ``unknown`` below ``threshold``, a rejected photo counted wrong."""
+    correct = np.asarray(correct, bool)
+    return float((correct.mean() - (correct & (np.asarray(score) >= threshold)).mean()) * 100)
+
+
 def resampled_costs(correct: np.ndarray, score: np.ndarray, strata: np.ndarray, n_first: dict[int, int],
                     budget: float, rounds: int, seed: int = 0) -> np.ndarray:
     """What a threshold calibrated at ``budget`` costs (points) on photos it did not see: ``rounds`` times, the
     photos are split at random, ``n_first[c]`` of each stratum c into the first part and the rest into the second;
-    the threshold is calibrated on the first (calibrate_scores) and its cost, the accuracy lost by counting the
-    rejected photos wrong, measured on the second."""
+    the threshold is calibrated on the first (calibrate_scores) and its cost (rejection_cost_pts) measured on the
+    second."""
     correct = np.asarray(correct, bool)
     score = np.asarray(score, np.float64)
     strata = np.asarray(strata)
@@ -91,9 +98,14 @@ def resampled_costs(correct: np.ndarray, score: np.ndarray, strata: np.ndarray, 
             second.append(idx[n:])
         a, b = np.concatenate(first), np.concatenate(second)
         thr = calibrate_scores(correct[a], score[a], budget)["threshold"]
-        kept = score[b] >= thr
-        out[r] = (correct[b].mean() - (correct[b] & kept).mean()) * 100
+        out[r] = rejection_cost_pts(correct[b], score[b], thr)
     return out
+
+
+def cost_summary(costs: np.ndarray, limit_pts: float = 1.0) -> dict:
+    """Median and 90th percentile of resampled costs (points), and the share of them over ``limit_pts``."""
+    return {"median_pts": float(np.median(costs)), "p90_pts": float(np.quantile(costs, 0.9)),
+            "limit_pts": limit_pts, "share_over_limit": float((costs > limit_pts + 1e-9).mean())}
 
 
 def split_half_cost(correct: np.ndarray, score: np.ndarray, strata: np.ndarray, budget: float,
@@ -108,5 +120,4 @@ def split_half_cost(correct: np.ndarray, score: np.ndarray, strata: np.ndarray, 
     half = {int(c): int((strata == c).sum()) // 2 for c in np.unique(strata)}
     costs = resampled_costs(correct, score, strata, half, budget, rounds, seed)
     return {"rounds": rounds, "half_size": int(sum(half.values())), "budget_pts": budget * 100,
-            "median_pts": float(np.median(costs)), "p90_pts": float(np.quantile(costs, 0.9)),
-            "limit_pts": limit_pts, "share_over_limit": float((costs > limit_pts + 1e-9).mean())}
+            **cost_summary(costs, limit_pts)}

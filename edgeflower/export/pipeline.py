@@ -323,11 +323,11 @@ class _Checker:
         else:
             # the same rule as the confidence threshold, on the similarity score
             val_correct = (ev.val_probs.argmax(1) == self.val.y)[flower_val]
-            budget = self.cfg.unknown_budget_pts / 100
-            cal = calibrate_scores(val_correct, ev.val_sims[flower_val], budget)
+            val_sims, budget = ev.val_sims[flower_val], self.cfg.unknown_budget_pts / 100
+            cal = calibrate_scores(val_correct, val_sims, budget)
             # the budget holds on the validation photos; on new ones it is a median: the spread, from the
             # validation split alone (calibrated on one half, measured on the other)
-            cal["split_half"] = split_half_cost(val_correct, ev.val_sims[flower_val], self.val.y[flower_val], budget)
+            cal["split_half"] = split_half_cost(val_correct, val_sims, self.val.y[flower_val], budget)
             conf_thr = 0.0  # the similarity rule replaces the confidence one (--threshold adds it back)
             kept = ev.sims >= cal["threshold"]
             meta.update(similarity_threshold=cal["threshold"], similarity_output=clf.similarity_output.name,
