@@ -195,8 +195,10 @@ def licence_of(path: str, stanzas: list[tuple[list[str], str]]) -> str:
     return found
 
 
-def fetch_deb(package: str, dest: Path, debs: str | None) -> Path:
-    version, pool, digest = PACKAGES[package]
+def fetch_deb(package: str, dest: Path, debs: str | None, table: dict | None = None) -> Path:
+    """The .deb of ``package`` (``table``: package -> (version, pool path, sha256); this module's PACKAGES by default),
+    from ``debs``, the cache, apt-get download or Debian's pool, checked against its sha256."""
+    version, pool, digest = (PACKAGES if table is None else table)[package]
     target = dest / Path(pool).name
     if debs:
         target = Path(debs) / Path(pool).name
@@ -293,9 +295,14 @@ def images(role: str, out: Path | None = None, debs: str | None = None) -> list[
     """The whole photos of one role, in benchmarks/unknown.py's form ({path, package, name, licence, ...})."""
     out = out or default_dir()
     index = build(out, debs)
+    return role_images(out, [r for r in index["rows"] if r["view"] == "whole"], role)
+
+
+def role_images(out: Path, rows: list[dict], role: str) -> list[dict]:
+    """The index ``rows`` of one role as benchmarks/unknown.py's photos (also for benchmarks/edu_photos.py)."""
     return [{"path": str(out / r["file"]), "name": Path(r["file"]).name, "package": r["package"],
              "licence": r["licence"], "category": r["category"], "what": r["what"]}
-            for r in index["rows"] if r["role"] == role and r["view"] == "whole"]
+            for r in rows if r["role"] == role]
 
 
 def main() -> None:
