@@ -1,7 +1,8 @@
 """How well does the `unknown` answer work? Non-flower photos from installable packages against the flower test set.
 
     python benchmarks/unknown.py runs/bench/mobilenet_v2_aug_ls/export/model_int8.tflite [more artifacts...]
-        [--keras-run runs/bench/mobilenet_v2_aug_ls] [--wallpapers [--debs DIR]] [--data DIR] [--opencv-sdist PATH]
+        [--keras-run runs/bench/mobilenet_v2_aug_ls] [--wallpapers] [--edu] [--debs DIR] [--data DIR]
+        [--opencv-sdist PATH]
 
 Two non-flower sets, never used for training or for choosing a threshold:
 - development (the method was chosen on it): every photo-like image that scikit-image and matplotlib ship inside
@@ -11,7 +12,10 @@ Two non-flower sets, never used for training or for choosing a threshold:
   --opencv-sdist PATH for a local copy).
 With --wallpapers, the photos of Debian's wallpaper packages join them (benchmarks/negatives.py: lxqt-themes' to the
 development set, lomiri-wallpapers' to the held-out set; mostly nature without flowers, the hard part), and their
-flowers of other species form a "near" set that is reported apart. Every photo has a category, and the results
+flowers of other species form a "near" set that is reported apart. With --edu, the photos of two Debian education
+packages join them too (benchmarks/edu_photos.py: GCompris' photos, about 180 to development and 110 to held-out, two
+of them to "near"; Tux Paint's flower cut-outs as "near_cutout", and its two roses as "cutout_control", the check that
+a cut-out on grey is not rejected for its background). Every photo has a category, and the results
 give the share rejected per category. Needs `pip install "edgeflower[bench]"` (scikit-image's photos).
 Each artifact is measured with the rule and thresholds stored in it at export (calibrated on the VALIDATION
 split): share of non-flower photos answered `unknown`, and test accuracy counting an `unknown` flower as wrong.
@@ -152,7 +156,9 @@ def heldout_images(sdist: str | None = None) -> list[dict]:
 
 
 BUDGETS = (0.0025, 0.005, 0.0075, 0.01)
-NEAR_SETS = ("near",)  # flowers of other species: reported apart, not counted as non-flower photos
+# reported apart, not counted as non-flower photos: flowers of other species (photos, and Tux Paint's cut-outs on
+# grey), and the cut-outs of roses that check whether the grey background alone is what gets rejected
+NEAR_SETS = ("near", "near_cutout", "cutout_control")
 
 
 def answers(clf: Classifier, split) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -333,9 +339,11 @@ def score_methods(methods: dict, p: dict, y: dict, sets: dict[str, list[dict]], 
     return rows
 
 
-def non_flower_sets(opencv_sdist: str | None = None, wallpapers: bool = False, debs: str | None = None) -> dict:
+def non_flower_sets(opencv_sdist: str | None = None, wallpapers: bool = False, debs: str | None = None,
+                    edu: bool = False) -> dict:
     """The development and held-out sets; with ``wallpapers`` the Debian wallpaper photos join them and their
-    flowers of other species form the "near" set."""
+    flowers of other species form the "near" set; with ``edu`` the photos of GCompris and Tux Paint join them too
+    (benchmarks/edu_photos.py), with the Tux Paint flowers as the near_cutout and cutout_control sets."""
     sets = {"development": dev_images(), "held_out": heldout_images(opencv_sdist)}
     if not any(o["package"].startswith("scikit-image") for o in sets["development"]):
         sys.exit("scikit-image's sample photos (most of the development set) are missing: "
@@ -345,6 +353,11 @@ def non_flower_sets(opencv_sdist: str | None = None, wallpapers: bool = False, d
 
         for name in ("development", "held_out", "near"):
             sets[name] = sets.get(name, []) + negatives.images(name, debs=debs)
+    if edu:
+        import edu_photos
+
+        for name in edu_photos.ROLES:
+            sets[name] = sets.get(name, []) + edu_photos.images(name, debs=debs)
     return sets
 
 
@@ -370,7 +383,11 @@ def main() -> None:
     ap.add_argument("--wallpapers", action="store_true",
                     help="add the photos of Debian's wallpaper packages (benchmarks/negatives.py) to the development "
                          "and held-out sets, and their flowers of other species as a 'near' set")
-    ap.add_argument("--debs", default=None, help="with --wallpapers: a folder with the .deb files (else downloaded)")
+    ap.add_argument("--edu", action="store_true",
+                    help="add the photos of GCompris and Tux Paint (benchmarks/edu_photos.py): about 290 more "
+                         "non-flower photos, and flowers of other species")
+    ap.add_argument("--debs", default=None, help="with --wallpapers or --edu: a folder with the .deb files "
+                                                 "(else downloaded)")
     ap.add_argument("--results", default=str(ROOT / "benchmarks/results/unknown.json"))
     args = ap.parse_args()
     kept = {}
@@ -380,7 +397,7 @@ def main() -> None:
         old = json.loads(Path(args.results).read_text())
         kept = {k: old[k] for k in ("methods", "methods_by_run") if k in old}
         kept["methods_command"] = old.get("methods_command", old["command"])
-    sets = non_flower_sets(args.opencv_sdist, args.wallpapers, args.debs)
+    sets = non_flower_sets(args.opencv_sdist, args.wallpapers, args.debs, args.edu)
     root = resolve_data_dir(args.data, download=False)
     res = {"command": "python benchmarks/unknown.py " + " ".join(sys.argv[1:]),
            "sets": {k: [{"name": o["name"], "package": o["package"], "licence": o["licence"],

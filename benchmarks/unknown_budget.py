@@ -118,6 +118,8 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--debs", default=None)
     ap.add_argument("--opencv-sdist", default=None)
+    ap.add_argument("--edu", action="store_true",
+                    help="add the photos of GCompris and Tux Paint (benchmarks/edu_photos.py) to the sets")
     ap.add_argument("--rounds", type=int, default=2000)
     ap.add_argument("--results", default=str(ROOT / "benchmarks/results/unknown_budget.json"))
     args = ap.parse_args()
@@ -129,7 +131,7 @@ def main() -> None:
     from edgeflower.edge import Classifier
 
     t0 = time.perf_counter()
-    sets = unknown.non_flower_sets(args.opencv_sdist, wallpapers=True, debs=args.debs)
+    sets = unknown.non_flower_sets(args.opencv_sdist, wallpapers=True, debs=args.debs, edu=args.edu)
     root, man = resolve_data_dir(args.data, download=False), load_manifest()
     results, cache = [], {}
     for path in args.artifacts:

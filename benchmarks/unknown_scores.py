@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--debs", default=None)
     ap.add_argument("--opencv-sdist", default=None)
+    ap.add_argument("--edu", action="store_true",
+                    help="add the photos of GCompris and Tux Paint (benchmarks/edu_photos.py) to the sets")
     ap.add_argument("--budget", type=float, default=0.005)
     ap.add_argument("--results", default=str(ROOT / "benchmarks/results/unknown_scores.json"))
     args = ap.parse_args()
@@ -60,7 +62,7 @@ def main() -> None:
     if variant not in VARIANTS:
         sys.exit(f"{args.run} is a {variant} run: the ImageNet head is that of the EfficientNet-Lite weights")
     t0 = time.perf_counter()
-    sets = unknown.non_flower_sets(args.opencv_sdist, wallpapers=True, debs=args.debs)
+    sets = unknown.non_flower_sets(args.opencv_sdist, wallpapers=True, debs=args.debs, edu=args.edu)
     cats = {s: np.array([o.get("category") or unknown.CATEGORY.get(o["name"], "other") for o in images])
             for s, images in sets.items()}
     feats = unknown.keras_features(args.run, resolve_data_dir(args.data, download=False), sets,

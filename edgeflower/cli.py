@@ -298,6 +298,9 @@ def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | N
 @click.option("--unknown-neighbours", type=click.IntRange(min=1), default=2, show_default=True,
               help="The similarity is to the K-th nearest training photo: with K=2 one stray training photo cannot "
                    "vouch for a non-flower photo like it (1 = the nearest).")
+@click.option("--unknown-per-class/--unknown-any-class", default=True, show_default=True,
+              help="Look for the K nearest training photos among those of the predicted class (one similarity per "
+                   "class in the output, the device reads the predicted one's), or among all training photos.")
 @click.option("--unknown-budget", type=click.FloatRange(0, 100), default=None,
               help="Validation accuracy (percentage points) the unknown threshold may cost "
                    "[default: 0.5, half the 1-point target, as a margin for val-to-test sampling noise].")
@@ -307,7 +310,8 @@ def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | N
 @click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
 @_handle_errors
 def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, onnx_activation, auto,
-           mixed_precision, unknown, unknown_neighbours, unknown_budget, data_dir, split_path, limit_per_class):
+           mixed_precision, unknown, unknown_neighbours, unknown_per_class, unknown_budget, data_dir, split_path,
+           limit_per_class):
     """Export RUN_DIR or MODEL.keras to TFLite/ONNX and gate every artifact on the 360-image test set."""
     from edgeflower.errors import AccuracyDropError
     from edgeflower.export.pipeline import ExportConfig, export as run_export, render_table
@@ -316,7 +320,7 @@ def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, 
                        input_type=input_type, onnx_activation=onnx_activation, auto=auto,
                        mixed_precision=mixed_precision, data=data_dir,
                        split=split_path, limit_per_class=limit_per_class, unknown=unknown,
-                       unknown_neighbours=unknown_neighbours,
+                       unknown_neighbours=unknown_neighbours, unknown_per_class=unknown_per_class,
                        formats=tuple(f.strip() for f in formats.split(",")) if formats is not None else None,
                        **({} if unknown_budget is None else {"unknown_budget_pts": unknown_budget}))
     try:

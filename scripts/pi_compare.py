@@ -6,7 +6,9 @@ Each ``HOST_DIR/<artifact>.jsonl`` is compared with ``PI_DIR/<artifact>.jsonl``;
 model that produced both, read for its output quantization. What is promised:
 
 - **Quantized outputs** (int8 LiteRT and int8 onnxruntime): every class score and the similarity agree within one
-  quantization step of *that output tensor* (its scale, read from the model). LiteRT's int8 kernels requantize
+  quantization step of *that output tensor* (its scale, read from the model). With a per-class similarity output
+  (``similarity_per_class`` in the JSON lines), every class's value is compared, the one the answer reads (the top
+  class's) among them. LiteRT's int8 kernels requantize
   through float arithmetic, and NEON and AVX round a value at a .5 boundary differently now and then, so one step
   is the honest promise; the values that differ by one step are counted and reported. Two steps or more fail.
 - **Float outputs** (float LiteRT, float onnxruntime): within 1e-5 (float kernels sum in another order on NEON than
@@ -58,21 +60,23 @@ def output_steps(model: Path) -> Steps:
     if model.suffix == ".tflite":
         from ai_edge_litert.interpreter import Interpreter
 
-        outs = [(tuple(d["shape"]), float(d["quantization"][0])) for d in Interpreter(str(model)).get_output_details()]
+        outs = [(d["name"], tuple(d["shape"]), float(d["quantization"][0]))
+                for d in Interpreter(str(model)).get_output_details()]
     elif model.suffix == ".onnx":
         outs = _onnx_output_steps(model)
     else:
         raise ValueError(f"{model.name}: not a .tflite or .onnx model")
     steps = {"scores": None, "similarity": None}
-    for shape, scale in outs:
-        # the similarity output has one value per image, the class scores one per class (as the edge runtime
-        # tells them apart)
-        key = "similarity" if shape and shape[-1] == 1 else "scores"
+    named = {"probs": "scores", "similarity": "similarity"}  # every edgeflower artifact names its outputs so
+    for name, shape, scale in outs:
+        # else (artifacts from before the names): the similarity output has one value per image, the class
+        # scores one per class
+        key = named.get(name) or ("similarity" if shape and shape[-1] == 1 else "scores")
         steps[key] = scale if scale > 0 else None
     return Steps(**steps)
 
 
-def _onnx_output_steps(model: Path) -> list[tuple[tuple[int, ...], float]]:
+def _onnx_output_steps(model: Path) -> list[tuple[str, tuple[int, ...], float]]:
     """An ONNX output is quantized when a DequantizeLinear with a constant scale produces it (QDQ models)."""
     import onnx
     from onnx import numpy_helper
@@ -87,7 +91,7 @@ def _onnx_output_steps(model: Path) -> list[tuple[tuple[int, ...], float]]:
         scale = 0.0
         if n is not None and n.op_type == "DequantizeLinear" and n.input[1] in inits:
             scale = float(numpy_helper.to_array(inits[n.input[1]]).reshape(-1)[0])
-        out.append((shape, scale))
+        out.append((o.name, shape, scale))
     return out
 
 
@@ -101,6 +105,18 @@ def _within(a: float, b: float, step: float | None) -> tuple[bool, bool]:
 
 def _tol_text(step: float | None) -> str:
     return f"one step ({step:.6g})" if step is not None else f"{FLOAT_TOL:g}"
+
+
+def _beyond(c: Comparison, a: dict, b: dict, step: float | None) -> list:
+    """The keys whose values in ``a`` and ``b`` differ beyond ``step``; every value is counted in ``c``."""
+    far = []
+    for k in a:
+        c.values += 1
+        ok, one = _within(a[k], b[k], step)
+        c.one_step += ok and one
+        if not ok:
+            far.append(k)
+    return far
 
 
 def compare(artifact: str, host: list[dict], pi: list[dict], steps: Steps) -> Comparison:
@@ -119,19 +135,18 @@ def compare(artifact: str, host: list[dict], pi: list[dict], steps: Steps) -> Co
         if sx.keys() != sy.keys():
             c.failures.append(f"{artifact}: {name}: classes in top_k differ: host {sorted(sx)} vs arm64 {sorted(sy)}")
             continue
-        bad = []
-        for k in sx:
-            c.values += 1
-            ok, one = _within(sx[k], sy[k], steps.scores)
-            c.one_step += ok and one
-            if not ok:
-                bad.append(k)
-        if bad:
+        if _beyond(c, sx, sy, steps.scores):
             c.failures.append(f"{artifact}: {name}: scores differ beyond {_tol_text(steps.scores)}: host {sx} vs "
                               f"arm64 {sy}")
+        px, py = x.get("similarity_per_class"), y.get("similarity_per_class")
+        if (px is None) != (py is None) or px is not None and px.keys() != py.keys():
+            c.failures.append(f"{artifact}: {name}: per-class similarities differ in form: host {px} vs arm64 {py}")
+        elif px is not None and _beyond(c, px, py, steps.similarity):
+            c.failures.append(f"{artifact}: {name}: per-class similarities differ beyond "
+                              f"{_tol_text(steps.similarity)}: host {px} vs arm64 {py}")
         if ("similarity" in x) != ("similarity" in y):
             c.failures.append(f"{artifact}: {name}: similarity output on one side only")
-        elif "similarity" in x:
+        elif "similarity" in x and px is None:  # per class, it is the top class's value, compared above
             c.values += 1
             ok, one = _within(x["similarity"], y["similarity"], steps.similarity)
             c.one_step += ok and one

@@ -36,7 +36,7 @@ def test_outputs_are_named_probs_first(tiny_export):
         it = Interpreter(str(tiny_export / name))
         outs = it.get_output_details()
         assert [o["name"] for o in outs] == ["probs", "similarity"], name
-        assert list(outs[0]["shape"]) == [1, 3] and list(outs[1]["shape"]) == [1, 1]
+        assert list(outs[0]["shape"]) == [1, 3] and list(outs[1]["shape"]) == [1, 3]  # one similarity per class
         assert it.get_input_details()[0]["name"] == "image"
         sig = it.get_signature_list()["serving_default"]
         assert sig["inputs"] == ["image"] and sorted(sig["outputs"]) == ["probs", "similarity"]

@@ -154,3 +154,29 @@ def test_fixture_is_reproducible(tmp_path):
 
 def test_script_is_valid_bash():
     assert subprocess.run(["bash", "-n", str(ROOT / "scripts/pi-emulated-check.sh")]).returncode == 0
+
+
+def test_per_class_similarities_are_each_within_one_step(tiny_export, tmp_path):
+    """A per-class similarity output (the export default): every class's value is held to one step, also where a
+    tie flips the top class and with it the similarity the answer reads."""
+    step = pi_compare.output_steps(tiny_export / "model_int8.tflite").similarity
+    host, pi = tmp_path / "host", tmp_path / "pi"
+    s = 1 / 256
+    scores = {"green": 0.5, "blue": 0.5 - s, "red": 2 * s}
+    per = {"green": round(180 * step, 6), "blue": round(120 * step, 6), "red": round(60 * step, 6)}
+    host_row = dict(_row("a.jpg", "green", scores, per["green"]), similarity_per_class=per)
+    _write(host, "model_int8.tflite.jsonl", [host_row])
+    # a one-step tie flip: arm64 reads blue's similarity, far from green's, and that is no failure
+    flipped = {"green": 0.5 - s, "blue": 0.5, "red": 2 * s}
+    near = dict(per, blue=round(121 * step, 6))
+    _write(pi, "model_int8.tflite.jsonl", [dict(_row("a.jpg", "blue", flipped, near["blue"]),
+                                                similarity_per_class=near)])
+    out = _compare(host, pi, tiny_export)
+    assert out.returncode == 0, out.stdout
+    assert "3 differ by one quantization step" in out.stdout  # two scores and blue's similarity
+    # two steps on a class that is not the top one still fail
+    far = dict(per, red=round(62 * step, 6))
+    _write(pi, "model_int8.tflite.jsonl", [dict(_row("a.jpg", "green", scores, per["green"]),
+                                                similarity_per_class=far)])
+    out = _compare(host, pi, tiny_export)
+    assert out.returncode == 1 and "per-class similarities differ beyond one step" in out.stdout

@@ -26,11 +26,20 @@ def _keras_similarities(tiny_run, synth_data, synth_split, images):
     train = load_split(synth_data, load_manifest(synth_split), "train", 32)
     bank = ood.compute_bank(model, train.x)
     f = ood.normalize(ood.features_model(model).predict_on_batch(images.astype(np.float32)))
-    return f @ bank.T, len(train)
+    return f @ bank.T, train.y
 
 
 def _kth(sims, k):
     return np.sort(sims, 1)[:, -k]
+
+
+def _per_class(sims, labels, k):
+    """(N, classes): the k-th largest similarity among each class's training images."""
+    return np.stack([_kth(sims[:, labels == c], k) for c in range(int(labels.max()) + 1)], 1)
+
+
+def _raw(clf, x):
+    return np.concatenate([clf.raw_scores(x[i:i + 1])[1] for i in range(len(x))])
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +54,12 @@ def _probe(test_images) -> np.ndarray:
     """The test photos plus a few unlike any training photo: the photos' nearest training photos are all about
     equally similar, these ones' are not, so only they tell the k-th neighbour from the nearest."""
     rng = np.random.default_rng(0)
+    # blends of two classes' photos: their nearest training images come from both classes, so the k-th nearest of
+    # the predicted class is not always the k-th nearest of all
+    a, b = (test_images.x[np.nonzero(test_images.y == c)[0][:3]].astype(np.float32) for c in (0, 1))
+    blends = np.concatenate([w * a + (1 - w) * b for w in (0.4, 0.5, 0.6)]).round().astype(np.uint8)
     return np.concatenate([test_images.x, rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8),
-                           np.stack([np.full((32, 32, 3), v, np.uint8) for v in (0, 90, 160, 255)])])
+                           np.stack([np.full((32, 32, 3), v, np.uint8) for v in (0, 90, 160, 255)]), blends])
 
 
 def test_artifacts_carry_the_similarity_output(tiny_export, tiny_run, synth_data, synth_split, test_images):
@@ -54,21 +67,24 @@ def test_artifacts_carry_the_similarity_output(tiny_export, tiny_run, synth_data
     from edgeflower.data.split import load_manifest
 
     x = _probe(test_images)
-    sims_ref, n_train = _keras_similarities(tiny_run, synth_data, synth_split, x)
-    assert np.abs(_kth(sims_ref, 1) - _kth(sims_ref, 2)).max() > 3 * 1e-4  # the data can tell k = 1 from 2
-    ref = _kth(sims_ref, 2)  # the export default
+    sims_ref, labels = _keras_similarities(tiny_run, synth_data, synth_split, x)
+    ref = _per_class(sims_ref, labels, 2)  # the export default: the 2nd-nearest training image of each class
+    assert np.abs(_per_class(sims_ref, labels, 1) - ref).max() > 3 * 1e-4  # the data can tell k = 1 from 2
     for name, tol in (("model_float.tflite", 1e-4), ("model.onnx", 1e-4),
                       ("model_int8.tflite", 0.05), ("model_int8.onnx", 0.05)):
         clf = Classifier(tiny_export / name)
-        assert clf.has_similarity, name
+        assert clf.has_similarity and clf.similarity_width == 3, name
         # int8 artifacts on the photos only: their calibration never saw images like the extra probes
         n = len(x) if "int8" not in name else len(test_images)
+        np.testing.assert_allclose(_raw(clf, x[:n]), ref[:n], atol=tol, err_msg=name)
         probs, sims = clf.score_batch(x[:n])
         assert probs.shape == (n, 3) and sims.shape == (n,)
-        np.testing.assert_allclose(sims, ref[:n], atol=tol, err_msg=name)
+        # the answer reads the value of the class the artifact itself predicts
+        np.testing.assert_allclose(sims, ref[np.arange(n), probs.argmax(1)], atol=tol, err_msg=name)
         meta = json.loads((tiny_export / f"{name}.json").read_text())
         u = meta["unknown"]
-        assert u["method"] == "knn_cosine" and u["bank_size"] == n_train and u["neighbours"] == 2
+        assert u["method"] == "knn_cosine_per_class" and u["per_class"] is True
+        assert u["bank_size"] == len(labels) and u["neighbours"] == 2
         assert u["similarity_threshold"] == clf.min_similarity
         assert meta["confidence_threshold"] == clf.threshold == 0.0  # the confidence rule is off by default
         # the calibration rule held on the validation split
@@ -80,24 +96,41 @@ def test_artifacts_carry_the_similarity_output(tiny_export, tiny_run, synth_data
         assert cal["split_half"] is not None
         assert cal["split_half"] == split_half_cost(vp.argmax(1) == val.y, vs, val.y, cal["budget"]), name
     report = (tiny_export / "export_report.md").read_text()
-    assert "unknown, model_int8.tflite: similarity to the second-nearest" in report
+    assert "unknown, model_int8.tflite: similarity to the second-nearest training photo of the predicted class" in report
     assert "-point budget on new photos (validation split halves, 500 splits): median" in report
 
 
 def test_neighbours_option_picks_the_kth_similarity(tiny_run, synth_data, synth_split, test_images, tmp_path):
     """--unknown-neighbours 1 is the nearest photo (max) and 3 the third; both differ from the default's second."""
     x = _probe(test_images)
-    sims_ref, _ = _keras_similarities(tiny_run, synth_data, synth_split, x)
+    sims_ref, labels = _keras_similarities(tiny_run, synth_data, synth_split, x)
     # the check below can only tell k apart where the k-th similarities differ by more than its tolerance
     for a, b in ((1, 2), (2, 3), (1, 3)):
-        assert np.abs(_kth(sims_ref, a) - _kth(sims_ref, b)).max() > 3 * 1e-4, (a, b)
+        assert np.abs(_per_class(sims_ref, labels, a) - _per_class(sims_ref, labels, b)).max() > 3 * 1e-4, (a, b)
     for k in (1, 3):
         out = run_cli("export", tiny_run, "--no-onnx", "--data", synth_data, "--split", synth_split,
                       "--max-drop", 100, "--unknown-neighbours", k, "--out", tmp_path / f"k{k}")
         assert out.returncode == 0, out.stderr
         clf = Classifier(tmp_path / f"k{k}" / "model_float.tflite")
         assert clf.metadata["unknown"]["neighbours"] == k
-        np.testing.assert_allclose(clf.score_batch(x)[1], _kth(sims_ref, k), atol=1e-4)
+        np.testing.assert_allclose(_raw(clf, x), _per_class(sims_ref, labels, k), atol=1e-4)
+
+
+def test_any_class_option_exports_the_kth_nearest_of_all(tiny_run, synth_data, synth_split, test_images, tmp_path):
+    """--unknown-any-class: one similarity per image, the k-th nearest among all training images, which is not the
+    predicted class's on some of the probes."""
+    x = _probe(test_images)
+    sims_ref, labels = _keras_similarities(tiny_run, synth_data, synth_split, x)
+    out = run_cli("export", tiny_run, "--no-onnx", "--data", synth_data, "--split", synth_split,
+                  "--max-drop", 100, "--unknown-any-class", "--out", tmp_path / "any")
+    assert out.returncode == 0, out.stderr
+    clf = Classifier(tmp_path / "any" / "model_float.tflite")
+    assert clf.similarity_width == 1 and clf.metadata["unknown"]["per_class"] is False
+    assert clf.metadata["unknown"]["method"] == "knn_cosine"
+    probs, sims = clf.score_batch(x)
+    np.testing.assert_allclose(sims, _kth(sims_ref, 2), atol=1e-4)
+    per_class = _per_class(sims_ref, labels, 2)[np.arange(len(x)), probs.argmax(1)]
+    assert np.abs(per_class - _kth(sims_ref, 2)).max() > 3 * 1e-4  # the two rules differ on these probes
 
 
 def test_neighbours_beyond_the_bank_is_refused(tiny_run, synth_data, synth_split, tmp_path):
@@ -199,3 +232,23 @@ def test_cli_classify_reports_similarity_and_override(tiny_export, tmp_path):
                 "--min-similarity", "1")
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text().splitlines()[0])["label"] == UNKNOWN
+
+
+def test_the_answer_reads_the_predicted_class_similarity():
+    from edgeflower.edge.classifier import Smoother, select_similarity
+
+    probs = np.array([[0.1, 0.7, 0.2], [0.4, 0.4, 0.2], [0.1, 0.2, 0.7]], np.float32)
+    sims = np.array([[0.9, 0.3, 0.5], [0.2, 0.8, 0.6], [0.4, 0.5, 0.6]], np.float32)
+    # the top class's value; of two tied classes the first (as Classifier.decide reports it)
+    np.testing.assert_allclose(select_similarity(probs, sims), [0.3, 0.2, 0.6])
+    np.testing.assert_allclose(select_similarity(probs, sims[:, :1]), [0.9, 0.2, 0.4])  # one value: as it is
+    # a background class (the last, no column of its own) reads the highest value; it is answered unknown anyway
+    np.testing.assert_allclose(select_similarity(probs, sims[:, :2]), [0.3, 0.2, 0.5])
+    # smoothing averages every class's similarity, so the value read is the smoothed top class's
+    sm = Smoother(2)
+    sm.update(probs[0], sims[0])
+    p, s = sm.update(probs[2], sims[2])
+    np.testing.assert_allclose(s, (sims[0] + sims[2]) / 2)
+    one = Smoother(2)
+    one.update(probs[0], 0.25)
+    assert one.update(probs[0], 0.75)[1] == 0.5  # a single similarity stays a float

@@ -5,7 +5,9 @@ with the interpreter's tensor details as the authority on dtypes and quantizatio
 
 `unknown` has two rules, each with a threshold calibrated on the validation split at export:
 - similarity (artifacts exported with the feature-similarity output, the default): the cosine similarity of the
-  photo's features to its k-th nearest training photo (k in the metadata, 2 by default) is below ``min_similarity``;
+  photo's features to its k-th nearest training photo (k in the metadata, 2 by default) is below ``min_similarity``.
+  When the output holds one similarity per class (the export default), the one of the predicted class is used: the
+  photo must be close to training photos of the class it is called;
 - confidence: the top probability is below ``threshold`` (0, off, by default when the similarity is there).
 """
 
@@ -37,6 +39,8 @@ class Prediction:
     inference_ms: float = 0.0  # the interpreter call alone
     total_ms: float = 0.0  # preprocessing + quantization + inference + postprocessing
     similarity: float | None = None  # feature similarity to the k-th nearest training photo (None: not in the model)
+    # with a per-class similarity output: each class's value (the similarity above is the top class's)
+    similarities: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
         d = {"label": self.label, "score": round(self.score, 6),
@@ -44,6 +48,8 @@ class Prediction:
              "inference_ms": round(self.inference_ms, 3), "total_ms": round(self.total_ms, 3)}
         if self.similarity is not None:
             d["similarity"] = round(self.similarity, 6)
+        if self.similarities is not None:
+            d["similarity_per_class"] = {k: round(v, 6) for k, v in self.similarities.items()}
         return d
 
 
@@ -77,6 +83,19 @@ def dequantize(y: np.ndarray, info: TensorInfo) -> np.ndarray:
     if not info.quantized:
         return y.astype(np.float32, copy=False)
     return (y.astype(np.float32) - info.zero_point) * info.scale
+
+
+def select_similarity(probs: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """The similarity of each photo: (N,) from an output of one value per photo (N, 1), or from one value per class
+    (N, W) the value of the top class of ``probs`` (N, C). The first W classes have values; a top class beyond them
+    (a background class, which has no training photos in the bank and is answered unknown anyway) reads the highest."""
+    sims = np.asarray(sims).reshape(len(probs), -1)
+    if sims.shape[1] == 1:
+        return sims[:, 0]
+    top = np.argmax(probs, axis=1)  # the first of tied classes, as Classifier.decide
+    inside = top < sims.shape[1]
+    picked = sims[np.arange(len(sims)), np.minimum(top, sims.shape[1] - 1)]
+    return np.where(inside, picked, sims.max(axis=1))
 
 
 class Classifier:
@@ -138,8 +157,22 @@ class Classifier:
     def similarity_output(self) -> TensorInfo | None:
         return None if self._sim_index is None else self.backend.outputs[self._sim_index]
 
+    @property
+    def similarity_width(self) -> int:
+        """Values per image in the similarity output: 1, or one per class (0 without the output)."""
+        if self._sim_index is None:
+            return 0
+        shape = self.similarity_output.shape
+        return int(shape[-1]) if len(shape) and shape[-1] > 0 else 1
+
     def scores(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
-        """uint8 (N, H, W, 3) or (H, W, 3) -> (probabilities (N, C), similarities (N,) or None, interpreter ms)."""
+        """uint8 (N, H, W, 3) or (H, W, 3) -> (probabilities (N, C), similarities (N,) or None, interpreter ms).
+        A per-class similarity output gives the value of each image's top class (``raw_scores`` gives them all)."""
+        probs, sims, inf_ms = self.raw_scores(pixels)
+        return probs, (None if sims is None else select_similarity(probs, sims)), inf_ms
+
+    def raw_scores(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """As ``scores``, with the similarity output as it is: (N, 1) or (N, classes)."""
         if pixels.ndim == 3:
             pixels = pixels[None]
         x = quantize(pixels, self.backend.input)
@@ -153,7 +186,7 @@ class Classifier:
         outs = self.backend.get_outputs()
         probs = dequantize(outs[self.backend.main], self.backend.output)
         sims = dequantize(outs[self._sim_index], self.similarity_output)
-        return probs.reshape(len(pixels), -1), sims.reshape(len(pixels)), inf_ms
+        return probs.reshape(len(pixels), -1), sims.reshape(len(pixels), -1), inf_ms
 
     def predict_batch(self, images: np.ndarray, batch: int = 1) -> np.ndarray:
         """Probabilities of many preprocessed images (batch 1 by default: what the device runs)."""
@@ -182,7 +215,7 @@ class Classifier:
 
     def decide(self, probs: np.ndarray,
                similarity: float | None = None) -> tuple[str, float, int, list[tuple[str, float]]]:
-        order = np.argsort(-probs)
+        order = np.argsort(-probs, kind="stable")  # of tied classes the first, as np.argmax (select_similarity)
         top = int(order[0])
         score = float(probs[top])
         unknown = self.is_unknown(score, similarity) or self.labels[top] == self.background
@@ -192,14 +225,17 @@ class Classifier:
     def classify(self, frame: ImageLike, smoother: "Smoother | None" = None) -> Prediction:
         t0 = time.perf_counter_ns()
         pixels = self.preprocess(frame)
-        probs, sims, inf_ms = self.scores(pixels)
+        probs, sims, inf_ms = self.raw_scores(pixels)
         p = probs[0]
-        sim = None if sims is None else float(sims[0])
-        if smoother is not None:
-            p, sim = smoother.update(p, sim)
+        raw = None if sims is None else sims[0]
+        if smoother is not None:  # smooths every class's similarity, then reads the smoothed top class's
+            p, raw = smoother.update(p, raw)
+        sim = None if raw is None else float(select_similarity(p[None], np.reshape(raw, (1, -1)))[0])
         label, score, top, topk = self.decide(p, sim)
         total = (time.perf_counter_ns() - t0) / 1e6
-        return Prediction(label, score, topk, p, top, inf_ms, total, sim)
+        per_class = (None if raw is None or np.size(raw) == 1 else
+                     {lab: float(v) for lab, v in zip(self.labels, np.ravel(raw))})
+        return Prediction(label, score, topk, p, top, inf_ms, total, sim, per_class)
 
 
 class Smoother:
@@ -207,11 +243,14 @@ class Smoother:
 
     def __init__(self, n: int):
         self.buf: deque[np.ndarray] = deque(maxlen=max(1, n))
-        self.sims: deque[float] = deque(maxlen=max(1, n))
+        self.sims: deque[np.ndarray] = deque(maxlen=max(1, n))
 
-    def update(self, probs: np.ndarray, similarity: float | None = None) -> tuple[np.ndarray, float | None]:
-        """(mean of the recent probabilities, mean of the recent similarities or None without one)."""
+    def update(self, probs: np.ndarray, similarity=None):
+        """(mean of the recent probabilities, mean of the recent similarities or None without one). A similarity
+        is one value or one per class (an array); the mean has the same form."""
         self.buf.append(np.asarray(probs, dtype=np.float32))
-        if similarity is not None:
-            self.sims.append(float(similarity))
-        return np.mean(self.buf, axis=0), (float(np.mean(self.sims)) if similarity is not None else None)
+        if similarity is None:
+            return np.mean(self.buf, axis=0), None
+        self.sims.append(np.asarray(similarity, dtype=np.float32))
+        mean = np.mean(np.stack(list(self.sims)), axis=0)
+        return np.mean(self.buf, axis=0), (float(mean) if mean.size == 1 and np.ndim(similarity) == 0 else mean)

@@ -13,6 +13,17 @@ device needs no extra file:
 
     features -> UnitNormalization -> Dense(bank, no bias; weights = normalized training features) -> k-th largest
 
+By default the neighbours are looked for among the training photos of each class apart, and the similarity output
+holds one value per class (N, C): the device reads the value of the class it predicts (``edgeflower.edge.classifier.select_similarity``), so a
+photo is kept when it is close to two training photos *of the class it is called*. Chosen on the development photos
+(benchmarks/unknown_scores.py, make main's Lite0 features): the highest AUROC of validation flowers against
+development photos of the scores compared, and it rejects more of the held-out photos than the k-th nearest among
+all training photos (``--unknown-any-class``, one value (N, 1)) at the same validation budget. The selection runs
+after the model, not in it: two near-tied classes may swap between int8 builds (host and device), and each value of
+the output still agrees within one quantization step.
+
+    features -> UnitNormalization -> Dense(bank sorted by class) -> per class: k-th largest -> (N, C)
+
 The threshold is calibrated per artifact on the validation split at export (the same accuracy budget as the
 confidence threshold), so quantization error in the score is measured, not assumed away.
 """
@@ -30,6 +41,7 @@ log = logging.getLogger(__name__)
 SIMILARITY_OUTPUT = "similarity"
 NORMALIZE_LAYER = "ood_normalize"
 METHOD = "knn_cosine"
+METHOD_PER_CLASS = "knn_cosine_per_class"
 DEFAULT_NEIGHBOURS = 2
 _POOLING = ("GlobalAveragePooling2D", "GlobalMaxPooling2D")
 
@@ -79,9 +91,19 @@ def kth_largest(sims: np.ndarray, k: int = DEFAULT_NEIGHBOURS) -> np.ndarray:
     return -np.partition(-np.asarray(sims), k - 1, axis=1)[:, k - 1]
 
 
-def with_similarity(model, bank: np.ndarray, neighbours: int = DEFAULT_NEIGHBOURS):
-    """A two-output Keras model: (probabilities, similarity (N, 1)) for export. ``bank``: normalized (M, D);
-    the similarity is that of the ``neighbours``-th nearest row of the bank."""
+def per_class_kth(sims: np.ndarray, labels: np.ndarray, k: int = DEFAULT_NEIGHBOURS,
+                  classes: int | None = None) -> np.ndarray:
+    """The per-class score in numpy: for each row of ``sims`` (N, M) the k-th largest similarity among the columns
+    of each class (``labels`` (M,)), (N, classes)."""
+    classes = int(labels.max()) + 1 if classes is None else classes
+    return np.stack([kth_largest(sims[:, labels == c], k) for c in range(classes)], axis=1)
+
+
+def with_similarity(model, bank: np.ndarray, neighbours: int = DEFAULT_NEIGHBOURS,
+                    bank_labels: np.ndarray | None = None):
+    """A two-output Keras model: (probabilities, similarity) for export. ``bank``: normalized (M, D).
+    Without ``bank_labels`` the similarity (N, 1) is that of the ``neighbours``-th nearest row of the bank; with
+    them (the class of each row, 0..W-1) it is (N, W), the ``neighbours``-th nearest row of each class."""
     import keras
     from keras import layers
 
@@ -89,6 +111,20 @@ def with_similarity(model, bank: np.ndarray, neighbours: int = DEFAULT_NEIGHBOUR
         raise ExportError("the feature bank is empty: the unknown score needs training images")
     if not 1 <= neighbours <= len(bank):
         raise ExportError(f"--unknown-neighbours {neighbours}: must be between 1 and the {len(bank)} training images")
+    bounds = None
+    if bank_labels is not None:
+        bank_labels = np.asarray(bank_labels)
+        if len(bank_labels) != len(bank):
+            raise ExportError(f"{len(bank_labels)} labels for a bank of {len(bank)} rows")
+        order = np.argsort(bank_labels, kind="stable")
+        bank, bank_labels = bank[order], bank_labels[order]
+        counts = np.bincount(bank_labels)
+        if counts.min() < neighbours:
+            c = int(np.argmin(counts))
+            raise ExportError(f"--unknown-neighbours {neighbours}: class {c} has {counts[c]} training images; the "
+                              "per-class score needs at least as many (or export with --unknown-any-class)")
+        ends = np.cumsum(counts)
+        bounds = [(int(e - n), int(e)) for e, n in zip(ends, counts)]
     layer = feature_layer(model)
     if layer is None:
         raise ExportError(f"{model.name} has no global pooling layer to take features from")
@@ -98,11 +134,19 @@ def with_similarity(model, bank: np.ndarray, neighbours: int = DEFAULT_NEIGHBOUR
     dense = layers.Dense(len(bank), use_bias=False, trainable=False, name="ood_bank")
     sims = dense(x)
     dense.set_weights([bank.T.astype(np.float32)])
-    if neighbours == 1:
+    k = int(neighbours)
+    if bounds is not None:  # one value per class: TFLite STRIDED_SLICE + TOPK_V2 (or REDUCE_MAX), CONCATENATION
+
+        def per_class(t):
+            cols = [keras.ops.max(t[:, a:b], axis=1, keepdims=True) if k == 1 else
+                    keras.ops.top_k(t[:, a:b], k, sorted=True)[0][:, k - 1:k] for a, b in bounds]
+            return keras.ops.concatenate(cols, axis=1)
+
+        best = layers.Lambda(per_class, name=SIMILARITY_OUTPUT, output_shape=(len(bounds),))(sims)
+    elif neighbours == 1:
         sims = layers.Reshape((len(bank), 1), name="ood_reshape")(sims)
         best = layers.GlobalMaxPooling1D(name=SIMILARITY_OUTPUT)(sims)
     else:  # TFLite TOPK_V2 / ONNX TopK, then the k-th value
-        k = int(neighbours)
         best = layers.Lambda(lambda t: keras.ops.top_k(t, k, sorted=True)[0][:, k - 1:k], name=SIMILARITY_OUTPUT,
                              output_shape=(1,))(sims)
     return keras.Model(model.inputs, [model.outputs[0], best], name=f"{model.name}_with_unknown")

@@ -57,6 +57,8 @@ class ExportConfig:
     require_float_agreement: bool = True
     unknown: str = "similarity"  # "similarity": add the feature-similarity output (edgeflower.export.ood); "confidence"
     unknown_neighbours: int = ood.DEFAULT_NEIGHBOURS  # the similarity is to the k-th nearest training photo
+    # ... of the predicted class (one similarity per class in the output); False: of any class (one value)
+    unknown_per_class: bool = True
     # the artifacts to export (Format values, e.g. ("tflite_float", "onnx_int8")); None: from int8 and onnx
     formats: tuple[str, ...] | None = None
     mixed_precision: bool = False  # int8 over budget: return the layers that hurt most to float (also --auto)
@@ -193,14 +195,20 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     if unknown == "similarity":
         say(f"unknown score: features of the {len(train)} training images")
         # the bank holds the flower photos only: the similarity says "like a training flower"
-        bank = ood.compute_bank(model, train.x if not background else train.x[train.y != len(classes) - 1])
+        flowers = train.y != len(classes) - 1 if background else np.ones(len(train), bool)
+        bank = ood.compute_bank(model, train.x[flowers])
         k = cfg.unknown_neighbours
-        model = ood.with_similarity(model, bank, k)
-        unknown_meta = {"method": ood.METHOD, "feature_layer": feature_layer.name, "neighbours": k,
+        per_class = bool(cfg.unknown_per_class)
+        model = ood.with_similarity(model, bank, k, train.y[flowers] if per_class else None)
+        of = " of the predicted class" if per_class else ""
+        unknown_meta = {"method": ood.METHOD_PER_CLASS if per_class else ood.METHOD,
+                        "feature_layer": feature_layer.name, "neighbours": k, "per_class": per_class,
                         "bank_size": int(bank.shape[0]), "feature_dims": int(bank.shape[1]),
                         "description": f"cosine similarity of the pooled features to the {ood.ordinal(k)} training "
-                                       "photo; unknown below similarity_threshold (calibrated on the validation "
-                                       "split)"}
+                                       f"photo{of}; unknown below similarity_threshold (calibrated on the validation "
+                                       "split)" + ("; the similarity output holds one value per class (in the order "
+                                                   "of the labels, without a background class) and the answer reads "
+                                                   "the top class's" if per_class else "")}
     base_meta = {
         "edgeflower_version": __version__,
         "labels": classes,
@@ -429,7 +437,8 @@ def render_table(report: dict) -> str:
         u = a.get("unknown") or {}
         if "test" not in u:
             continue
-        rule = (f"similarity to the {ood.ordinal(u.get('neighbours', 1))} training photo "
+        rule = (f"similarity to the {ood.ordinal(u.get('neighbours', 1))} training photo"
+                f"{' of the predicted class' if u.get('per_class') else ''} "
                 f">= {u['similarity_threshold']:.4f}"
                 if "similarity_threshold" in u else f"confidence >= {u.get('confidence_threshold', 0):.4f}")
         lines.append(f"- unknown, {Path(a['path']).name}: {rule} (calibrated on val); test flowers answered unknown "

@@ -128,8 +128,10 @@ def embed_tflite_metadata(path: Path, out: Path, meta: dict) -> None:
         md = info.GeneralMd(
             name=f"edgeflower {model_name}", version=str(meta.get("edgeflower_version", "")),
             description=(f"Image classifier ({', '.join(labels)}), {kind}, exported by edgeflower. Output 0: class "
-                         "probabilities; output 1 (if present): cosine similarity to the training photos, below "
-                         f"the threshold in {METADATA_FILE} the answer is 'unknown'."),
+                         "probabilities; output 1 (if present): cosine similarity to the training photos"
+                         + (" of each class (read the top class's value)"
+                            if (meta.get("unknown") or {}).get("per_class") else "") +
+                         f", below the threshold in {METADATA_FILE} the answer is 'unknown'."),
             author="edgeflower").create_metadata()
         md.associatedFiles = [info.AssociatedFileMd(
             own_file, description="edgeflower metadata: preprocessing, labels, unknown thresholds, source run and "
