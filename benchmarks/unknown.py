@@ -260,7 +260,7 @@ def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], budget: f
         "cosine to class means": lambda s: (normalize(f[s]) @ mu_n.T).max(1),
         "Mahalanobis to class means (tied covariance)": lambda s: maha(f[s]),
         "cosine to nearest training photo (k=1)": lambda s: knn(s, 1),
-        "cosine to 2nd-nearest training photo (k=2, shipped)": lambda s: knn(s, 2),
+        "cosine to 2nd-nearest training photo of any class (k=2)": lambda s: knn(s, 2),
         "cosine to 3rd-nearest training photo (k=3)": lambda s: knn(s, 3),
         "cosine to 5th-nearest training photo (k=5)": lambda s: knn(s, 5),
     }

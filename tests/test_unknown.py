@@ -100,37 +100,30 @@ def test_artifacts_carry_the_similarity_output(tiny_export, tiny_run, synth_data
     assert "-point budget on new photos (validation split halves, 500 splits): median" in report
 
 
-def test_neighbours_option_picks_the_kth_similarity(tiny_run, synth_data, synth_split, test_images, tmp_path):
-    """--unknown-neighbours 1 is the nearest photo (max) and 3 the third; both differ from the default's second."""
+def test_neighbours_and_any_class_options(tiny_run, synth_data, synth_split, test_images, tmp_path):
+    """--unknown-neighbours 1 is the nearest photo of each class (a max); --unknown-neighbours 3 --unknown-any-class
+    one similarity per image, the third nearest among all training images, which is not the predicted class's third
+    on some of the probes. Both differ from the default (the second of each class)."""
     x = _probe(test_images)
     sims_ref, labels = _keras_similarities(tiny_run, synth_data, synth_split, x)
-    # the check below can only tell k apart where the k-th similarities differ by more than its tolerance
-    for a, b in ((1, 2), (2, 3), (1, 3)):
-        assert np.abs(_per_class(sims_ref, labels, a) - _per_class(sims_ref, labels, b)).max() > 3 * 1e-4, (a, b)
-    for k in (1, 3):
+    # the checks below can only tell k apart where the k-th similarities differ by more than their tolerance
+    assert np.abs(_per_class(sims_ref, labels, 1) - _per_class(sims_ref, labels, 2)).max() > 3 * 1e-4
+    assert np.abs(_kth(sims_ref, 3) - _kth(sims_ref, 2)).max() > 3 * 1e-4
+    for k, extra in ((1, []), (3, ["--unknown-any-class"])):
         out = run_cli("export", tiny_run, "--no-onnx", "--data", synth_data, "--split", synth_split,
-                      "--max-drop", 100, "--unknown-neighbours", k, "--out", tmp_path / f"k{k}")
+                      "--max-drop", 100, "--unknown-neighbours", k, *extra, "--out", tmp_path / f"k{k}")
         assert out.returncode == 0, out.stderr
         clf = Classifier(tmp_path / f"k{k}" / "model_float.tflite")
-        assert clf.metadata["unknown"]["neighbours"] == k
-        np.testing.assert_allclose(_raw(clf, x), _per_class(sims_ref, labels, k), atol=1e-4)
-
-
-def test_any_class_option_exports_the_kth_nearest_of_all(tiny_run, synth_data, synth_split, test_images, tmp_path):
-    """--unknown-any-class: one similarity per image, the k-th nearest among all training images, which is not the
-    predicted class's on some of the probes."""
-    x = _probe(test_images)
-    sims_ref, labels = _keras_similarities(tiny_run, synth_data, synth_split, x)
-    out = run_cli("export", tiny_run, "--no-onnx", "--data", synth_data, "--split", synth_split,
-                  "--max-drop", 100, "--unknown-any-class", "--out", tmp_path / "any")
-    assert out.returncode == 0, out.stderr
-    clf = Classifier(tmp_path / "any" / "model_float.tflite")
-    assert clf.similarity_width == 1 and clf.metadata["unknown"]["per_class"] is False
-    assert clf.metadata["unknown"]["method"] == "knn_cosine"
-    probs, sims = clf.score_batch(x)
-    np.testing.assert_allclose(sims, _kth(sims_ref, 2), atol=1e-4)
-    per_class = _per_class(sims_ref, labels, 2)[np.arange(len(x)), probs.argmax(1)]
-    assert np.abs(per_class - _kth(sims_ref, 2)).max() > 3 * 1e-4  # the two rules differ on these probes
+        u = clf.metadata["unknown"]
+        assert u["neighbours"] == k and u["per_class"] is not bool(extra)
+        if not extra:
+            np.testing.assert_allclose(_raw(clf, x), _per_class(sims_ref, labels, k), atol=1e-4)
+            continue
+        assert clf.similarity_width == 1 and u["method"] == "knn_cosine"
+        probs, sims = clf.score_batch(x)
+        np.testing.assert_allclose(sims, _kth(sims_ref, k), atol=1e-4)
+        per_class = _per_class(sims_ref, labels, k)[np.arange(len(x)), probs.argmax(1)]
+        assert np.abs(per_class - _kth(sims_ref, k)).max() > 3 * 1e-4  # the two rules differ on these probes
 
 
 def test_neighbours_beyond_the_bank_is_refused(tiny_run, synth_data, synth_split, tmp_path):
