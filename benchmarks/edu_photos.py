@@ -35,7 +35,6 @@ import fnmatch
 import hashlib
 import io
 import json
-import shutil
 import struct
 import sys
 import zlib
@@ -47,7 +46,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import negatives  # noqa: E402
 
-from edgeflower._util import atomic_write_text, cache_dir  # noqa: E402
+from edgeflower._util import cache_dir  # noqa: E402
 
 # package: (version, pool path, sha256 of the .deb) -- Debian 12 bookworm
 PACKAGES = {
@@ -232,11 +231,7 @@ def build(out: Path, debs: str | None = None) -> dict:
             return index
     if out.exists() and not index_path.is_file() and any(out.iterdir()):
         sys.exit(f"{out} holds files this script did not write: give an empty or new folder with --out")
-    final, out = out, out.with_name(out.name + ".partial")
-    if out.exists():
-        shutil.rmtree(out)
-    for role in ROLES:
-        (out / role).mkdir(parents=True)
+    final, out = out, negatives.staging(out, ROLES)
     rows = []
     # GCompris
     package = "gcompris-qt-data"
@@ -273,10 +268,7 @@ def build(out: Path, debs: str | None = None) -> dict:
                      "sha256": hashlib.sha256(files[path]).hexdigest()})
     index = {"command": "python benchmarks/edu_photos.py" + (f" --debs {debs}" if debs else ""),
              "selection": selection, "duplicates_dropped": dropped, "rows": rows}
-    atomic_write_text(out / "index.json", json.dumps(index, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    out.rename(final)
+    negatives.publish(out, final, index)
     return index
 
 

@@ -241,11 +241,7 @@ def build(out: Path, debs: str | None = None, seed: int = 0) -> dict:
             return index
     if out.exists() and not index_path.is_file() and any(out.iterdir()):
         sys.exit(f"{out} holds files this script did not write: give an empty or new folder with --out")
-    final, out = out, out.with_name(out.name + ".partial")  # built aside, then moved into place
-    if out.exists():
-        shutil.rmtree(out)
-    for role in ROLES:
-        (out / role).mkdir(parents=True)
+    final, out = out, staging(out, ROLES)
     rows = []
     rng = random.Random(seed)
     for package in PACKAGES:
@@ -280,11 +276,27 @@ def build(out: Path, debs: str | None = None, seed: int = 0) -> dict:
                 rows.append(dict(base, file=rel, view="whole" if not suffix else suffix[1:]))
     index = {"command": "python benchmarks/negatives.py" + (f" --debs {debs}" if debs else ""),
              "images": len(IMAGES), "rows": rows}
-    atomic_write_text(out / "index.json", json.dumps(index, indent=1))
-    if final.exists():
-        shutil.rmtree(final)  # an older build of this script (it has an index.json, checked above)
-    out.rename(final)
+    publish(out, final, index)
     return index
+
+
+def staging(out: Path, roles) -> Path:
+    """An empty OUT.partial with a folder per role: a build is written aside, then moved into place (publish)."""
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    for role in roles:
+        (partial / role).mkdir(parents=True)
+    return partial
+
+
+def publish(partial: Path, final: Path, index: dict) -> None:
+    """Write the index into the finished build and move it to ``final``, replacing an older build there (one that
+    has an index.json: the caller checked that ``final`` is not a folder of someone else's files)."""
+    atomic_write_text(partial / "index.json", json.dumps(index, indent=1))
+    if final.exists():
+        shutil.rmtree(final)
+    partial.rename(final)
 
 
 def default_dir() -> Path:
