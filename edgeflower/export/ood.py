@@ -14,8 +14,9 @@ device needs no extra file:
     features -> UnitNormalization -> Dense(bank, no bias; weights = normalized training features) -> k-th largest
 
 By default the neighbours are looked for among the training photos of each class apart, and the similarity output
-holds one value per class (N, C): the device reads the value of the class it predicts (``edgeflower.edge.classifier.select_similarity``), so a
-photo is kept when it is close to two training photos *of the class it is called*. Chosen on the development photos
+holds one value per class (N, C): the device reads the value of the class it predicts
+(``edgeflower.edge.classifier.select_similarity``), so a photo is kept when it is close to two training photos *of
+the class it is called*. Chosen on the development photos
 (benchmarks/unknown_scores.py, make main's Lite0 features): the highest AUROC of validation flowers against
 development photos of the scores compared, and it rejects more of the held-out photos than the k-th nearest among
 all training photos (``--unknown-any-class``, one value (N, 1)) at the same validation budget. The selection runs
@@ -89,14 +90,6 @@ def ordinal(k: int) -> str:
 def kth_largest(sims: np.ndarray, k: int = DEFAULT_NEIGHBOURS) -> np.ndarray:
     """The score in numpy: the k-th largest similarity of each row of ``sims`` (N, M)."""
     return -np.partition(-np.asarray(sims), k - 1, axis=1)[:, k - 1]
-
-
-def per_class_kth(sims: np.ndarray, labels: np.ndarray, k: int = DEFAULT_NEIGHBOURS,
-                  classes: int | None = None) -> np.ndarray:
-    """The per-class score in numpy: for each row of ``sims`` (N, M) the k-th largest similarity among the columns
-    of each class (``labels`` (M,)), (N, classes)."""
-    classes = int(labels.max()) + 1 if classes is None else classes
-    return np.stack([kth_largest(sims[:, labels == c], k) for c in range(classes)], axis=1)
 
 
 def with_similarity(model, bank: np.ndarray, neighbours: int = DEFAULT_NEIGHBOURS,

@@ -195,7 +195,7 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     if unknown == "similarity":
         say(f"unknown score: features of the {len(train)} training images")
         # the bank holds the flower photos only: the similarity says "like a training flower"
-        flowers = train.y != len(classes) - 1 if background else np.ones(len(train), bool)
+        flowers = train.y != len(classes) - 1 if background else slice(None)  # (no copy of the images without one)
         bank = ood.compute_bank(model, train.x[flowers])
         k = cfg.unknown_neighbours
         per_class = bool(cfg.unknown_per_class)
