@@ -5,7 +5,7 @@ control, two cut-out roses.
     python benchmarks/edu_photos.py [--debs DIR] [--out DIR]
 
 - gcompris-qt-data (GCompris 3.1, the children's activity suite): the photographs inside its Qt resource files
-  (``.rcc``), read by this module. Each activity goes to one role only, so that the same subject is not in two:
+  (``.rcc``), read by this module. Each activity goes to one role only:
   - ``development`` (methods and settings are chosen on it): the categorization activity's photos (fish, monuments,
     household objects, dams, solar panels and windmills, tools), the erase activity's animals, the hands of
     leftright and the photos of louis-braille;
@@ -13,8 +13,9 @@ control, two cut-out roses.
     musicians of the world), the photo backgrounds of details (castles, monuments), clickgame's underwater scenes
     and the planets of solar_system;
   - ``near``: the two erase photos with flowers in them (a bee at quince blossom, a butterfly on a wild flower).
-  Photos that show the same subject in both roles (the categorization and explore_monuments activities share some
-  monuments) are found by pixel correlation of 32 x 32 grey thumbnails and kept in the development role only.
+  A photo that two activities share (categorization and explore_monuments have three in common) is found by the
+  correlation of 32 x 32 grey thumbnails and kept in the development role only. Other photos of the same monument
+  (the Eiffel Tower, the Taj Mahal) stay in both roles: they are different photos of it.
   Paintings, drawings, cartoons and the cut-up photos of babyshapes are left out.
 - tuxpaint-stamps-default (Tux Paint's stamps, 2022.06.04): the photographed flowers of its plants/flowers folder,
   cut out on a transparent background. Here they are put on mid grey, and they form ``near_cutout``: flowers of other
@@ -111,7 +112,8 @@ STAMPS = [
 ]
 ROLES = ("development", "held_out", "near", "near_cutout", "cutout_control")
 EVAL_SIDE = 1024
-DUPLICATE_CORRELATION = 0.95  # 32 x 32 grey thumbnails this correlated show the same subject from the same place
+# thumbnails this correlated are copies of one photo (the shared ones correlate at 1.0; two planets on black, 0.91)
+DUPLICATE_CORRELATION = 0.95
 
 
 def read_rcc(buf: bytes) -> dict[str, bytes]:
