@@ -300,21 +300,9 @@ def unknown_wallpapers() -> str:
     if not u:
         return "(run `python benchmarks/unknown.py ... --wallpapers`)"
     sets = u["sets"]
-    n = {k: len(v) for k, v in sets.items()}
-    by_pkg: dict[str, dict[str, int]] = {}
-    for k, v in sets.items():
-        for o in v:
-            by_pkg.setdefault(k, {}).setdefault(o["package"].split()[0], 0)
-            by_pkg[k][o["package"].split()[0]] += 1
-    where = {k: ", ".join(f"{c} from {p}" for p, c in v.items()) for k, v in by_pkg.items()}
+    n, where = _set_sources(sets)
     rows = _unknown_rows(u["artifacts"])
-    cats = sorted({c for a in u["artifacts"] for c in a["non_flower_rejected_by_category"]})
-    crows = ["| artifact | " + " | ".join(cats) + " |", "|---|" + "---:|" * len(cats)]
-    for a in u["artifacts"]:
-        if a["artifact"].endswith("model_int8.tflite"):
-            bc = a["non_flower_rejected_by_category"]
-            crows.append(f"| {_short(a['artifact'])} | " + " | ".join(
-                f"{bc[c]['rejected'] * 100:.0f}% ({bc[c]['images']})" if c in bc else "-" for c in cats) + " |")
+    crows = _category_rows(u["artifacts"])
     text = (f"Command: `{u['command']}`. Non-flower sets: development {n['development']} ({where['development']}; "
             f"the method and its settings are chosen on these), held-out {n['held_out']} ({where['held_out']}; only "
             f"reported); flowers of other species {n.get('near', 0)} ({where.get('near', '-')}). The wallpaper "
@@ -325,11 +313,8 @@ def unknown_wallpapers() -> str:
             "most 1 test point, and >= 50% of the other species.\n\n" + "\n".join(rows)
             + "\n\nBy category (int8 TFLite; share answered `unknown`, number of photos):\n\n" + "\n".join(crows))
     first = u["artifacts"][0]
-    what = {o["name"]: o.get("what") for v in sets.values() for o in v}
-    through = [f"{what.get(r['name']) or r['name']} ({r['category']}; as {r['top']}, similarity {r['similarity']:.3f})"
-               for s_ in ("development", "held_out") for r in first[s_]["rows"] if r["label"] != "unknown"]
     text += (f"\n\nThe non-flower photos that {_short(first['artifact'])} does not answer `unknown` (threshold "
-             f"{first['similarity_threshold']:.3f}): " + "; ".join(through) + ".")
+             f"{first['similarity_threshold']:.3f}): " + "; ".join(_through(first, _what(sets))) + ".")
     by_run = u.get("methods_by_run") or {}
     for run, m in by_run.items():
         mrows = ["| score (Keras float features, threshold from val at a 0.5-point budget) | development | held-out "
@@ -549,6 +534,42 @@ def mixed_unknown() -> str:
             "what float layers cost is in the table above.\n\n" + "\n".join(rows) + "\n\n" + _env_line(d))
 
 
+def _set_sources(sets: dict[str, list[dict]]) -> tuple[dict[str, int], dict[str, str]]:
+    """The number of photos of each set of a benchmarks/unknown.py result, and where they come from ("24 from
+    scikit-image, 3 from matplotlib")."""
+    where = {}
+    for k, v in sets.items():
+        count: dict[str, int] = {}
+        for o in v:
+            pkg = o["package"].split()[0]
+            count[pkg] = count.get(pkg, 0) + 1
+        where[k] = ", ".join(f"{c} from {p}" for p, c in count.items())
+    return {k: len(v) for k, v in sets.items()}, where
+
+
+def _category_rows(artifacts: list[dict]) -> list[str]:
+    """The share answered `unknown` per category, for each int8 TFLite of a benchmarks/unknown.py result."""
+    cats = sorted({c for a in artifacts for c in a["non_flower_rejected_by_category"]})
+    rows = ["| artifact | " + " | ".join(cats) + " |", "|---|" + "---:|" * len(cats)]
+    for a in artifacts:
+        if a["artifact"].endswith("model_int8.tflite"):
+            bc = a["non_flower_rejected_by_category"]
+            rows.append(f"| {_short(a['artifact'])} | " + " | ".join(
+                f"{bc[c]['rejected'] * 100:.0f}% ({bc[c]['images']})" if c in bc else "-" for c in cats) + " |")
+    return rows
+
+
+def _what(sets: dict[str, list[dict]]) -> dict[str, str]:
+    """What each photo shows (its file name where the result does not say)."""
+    return {o["name"]: o.get("what") or o["name"] for v in sets.values() for o in v}
+
+
+def _through(artifact: dict, what: dict[str, str]) -> list[str]:
+    """The development and held-out photos that ``artifact`` does not answer `unknown`."""
+    return [f"{what[r['name']]} ({r['category']}; as {r['top']}, similarity {r['similarity']:.3f})"
+            for s_ in ("development", "held_out") for r in artifact[s_]["rows"] if r["label"] != "unknown"]
+
+
 def _unknown_rows(artifacts: list[dict]) -> list[str]:
     """The per-artifact table of benchmarks/unknown.py --wallpapers results."""
     rows = ["| artifact | development | held-out | all non-flower | nature | other species | "
@@ -570,13 +591,7 @@ def unknown_edu() -> str:
     if not u:
         return "(run `python benchmarks/unknown.py ARTIFACT... --wallpapers --edu --results benchmarks/results/unknown_edu.json`)"
     sets = u["sets"]
-    count: dict[str, dict[str, int]] = {}
-    for k, v in sets.items():
-        for o in v:
-            pkg = o["package"].split()[0]
-            count.setdefault(k, {})[pkg] = count.setdefault(k, {}).get(pkg, 0) + 1
-    where = {k: ", ".join(f"{c} from {p}" for p, c in v.items()) for k, v in count.items()}
-    n = {k: len(v) for k, v in sets.items()}
+    n, where = _set_sources(sets)
     arts = u["artifacts"]
     rows = _unknown_rows(arts)
     frows = ["| artifact | flower photos of other species | Tux Paint cut-outs of other species | cut-out roses "
@@ -585,24 +600,16 @@ def unknown_edu() -> str:
         frows.append(f"| {_short(a['artifact'])} | " + " | ".join(
             f"{a[s_]['rejected'] * 100:.0f}% of {a[s_]['images']}" if s_ in a else "-"
             for s_ in ("near", "near_cutout", "cutout_control")) + " |")
-    cats = sorted({c for a in arts for c in a["non_flower_rejected_by_category"]})
-    crows = ["| artifact | " + " | ".join(cats) + " |", "|---|" + "---:|" * len(cats)]
-    for a in arts:
-        if a["artifact"].endswith("model_int8.tflite"):
-            bc = a["non_flower_rejected_by_category"]
-            crows.append(f"| {_short(a['artifact'])} | " + " | ".join(
-                f"{bc[c]['rejected'] * 100:.0f}% ({bc[c]['images']})" if c in bc else "-" for c in cats) + " |")
+    crows = _category_rows(arts)
     main = next((a for a in arts if a.get("rule") == "knn_cosine_per_class"
                  and a["artifact"].endswith("model_int8.tflite")), arts[0])
-    what = {o["name"]: o.get("what") or o["name"] for v in sets.values() for o in v}
+    what = _what(sets)
     srows = ["| set | flower | answer | top class | similarity |", "|---|---|---|---|---:|"]
     for s_ in ("near", "near_cutout", "cutout_control"):
         for r in main.get(s_, {}).get("rows", []):
-            w = what.get(r["name"]) or r["name"]
+            w = what[r["name"]]
             flower = r["category"] if r["category"] == w else f"{r['category']} ({w})"
             srows.append(f"| {s_} | {flower} | {r['label']} | {r['top']} | {r['similarity']:.3f} |")
-    through = [f"{what.get(r['name']) or r['name']} ({r['category']}; as {r['top']}, {r['similarity']:.3f})"
-               for s_ in ("development", "held_out") for r in main[s_]["rows"] if r["label"] != "unknown"]
     lat = _load("unknown_latency.json")
     lat_text = ""
     if lat:
@@ -627,7 +634,7 @@ def unknown_edu() -> str:
             + f"\n\nEvery flower of another species on `{_short(main['artifact'])}` (threshold "
               f"{main['similarity_threshold']:.3f}):\n\n" + "\n".join(srows)
             + f"\n\nThe non-flower photos that `{_short(main['artifact'])}` does not answer `unknown`: "
-            + "; ".join(through) + "." + lat_text + "\n\n" + _env_line(u))
+            + "; ".join(_through(main, what)) + "." + lat_text + "\n\n" + _env_line(u))
 
 
 def unknown_oe_ft() -> str:

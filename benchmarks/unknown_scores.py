@@ -40,7 +40,6 @@ from edgeflower._env import environment  # noqa: E402
 from edgeflower._util import write_json  # noqa: E402
 
 
-ANY_CLASS = "cosine to 2nd-nearest training photo of any class (k=2)"
 PER_CLASS = "k=2 among the training photos of the predicted class (the exports' score)"
 
 
@@ -95,7 +94,7 @@ def main() -> None:
 
     k2 = knn_on(lambda x: x)
 
-    methods = {ANY_CLASS: k2}
+    methods = {unknown.ANY_CLASS: k2}
     for k in (1, 3, 5, 10):
         methods[f"k={k}"] = knn_on(lambda x: x, k)
     for a in (0.25, 0.5, 0.75):

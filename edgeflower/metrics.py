@@ -72,7 +72,6 @@ def calibrate_scores(correct: np.ndarray, score: np.ndarray, budget: float = 0.0
             "budget": budget, "n": int(len(correct))}
 
 
-
 def rejection_cost_pts(correct: np.ndarray, score: np.ndarray, threshold: float) -> float:
     """The accuracy (points) lost by answering ``unknown`` below ``threshold``, a rejected photo counted wrong."""
     correct = np.asarray(correct, bool)

@@ -230,7 +230,7 @@ class Classifier:
         raw = None if sims is None else sims[0]
         if smoother is not None:  # smooths every class's similarity, then reads the smoothed top class's
             p, raw = smoother.update(p, raw)
-        sim = None if raw is None else float(select_similarity(p[None], np.reshape(raw, (1, -1)))[0])
+        sim = None if raw is None else float(select_similarity(p[None], raw)[0])
         label, score, top, topk = self.decide(p, sim)
         total = (time.perf_counter_ns() - t0) / 1e6
         per_class = (None if raw is None or np.size(raw) == 1 else
