@@ -18,7 +18,7 @@ import numpy as np
 from edgeflower._util import sha256_file
 from edgeflower.data.arrays import SplitArrays
 from edgeflower.data.store import join_rows
-from edgeflower.edge.preprocess import IMAGE_SUFFIXES, preprocess
+from edgeflower.edge.preprocess import image_files, preprocess
 from edgeflower.errors import DataError
 
 BACKGROUND = "background"
@@ -31,8 +31,7 @@ def split_background(folder: str | os.PathLike, seed: int = 1337) -> dict[str, l
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"--background {root}: not a folder (expected photos of the camera's scene without flowers)")
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p.relative_to(root).as_posix() for p in image_files(root))
     if len(files) < MIN_PHOTOS:
         raise DataError(f"--background {root} has {len(files)} photos; it needs at least {MIN_PHOTOS} (a few dozen "
                         "photos or video frames of the scene without flowers work best)")

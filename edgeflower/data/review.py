@@ -20,8 +20,8 @@ from PIL import Image, ImageDraw
 
 from edgeflower._util import atomic_path, atomic_write_text, sha256_file
 from edgeflower.data.split import class_folders
-from edgeflower.edge.preprocess import IMAGE_SUFFIXES
-from edgeflower.errors import DataError
+from edgeflower.edge.preprocess import IMAGE_SUFFIXES, open_image
+from edgeflower.errors import DataError, ImageError
 
 THUMB = 112
 
@@ -111,11 +111,18 @@ class AddReport:
     added: dict[str, int] = field(default_factory=dict)
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (sorted frame, the dataset file it repeats)
     renamed: int = 0
+    not_images: list[tuple[str, str]] = field(default_factory=list)  # (file, why it was not copied)
+    stale: int = 0  # temporaries of an interrupted earlier run, removed
+
+
+PARTIAL = ".partial"  # the suffix of a copy in progress: hidden, and no image suffix, so no reader takes it
 
 
 def add(folder: str | os.PathLike, into: str | os.PathLike) -> AddReport:
     """Copy the frames sorted into ``folder/<class>/`` into ``into/<class>/``: never overwriting (a taken name gets
-    a suffix), skipping and reporting photos the dataset already has (same bytes)."""
+    a suffix), skipping and reporting photos the dataset already has (same bytes) and files that do not decode as
+    images. Each copy is written under a hidden ``.partial`` name and renamed when complete; the temporaries that
+    an interrupted run (kill -9, power loss) left behind are removed first."""
     folder, into = Path(folder), Path(into)
     if not into.is_dir():
         raise DataError(f"--into {into}: not a dataset folder (one subfolder per class)")
@@ -132,10 +139,21 @@ def add(folder: str | os.PathLike, into: str | os.PathLike) -> AddReport:
     rep = AddReport()
     for d in sorted_dirs:
         target = into / d.name
+        for stale in target.glob(f".*{PARTIAL}"):
+            stale.unlink(missing_ok=True)
+            rep.stale += 1
         known = {sha256_file(p): p for p in target.iterdir() if p.is_file()}
         n = 0
         for src in sorted(d.iterdir()):
-            if not src.is_file() or src.suffix.lower() not in IMAGE_SUFFIXES:
+            if not src.is_file() or src.name.startswith("."):
+                continue
+            if src.suffix.lower() not in IMAGE_SUFFIXES:
+                rep.not_images.append((str(src), f"not an image file name ({src.suffix or 'no suffix'})"))
+                continue
+            try:
+                open_image(src)
+            except ImageError as exc:
+                rep.not_images.append((str(src), str(exc)))
                 continue
             digest = sha256_file(src)
             if digest in known:
@@ -146,7 +164,7 @@ def add(folder: str | os.PathLike, into: str | os.PathLike) -> AddReport:
                 dst, k = target / f"{src.stem}_{k}{src.suffix}", k + 1
             if k > 1:
                 rep.renamed += 1
-            with atomic_path(dst, suffix=dst.suffix) as tmp:
+            with atomic_path(dst, suffix=PARTIAL) as tmp:
                 shutil.copyfile(src, tmp)
             known[digest] = dst
             n += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+from pathlib import Path
 from typing import Union
 
 import numpy as np
@@ -18,6 +19,20 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from edgeflower.errors import ImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+def is_image_file(path: Path, root: Path | None = None) -> bool:
+    """An image by its suffix, and not hidden: files and folders whose name starts with a dot (temporaries of
+    interrupted copies, ``.partial`` staging) are never read as photos."""
+    rel = path.relative_to(root) if root is not None else Path(path.name)
+    return (path.suffix.lower() in IMAGE_SUFFIXES and not any(p.startswith(".") for p in rel.parts)
+            and path.is_file())
+
+
+def image_files(root: str | os.PathLike) -> list[Path]:
+    """The images under ``root``, recursively, sorted; hidden files and folders skipped."""
+    root = Path(root)
+    return sorted(p for p in root.rglob("*") if is_image_file(p, root))
+
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -29,6 +44,7 @@ PREPROCESSING = {
     "resize": "bilinear",
     "aspect": "stretch",
     "jpeg_draft": True,
+    "reduce_large": True,  # an image of twice the input or more is box-reduced first (open_image)
     "dtype": "uint8",
     "range": [0, 255],
     "layout": "HWC",
@@ -76,8 +92,8 @@ MAX_PIXELS = 64_000_000
 def open_image(src: str | os.PathLike | bytes, draft_size: tuple[int, int] | None = None) -> Image.Image:
     """Decode an image file (or bytes) into an RGB Pillow image, EXIF orientation applied.
 
-    ``draft_size`` (height, width) lets JPEG decoding skip detail that the resize would throw away
-    (DCT scaling by 1/2, 1/4 or 1/8, never below the requested size).
+    ``draft_size`` (height, width) lets decoding skip detail that the resize would throw away: JPEG's DCT scaling
+    by 1/2, 1/4 or 1/8, then for any format a box reduction by a whole factor, never below the requested size.
     """
     name = "<bytes>" if isinstance(src, (bytes, bytearray)) else os.fspath(src)
     try:
@@ -95,6 +111,8 @@ def open_image(src: str | os.PathLike | bytes, draft_size: tuple[int, int] | Non
                 side = max(draft_size)
                 img.draft("RGB", (side, side))
             img.load()
+            if draft_size is not None:
+                img = _reduce(img, max(draft_size))
             img = ImageOps.exif_transpose(img)
             return to_rgb(img)
     except UnidentifiedImageError as exc:
@@ -112,6 +130,19 @@ def open_image(src: str | os.PathLike | bytes, draft_size: tuple[int, int] | Non
                          "re-download it") from exc
 
 
+def _reduce(img: Image.Image, side: int) -> Image.Image:
+    """Shrink a decoded image by the largest whole factor that keeps both sides at least ``side`` (a box filter),
+    before any copy is made: a 64-megapixel PNG then costs its decode and nothing more, as a JPEG's draft does.
+    Images under twice the size are returned as they are (every photo of flower_photos is)."""
+    factor = min(img.width, img.height) // max(1, side)
+    if factor < 2:
+        return img
+    try:
+        return img.reduce(factor)
+    except (ValueError, NotImplementedError):  # modes Pillow cannot reduce (palette, 16-bit): resize later
+        return img
+
+
 def preprocess(src: ImageLike, size: int | tuple[int, int]) -> np.ndarray:
     """Any image (path, bytes, Pillow image, RGB array) -> uint8 array of shape (height, width, 3).
 
@@ -124,6 +155,7 @@ def preprocess(src: ImageLike, size: int | tuple[int, int]) -> np.ndarray:
         img = to_rgb(ImageOps.exif_transpose(src) if src.getexif() else src)
     else:
         img = open_image(src, draft_size=(h, w))
+    img = _reduce(img, max(h, w))  # what open_image did for files, for frames and Pillow images too: same pixels
     if img.size != (w, h):
         img = img.resize((w, h), _RESAMPLE)
     return np.asarray(img, dtype=np.uint8)
