@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import sys
 import tempfile
 from pathlib import Path
@@ -138,7 +139,38 @@ def cache_dir() -> Path:
     return Path(base) / "edgeflower"
 
 
-def percentiles(values: list[float], qs: Iterable[float] = (50, 90, 95, 99)) -> dict[str, float]:
+class Reservoir:
+    """A uniform sample of at most ``size`` values from a stream of any length (Vitter's algorithm R), with the
+    count of values seen: percentiles of a stream in fixed memory, for loops that run for months.
+
+    Below ``size`` values it holds them all, so short runs report exact percentiles. Seeded, so a rerun over the
+    same stream reports the same figures."""
+
+    def __init__(self, size: int = 4096, seed: int = 0):
+        if size < 1:
+            raise ValueError(f"reservoir size must be at least 1, got {size}")
+        self.size = size
+        self.count = 0
+        self._values: list[float] = []
+        self._rng = random.Random(seed)
+
+    def append(self, value: float) -> None:
+        self.count += 1
+        if len(self._values) < self.size:
+            self._values.append(value)
+            return
+        j = self._rng.randrange(self.count)  # keep the new value with probability size / count
+        if j < self.size:
+            self._values[j] = value
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self._values)
+
+
+def percentiles(values: Iterable[float], qs: Iterable[float] = (50, 90, 95, 99)) -> dict[str, float]:
     """Nearest-rank-interpolated percentiles without numpy (numpy's default linear method)."""
     xs = sorted(values)
     out: dict[str, float] = {}

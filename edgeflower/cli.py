@@ -174,6 +174,10 @@ def data_add(saved, into):
                + (f"; {r.renamed} renamed (the name was taken)" if r.renamed else ""))
     for src, dup in r.duplicates:
         click.echo(f"already in the dataset, skipped: {src} (same bytes as {dup})")
+    for src, why in r.not_images:
+        click.echo(f"not copied: {why}" if src in why else f"not copied: {src}: {why}")
+    if r.stale:
+        click.echo(f"removed {r.stale} partial copies left by an interrupted earlier run")
     click.echo(f"train on it: edgeflower train --data {into}")
 
 
@@ -382,6 +386,7 @@ def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, 
 @click.option("--save-max-mb", type=click.FloatRange(min=0), default=500.0, show_default=True, metavar="MB",
               help="Stop saving (and warn once) when the folder holds this much; classification goes on.")
 @click.option("--reconnect", is_flag=True, help="Retry a camera that disappears.")
+@click.option("--loop", is_flag=True, help="Play a --video file again from its start when it ends.")
 @click.option("--resolution", default="320x240", show_default=True,
               help="Camera capture size WxH for inference (a low-resolution stream: the model sees 224x224).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
@@ -389,110 +394,37 @@ def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, 
 @_handle_errors
 def classify(model, camera, video, images, backend, threads, threshold, min_similarity, top_k, smooth, jsonl, serve,
              mqtt_url, mqtt_every, mqtt_discovery, post_url, exec_cmd, exec_shell, save_dir, save_when,
-             save_confidence, save_min_interval, save_max_mb, reconnect, resolution, max_frames, quiet):
+             save_confidence, save_min_interval, save_max_mb, reconnect, loop, resolution, max_frames, quiet):
     """Classify camera frames, a video or still images with an exported MODEL (.tflite or .onnx)."""
-    from edgeflower.edge.classifier import Classifier
-    from edgeflower.edge.loop import run
-    from edgeflower.edge.sources import ImageSource, OpenCVSource, PiCameraSource
-    from edgeflower.errors import SourceError
+    from edgeflower.edge.app import run_device, summary_line
 
-    chosen = [x for x in (camera, video, images) if x is not None]
-    if len(chosen) != 1:
-        raise SourceError("give exactly one source: --camera [N], --video PATH|URL or --images DIR|GLOB")
-    try:
-        w, h = (int(v) for v in resolution.lower().split("x"))
-    except ValueError as exc:
-        raise SourceError(f"--resolution {resolution!r}: expected WxH, e.g. 640x480") from exc
-    saver = None
-    if save_dir:  # before the model loads: a folder it cannot write is an error at start
-        from edgeflower._util import sha256_file
-        from edgeflower.edge.saver import FrameSaver
-
-        saver = FrameSaver(save_dir, when=save_when, min_interval=save_min_interval, max_mb=save_max_mb,
-                           confidence=save_confidence,
-                           model_sha256=sha256_file(model) if Path(model).is_file() else None)
-    clf = Classifier(model, backend=backend, threads=threads, threshold=threshold, top_k=top_k,
-                     min_similarity=min_similarity)
-    if not clf.has_metadata:
-        click.secho(f"warning: {model} has no edgeflower metadata; labels are class_0.. and no unknown threshold",
-                    fg="yellow", err=True)
-    if images is not None:
-        source = ImageSource(images, size_hint=clf.input_size)
-    elif video is not None:
-        source = OpenCVSource(video, reconnect=reconnect)
-    elif camera == "pi":
-        source = PiCameraSource((w, h), reconnect=reconnect)
-    else:
-        try:
-            index = int(camera)
-        except ValueError as exc:
-            raise SourceError(f"--camera {camera!r}: expected a camera number (0, 1, ...) or no value") from exc
-        source = OpenCVSource(index, reconnect=reconnect, size=(w, h))
-    live_state = None
-    if serve:
-        from edgeflower.edge.serve import LiveState, start_server
-
-        live_state = LiveState()
-        server = start_server(serve, live_state)
-        host, port = server.server_address[:2]
-        click.echo(f"live page: http://{host}:{port}/", err=True)
+    opts = _device_options(click.get_current_context().params)
     show = (not quiet) and sys.stderr.isatty()
     if show:  # one status line, rewritten in place
         status, status_every = (lambda msg: click.echo("\r" + msg[:150].ljust(150), nl=False, err=True)), 0.25
     else:  # under systemd, nohup or a pipe: the same status as a line every 15 s
         status, status_every = (None if quiet else (lambda msg: click.echo(msg[:150], err=True))), 15.0
-    sinks = []
-    if mqtt_url:
-        from edgeflower.edge.sinks import MqttSink
 
-        sinks.append(MqttSink(mqtt_url, discovery=mqtt_discovery))
-    if post_url:
-        from edgeflower.edge.sinks import WebhookSink
+    def say(msg: str) -> None:
+        if show:
+            click.echo("", err=True)  # below the status line
+        click.secho(msg, err=True, fg="yellow" if msg.startswith("warning:") else None)
 
-        sinks.append(WebhookSink(post_url))
-    if exec_cmd:
-        from edgeflower.edge.sinks import CommandSink
-
-        sinks.append(CommandSink(exec_cmd, shell=exec_shell))
-    changes = None
-    if sinks:
-        from edgeflower.edge.sinks import LabelChanges
-
-        changes = LabelChanges(sinks, heartbeat_every=mqtt_every)
-    out = open(jsonl, "w", encoding="utf-8") if jsonl else sys.stdout
-    try:
-        summary = run(clf, source, out=out, smooth=smooth, status=status, live_state=live_state,
-                      max_frames=max_frames, status_every=status_every, changes=changes, saver=saver)
-    finally:
-        if jsonl:
-            out.close()
-        if saver is not None:
-            saver.close(timeout=30)
-            st = saver.stats()
-            click.echo(f"saved {st['saved']} frames to {save_dir}" + (" (stopped: the size cap or a full disk)"
-                                                                      if st["stopped"] else ""), err=True)
-        if changes is not None:
-            for st in changes.close():
-                click.echo(f"{st['sink']}: {st['sent']} sent, {st['failed']} failed, {st['dropped']} dropped "
-                           "(queue full)" + (f", {st['queued']} not sent at exit" if st["queued"] else ""), err=True)
+    summary = run_device(opts, say=say, status=status, status_every=status_every)
     if show:
         click.echo("", err=True)
-    d = summary.to_dict()
-    labels = ", ".join(f"{k} {v}" for k, v in d["labels"].items())
-    click.echo(f"{d['frames']} frames in {d['seconds']:.1f} s ({d['fps']:.1f} FPS); inference p50 "
-               f"{d['inference_ms']['p50']:.2f} ms p95 {d['inference_ms']['p95']:.2f} ms; end-to-end p50 "
-               f"{d['e2e_ms']['p50']:.2f} ms p95 {d['e2e_ms']['p95']:.2f} ms; {d['errors']} unreadable, "
-               f"{d['dropped']} dropped; labels: {labels or '-'} ({d['stopped_by']})", err=True)
-    if live_state is not None and summary.stopped_by == "end of stream":
-        click.echo("the stream ended; the live page keeps showing the last frame until Ctrl-C", err=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    click.echo(summary_line(summary), err=True)
     if summary.error:
+        from edgeflower.errors import SourceError
+
         raise SourceError(summary.error)
 
+
+def _device_options(params: dict):
+    """classify's parsed options -> the device's options (a one-line error for a wrong combination)."""
+    from edgeflower.edge.app import DeviceOptions
+
+    return DeviceOptions(**{k: v for k, v in params.items() if k != "quiet"})
 
 
 # ---------------------------------------------------------------- service (systemd)
@@ -518,12 +450,17 @@ def service_install(model, user_unit, name, unit_dir, force, classify_args):
     Example: edgeflower service install export/model_int8.tflite --camera --smooth 5 --serve 0.0.0.0:8080"""
     from edgeflower.service import ServiceError, install
 
+    from edgeflower.edge.app import check
+    from edgeflower.errors import EdgeflowerError
+
     try:  # the options are classify's: check them now, not at the first boot
         ctx = classify.make_context("classify", [model, *classify_args], resilient_parsing=False)
     except click.ClickException as exc:
         raise ServiceError(f"classify options: {exc.format_message()}") from None
-    if sum(ctx.params.get(k) is not None for k in ("camera", "video", "images")) != 1:
-        raise ServiceError("give classify exactly one source: --camera [N], --video PATH|URL or --images DIR|GLOB")
+    try:  # what classify would refuse at boot: the model, still images and video files, the sinks' addresses
+        check(_device_options(ctx.params))
+    except EdgeflowerError as exc:
+        raise ServiceError(f"classify would fail at start: {exc}") from None
     unit = install(model, list(classify_args), name=name, user_unit=user_unit, directory=unit_dir, force=force)
     enable, logs = unit.commands()
     click.echo(f"wrote {unit.path}")

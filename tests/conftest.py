@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from textwrap import dedent as _dedent
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,42 @@ def run_cli(*args, env=None, timeout=300):
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "edgeflower", *map(str, args)], capture_output=True, text=True,
                           env=e, timeout=timeout, cwd=ROOT)
+
+
+FAKE_CV2 = _dedent("""
+    '''A stand-in for OpenCV: camera N delivers a grey frame every 5 ms, forever.'''
+    import time
+    import numpy as np
+    CAP_PROP_FRAME_WIDTH, CAP_PROP_FRAME_HEIGHT, CAP_PROP_FRAME_COUNT, COLOR_BGR2RGB = 3, 4, 7, 4
+
+    class VideoCapture:
+        def __init__(self, spec):
+            self.spec = spec
+        def isOpened(self):
+            return True
+        def set(self, prop, value):
+            return True
+        def get(self, prop):
+            return 0
+        def read(self):
+            time.sleep(0.005)
+            return True, np.full((48, 64, 3), 128, np.uint8)
+        def release(self):
+            pass
+
+    def cvtColor(img, code):
+        return img[..., ::-1]
+""")
+
+
+@pytest.fixture()
+def fake_camera_env(tmp_path) -> dict:
+    """An environment whose Python finds stand-ins for OpenCV and picamera2 (this machine has no camera)."""
+    d = tmp_path / "fakes"
+    d.mkdir()
+    (d / "cv2.py").write_text(FAKE_CV2)
+    (d / "picamera2.py").write_text("class Picamera2:\n    pass\n")
+    return {"PYTHONPATH": os.pathsep.join([str(d), os.environ.get("PYTHONPATH", "")])}
 
 
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data/flower_photos not present")

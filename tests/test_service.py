@@ -14,15 +14,23 @@ from conftest import run_cli
 from edgeflower.service import render_unit
 
 
-def _model(tmp_path) -> Path:
+@pytest.fixture(autouse=True)
+def _camera(fake_camera_env, monkeypatch):
+    """`service install` checks that the camera's package is there: stand-ins on this machine without one."""
+    monkeypatch.setenv("PYTHONPATH", fake_camera_env["PYTHONPATH"])
+
+
+@pytest.fixture()
+def model(tiny_export, tmp_path) -> Path:
+    """A real artifact: `service install` loads it before it writes the unit."""
     m = tmp_path / "export" / "model_int8.tflite"
     m.parent.mkdir(parents=True)
-    m.write_bytes(b"TFL3")  # the unit only names it; classify reads it when the service starts
+    shutil.copyfile(tiny_export / "model_int8.tflite", m)
     return m
 
 
-def test_install_writes_a_unit_that_runs_classify_from_this_environment(tmp_path):
-    m = _model(tmp_path)
+def test_install_writes_a_unit_that_runs_classify_from_this_environment(tmp_path, model):
+    m = model
     units = tmp_path / "units"
     out = run_cli("service", "install", m, "--camera", "--smooth", "5", "--serve", "0.0.0.0:8080", "--jsonl",
                   "log.jsonl", "--name", "garden", "--unit-dir", units)
@@ -62,14 +70,14 @@ def test_quoting_keeps_arguments_whole():
     (["--threads", "0", "--camera"], "classify options"),
     (["--smooth", "3"], "exactly one source"),
 ])
-def test_bad_classify_options_are_refused_at_install(tmp_path, args, message):
-    out = run_cli("service", "install", _model(tmp_path), *args, "--unit-dir", tmp_path / "u")
+def test_bad_classify_options_are_refused_at_install(tmp_path, model, args, message):
+    out = run_cli("service", "install", model, *args, "--unit-dir", tmp_path / "u")
     assert out.returncode != 0 and message in out.stderr.lower(), out.stderr
     assert not (tmp_path / "u").exists()
 
 
-def test_uninstall_removes_the_unit_and_its_boot_link(tmp_path):
-    m = _model(tmp_path)
+def test_uninstall_removes_the_unit_and_its_boot_link(tmp_path, model):
+    m = model
     units = tmp_path / "units"
     assert run_cli("service", "install", m, "--camera", "--unit-dir", units).returncode == 0
     wants = units / "multi-user.target.wants"
@@ -81,12 +89,11 @@ def test_uninstall_removes_the_unit_and_its_boot_link(tmp_path):
     assert run_cli("service", "uninstall", "--unit-dir", units).returncode != 0
 
 
-def test_the_unit_verifies_with_systemd(tmp_path):
+def test_the_unit_verifies_with_systemd(tmp_path, model):
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze not installed (apt install systemd)")
     units = tmp_path / "units"
-    model = _model(tmp_path)
     out = run_cli("service", "install", model, "--camera", "--serve", "8080", "--unit-dir", units)
     assert out.returncode == 0, out.stderr
     v = subprocess.run([analyze, "verify", str(units / "edgeflower.service")], capture_output=True, text=True,

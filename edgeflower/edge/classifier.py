@@ -98,6 +98,17 @@ def select_similarity(probs: np.ndarray, sims: np.ndarray) -> np.ndarray:
     return np.where(inside, picked, sims.max(axis=1))
 
 
+def _class_count(name: str, out: TensorInfo) -> int:
+    """Classes in a class-score output of shape (C,) or (1, C) (a dynamic batch counts as 1); anything else, an
+    image or a feature map, is refused with its shape."""
+    shape = out.shape
+    ok = (len(shape) == 1 or (len(shape) == 2 and shape[0] in (1, -1, 0))) and len(shape) and shape[-1] >= 2
+    if not ok:
+        raise BackendError(f"{name}: output {out.name!r} has shape {shape}; a classifier's output is one vector "
+                           "of class scores, (1, classes) with at least 2 classes")
+    return int(shape[-1])
+
+
 class Classifier:
     """Load an artifact once; classify frames (numpy RGB arrays, Pillow images or image files)."""
 
@@ -117,7 +128,7 @@ class Classifier:
                 raise BackendError(f"{self.path.name} has a dynamic input size and no metadata naming it")
             h, w = size
         self.input_size = (int(h), int(w))
-        n_out = self.backend.output.shape[-1]
+        n_out = _class_count(self.path.name, self.backend.output)
         meta_labels = self.metadata.get("labels")
         self.labels = list(labels or meta_labels or [f"class_{i}" for i in range(n_out)])
         if n_out > 0 and len(self.labels) != n_out:
@@ -138,9 +149,28 @@ class Classifier:
                                    "or use --threshold (confidence)")
             self.min_similarity = None
         else:
+            sim = self.similarity_output
+            if len(sim.shape) > 2 or (len(sim.shape) == 2 and sim.shape[0] > 1) or self.similarity_width > n_out:
+                raise BackendError(f"{self.path.name}: the similarity output {sim.name!r} has shape {sim.shape}; "
+                                   f"expected (1, 1) or up to one value per class (1, {n_out})")
             if min_similarity is None:
                 min_similarity = unknown.get("similarity_threshold", 0.0)
             self.min_similarity = float(min_similarity)
+        self._check_probabilities()
+
+    def _check_probabilities(self) -> None:
+        """One inference on a grey frame: the class output must be probabilities (a softmax), not logits or an
+        image. Refused at load with the figures, rather than scores like 86.6 at every frame."""
+        h, w = self.input_size
+        probs, _, _ = self.raw_scores(np.full((1, h, w, 3), 128, np.uint8))
+        p = probs[0]
+        step = self.backend.output.scale if self.backend.output.quantized else 1e-3
+        tol = 0.02 + step * len(p)  # rounding of a quantized output, per class
+        if not np.all(np.isfinite(p)) or p.min() < -tol or p.max() > 1 + tol or abs(float(p.sum()) - 1) > tol:
+            raise BackendError(f"{self.path.name}: output {self.backend.output.name!r} of shape "
+                               f"{self.backend.output.shape} is not class probabilities (values "
+                               f"{float(np.min(p)):.3g} to {float(np.max(p)):.3g}, sum {float(np.sum(p)):.3g}); "
+                               "export the classifier with a softmax as its last layer")
 
     @property
     def has_metadata(self) -> bool:

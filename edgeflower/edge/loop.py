@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Callable
 
-from edgeflower._util import percentiles
+from edgeflower._util import Reservoir, percentiles
 from edgeflower.edge.classifier import Classifier, Smoother
 from edgeflower.edge.sources import LatestFrame, Source
 from edgeflower.errors import SourceError
@@ -21,8 +21,9 @@ class Summary:
     errors: int = 0
     dropped: int = 0
     seconds: float = 0.0
-    inference_ms: list[float] = field(default_factory=list)
-    e2e_ms: list[float] = field(default_factory=list)
+    # fixed-size samples, not lists: a service classifies for months and nothing here may grow with frames
+    inference_ms: Reservoir = field(default_factory=lambda: Reservoir(seed=1))
+    e2e_ms: Reservoir = field(default_factory=lambda: Reservoir(seed=2))
     labels: Counter = field(default_factory=Counter)
     stopped_by: str = "end of stream"
     error: str = ""
@@ -93,8 +94,8 @@ def run(clf: Classifier, source: Source, out: IO[str] | None = None, smooth: int
                 last_status = now
                 status(f"{s.frames} frames  {fps:5.1f} FPS  inference {pred.inference_ms:6.2f} ms  "
                        f"e2e {e2e:6.2f} ms  {pred.label} {pred.score * 100:5.1f}%")
-    except KeyboardInterrupt:
-        s.stopped_by = "interrupted"
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through app.stop_on_sigterm (its name in args)
+        s.stopped_by = f"stopped by {exc.args[0]}" if exc.args else "interrupted"
     except SourceError as exc:
         s.stopped_by, s.error = "source error", str(exc)
     finally:
@@ -104,6 +105,8 @@ def run(clf: Classifier, source: Source, out: IO[str] | None = None, smooth: int
             grabber.close()
         else:
             source.close()
+        if s.stopped_by == "end of stream" and source.end_note:
+            s.stopped_by = f"end of stream: {source.end_note}"
         if out is not None and out is not sys.stdout:
             out.flush()
     return s

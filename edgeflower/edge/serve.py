@@ -6,9 +6,11 @@ import html
 import io
 import json
 import logging
+import queue
+import selectors
+import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 from PIL import Image
@@ -114,57 +116,211 @@ class LiveState:
             return self._jpeg
 
 
-def make_handler(state: LiveState):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, fmt, *args):  # quiet: one line per request would flood the terminal
-            log.debug(fmt, *args)
+class LiveServer:
+    """The live page's HTTP server, built so that no client can starve the device.
 
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            if self.path in ("/", "/index.html"):
-                s = state.status
-                body = PAGE.format(label=html.escape(str(s.get("label") or "waiting")),
-                                   score="" if s.get("score") is None else f"{s['score'] * 100:.1f}%",
-                                   fps=f"{s.get('fps', 0):.1f} FPS").encode()
-                self._send(200, "text/html; charset=utf-8", body)
-            elif self.path.startswith("/status.json"):
-                self._send(200, "application/json", json.dumps(state.status).encode())
-            elif self.path.startswith("/stream.mjpg"):
-                self._stream()
-            else:
-                self._send(404, "text/plain", b"not found")
+    One thread accepts connections and reads request headers for all of them at once (a selector, no thread per
+    connection). A connection whose headers are not complete within ``header_timeout`` seconds (an idle socket, a
+    client sending a byte a second) is closed; at most ``max_pending`` connections wait for their headers, and
+    past that the oldest is closed, so a flood of idle sockets holds a bounded number of file descriptors and a new
+    request is still read at once. Complete requests go to ``workers`` threads through a bounded queue (a full
+    queue answers 503); each MJPEG stream has its own thread, at most ``max_streams`` of them (more viewers get
+    503), and a viewer that does not read for ``send_timeout`` seconds is dropped. Every response closes its
+    connection. Nothing here runs on the camera loop's thread or makes it wait.
+    """
 
-        def _send(self, code, ctype, body):
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
+    def __init__(self, host: str, port: int, state: LiveState, max_pending: int = 64, header_timeout: float = 5.0,
+                 workers: int = 2, max_streams: int = 4, send_timeout: float = 10.0):
+        self.state = state
+        self.max_pending, self.header_timeout, self.send_timeout = max_pending, header_timeout, send_timeout
+        self.sock = socket.create_server((host, port), backlog=128)
+        self.sock.setblocking(False)
+        self.server_address = self.sock.getsockname()
+        self.dropped = 0  # connections closed before a complete request (timeouts, the pending cap)
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self.sock, selectors.EVENT_READ, None)
+        self._pending: dict[socket.socket, list] = {}  # conn -> [header bytes, deadline], oldest first
+        self._jobs: queue.Queue = queue.Queue(maxsize=8 * workers)
+        self._streams = threading.BoundedSemaphore(max_streams)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept_loop, name="edgeflower-http", daemon=True)]
+        self._threads += [threading.Thread(target=self._work_loop, name=f"edgeflower-http-{i}", daemon=True)
+                          for i in range(workers)]
+        for t in self._threads:
+            t.start()
 
-        def _stream(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            seen, last = -1, float("-inf")
+    # -- accepting and reading headers (one thread)
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._sel.select(timeout=0.25):
+                if key.data is None:
+                    self._accept()
+                else:
+                    self._read(key.fileobj)
+            now = time.monotonic()
+            for conn, (_, deadline) in list(self._pending.items()):  # oldest first: deadlines in order
+                if deadline > now:
+                    break
+                self._drop(conn)
+        for conn in list(self._pending):
+            self._drop(conn)
+        self._sel.close()
+
+    def _accept(self) -> None:
+        while True:
             try:
-                while True:
-                    with state.cond:
-                        state.cond.wait_for(lambda: state.frame_seq != seen and state.frame is not None, timeout=5)
-                    wait = last + state.min_interval - time.monotonic()  # the page's rate, not the camera's
-                    if wait > 0:
-                        time.sleep(wait)
-                    got = state.jpeg()  # the newest frame after the wait
-                    if got is None or got[0] == seen:
-                        continue
-                    seen, jpeg = got
-                    last = time.monotonic()
-                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                     + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
-            except (BrokenPipeError, ConnectionResetError):
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
                 return
+            except OSError as exc:  # out of file descriptors: make room rather than spin
+                log.warning("live page: cannot accept a connection (%s)", exc.strerror)
+                if self._pending:
+                    self._drop(next(iter(self._pending)))
+                else:
+                    time.sleep(0.05)
+                return
+            if len(self._pending) >= self.max_pending:
+                self._drop(next(iter(self._pending)))  # the oldest waiting connection
+            conn.setblocking(False)
+            self._pending[conn] = [b"", time.monotonic() + self.header_timeout]
+            self._sel.register(conn, selectors.EVENT_READ, "conn")
 
-    return Handler
+    def _read(self, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        entry = self._pending[conn]
+        entry[0] += data
+        head = entry[0]
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(head) > MAX_HEADER:
+                self._drop(conn, b"431 Request Header Fields Too Large")
+            return
+        self._sel.unregister(conn)
+        del self._pending[conn]
+        try:
+            self._jobs.put_nowait((conn, head[:end]))
+        except queue.Full:
+            _reply_and_close(conn, b"503 Service Unavailable", b"busy\n")
+
+    def _drop(self, conn: socket.socket, status: bytes | None = None) -> None:
+        self._pending.pop(conn, None)
+        try:
+            self._sel.unregister(conn)
+        except (KeyError, ValueError):
+            pass
+        if status:
+            _reply_and_close(conn, status, b"")
+        else:
+            conn.close()
+        self.dropped += 1
+
+    # -- answering (bounded worker threads; one thread per stream, bounded)
+    def _work_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            conn, head = job
+            try:
+                conn.setblocking(True)
+                conn.settimeout(self.send_timeout)
+                self._answer(conn, head)
+            except OSError:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a bad request must never take a worker down
+                log.exception("live page: error answering a request")
+                conn.close()
+
+    def _answer(self, conn: socket.socket, head: bytes) -> None:
+        line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = line.split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            _reply_and_close(conn, b"400 Bad Request", b"bad request\n")
+            return
+        method, target = parts[0], parts[1]
+        if method not in ("GET", "HEAD"):
+            _reply_and_close(conn, b"405 Method Not Allowed", b"GET or HEAD\n", extra=b"Allow: GET, HEAD\r\n")
+            return
+        path = target.split("?", 1)[0]
+        head_only = method == "HEAD"
+        s = self.state.status
+        if path in ("/", "/index.html"):
+            body = PAGE.format(label=html.escape(str(s.get("label") or "waiting")),
+                               fps=f"{s.get('fps', 0):.1f} FPS").encode()
+            _reply_and_close(conn, b"200 OK", body, b"text/html; charset=utf-8", head_only=head_only)
+        elif path == "/status.json":
+            _reply_and_close(conn, b"200 OK", json.dumps(s).encode(), b"application/json", head_only=head_only)
+        elif path == "/stream.mjpg":
+            if head_only:
+                _reply_and_close(conn, b"200 OK", b"", b"multipart/x-mixed-replace; boundary=frame", head_only=True)
+            elif not self._streams.acquire(blocking=False):
+                _reply_and_close(conn, b"503 Service Unavailable", b"too many viewers of the stream\n",
+                                 extra=b"Retry-After: 5\r\n")
+            else:
+                threading.Thread(target=self._stream, args=(conn,), name="edgeflower-mjpeg", daemon=True).start()
+        else:
+            _reply_and_close(conn, b"404 Not Found", b"not found\n")
+
+    def _stream(self, conn: socket.socket) -> None:
+        state = self.state
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n"
+                         b"Cache-Control: no-store\r\nConnection: close\r\n\r\n")
+            seen, last = -1, float("-inf")
+            while not self._stop.is_set():
+                with state.cond:
+                    state.cond.wait_for(lambda: state.frame_seq != seen and state.frame is not None, timeout=1)
+                wait = last + state.min_interval - time.monotonic()  # the page's rate, not the camera's
+                if wait > 0:
+                    time.sleep(wait)
+                got = state.jpeg()  # the newest frame after the wait
+                if got is None or got[0] == seen:
+                    continue
+                seen, jpeg = got
+                last = time.monotonic()
+                # a viewer that stops reading fills the socket buffer; sendall then times out and it is dropped
+                conn.sendall(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                             + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+        except OSError:  # gone, or too slow (socket.timeout is an OSError)
+            pass
+        finally:
+            conn.close()
+            self._streams.release()
+
+    def shutdown(self) -> None:
+        """Stop accepting, close the waiting connections and the workers (streams end within a second)."""
+        self._stop.set()
+        self._threads[0].join(timeout=2)
+        for _ in self._threads[1:]:
+            self._jobs.put(None)
+        self.sock.close()
+
+    server_close = shutdown
+
+
+MAX_HEADER = 16384  # bytes of request line and headers; the page's requests need a few hundred
+
+
+def _reply_and_close(conn: socket.socket, status: bytes, body: bytes, ctype: bytes = b"text/plain",
+                     head_only: bool = False, extra: bytes = b"") -> None:
+    try:
+        conn.setblocking(True)
+        conn.settimeout(2.0)
+        conn.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype + b"\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\nCache-Control: no-store\r\nConnection: close\r\n"
+                     + extra + b"\r\n" + (b"" if head_only else body))
+    except OSError:
+        pass
+    finally:
+        conn.close()
 
 
 def parse_hostport(spec: str) -> tuple[str, int]:
@@ -179,14 +335,12 @@ def parse_hostport(spec: str) -> tuple[str, int]:
     return host or "127.0.0.1", p
 
 
-def start_server(spec: str, state: LiveState) -> ThreadingHTTPServer:
+def start_server(spec: str, state: LiveState, **limits) -> LiveServer:
+    """Serve the live page on ``spec`` (HOST:PORT or PORT) in background threads; ``limits`` as LiveServer's."""
     host, port = parse_hostport(spec)
     try:
-        server = ThreadingHTTPServer((host, port), make_handler(state))
+        return LiveServer(host, port, state, **limits)
     except OSError as exc:
         from edgeflower.errors import SourceError
 
         raise SourceError(f"cannot serve on {host}:{port}: {exc.strerror}; choose another port") from exc
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="edgeflower-http", daemon=True).start()
-    return server

@@ -7,11 +7,13 @@ library only, except MQTT (paho-mqtt, the ``mqtt`` extra).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import threading
@@ -24,11 +26,17 @@ log = logging.getLogger(__name__)
 
 
 class Sink:
-    """A background sender. Subclasses implement ``send(message) -> None`` (raise to count a failure)."""
+    """A background sender. Subclasses implement ``send(message) -> None`` (raise to count a failure).
+
+    A sink that reports a state (``redeliver``: the webhook, MQTT) keeps the newest label message that failed and
+    sends it again when the receiver comes back (tries every ``retry_every`` seconds, doubling up to a minute),
+    unless a newer label has gone out meanwhile: after an outage the receiver learns the current answer, not a
+    backlog."""
 
     kind = "sink"
+    redeliver = False
 
-    def __init__(self, queue_size: int = 64):
+    def __init__(self, queue_size: int = 64, retry_every: float = 2.0):
         self._q: deque[dict] = deque()
         self._max = max(1, queue_size)
         self._cond = threading.Condition()
@@ -36,6 +44,9 @@ class Sink:
         self.sent = 0
         self.failed = 0
         self.dropped = 0
+        self.redelivered = 0
+        self.retry_every = retry_every
+        self._held: dict | None = None  # the newest label message that failed (redeliver)
         self._warned = False
         self._thread = threading.Thread(target=self._loop, name=f"edgeflower-{self.kind}", daemon=True)
         self._thread.start()
@@ -52,20 +63,36 @@ class Sink:
             self._cond.notify()
 
     def _loop(self) -> None:
+        wait = self.retry_every
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._q or self._closed)
-                if not self._q:
-                    return  # closed and drained
-                msg = self._q.popleft()
+                if self._held is None:
+                    self._cond.wait_for(lambda: self._q or self._closed)
+                else:  # a failed label waits for the receiver; a new message or the close wakes us
+                    self._cond.wait_for(lambda: self._q or self._closed, timeout=wait)
+                if self._q:
+                    msg, retry = self._q.popleft(), False
+                elif self._closed or self._held is None:
+                    return  # closed and drained (a held message is given up at close)
+                else:
+                    msg, retry = self._held, True
+            label_msg = msg.get("kind") != "heartbeat"
             try:
                 self.send(msg)
-                self.sent += 1
             except Exception as exc:  # noqa: BLE001 - a receiver's failure must never reach the camera loop
-                self.failed += 1
+                if not retry:
+                    self.failed += 1
                 if not self._warned:
                     log.warning("%s: %s (further failures are counted, not logged)", self.describe(), exc)
                     self._warned = True
+                if self.redeliver and label_msg:
+                    self._held = msg
+                    wait = min(wait * 2, 60.0) if retry else self.retry_every
+                continue
+            self.sent += not retry
+            self.redelivered += retry
+            if label_msg:
+                self._held = None  # the receiver has the newest label
 
     def send(self, message: dict) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -73,29 +100,41 @@ class Sink:
     def describe(self) -> str:
         return self.kind
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop taking messages and give the queue ``timeout`` seconds to drain."""
+    def stop(self) -> None:
+        """Take no more messages; the thread sends what is queued, then ends."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(max(0.0, timeout))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop taking messages and give the queue ``timeout`` seconds to drain."""
+        self.stop()
+        self.join(timeout)
 
     def stats(self) -> dict:
         return {"sink": self.describe(), "sent": self.sent, "failed": self.failed, "dropped": self.dropped,
-                "queued": len(self._q)}
+                "queued": len(self._q), "redelivered": self.redelivered}
+
+
+def parse_webhook_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        from edgeflower.errors import SourceError
+
+        raise SourceError(f"--post {url!r}: expected an http:// or https:// URL")
+    return url
 
 
 class WebhookSink(Sink):
     """POST each message as JSON to ``url``, with a timeout and retries with back-off."""
 
     kind = "webhook"
+    redeliver = True
 
     def __init__(self, url: str, timeout: float = 5.0, retries: int = 3, backoff: float = 0.5, **kw):
-        if not url.startswith(("http://", "https://")):
-            from edgeflower.errors import SourceError
-
-            raise SourceError(f"--post {url!r}: expected an http:// or https:// URL")
-        self.url, self.timeout, self.retries, self.backoff = url, timeout, retries, backoff
+        self.url, self.timeout, self.retries, self.backoff = parse_webhook_url(url), timeout, retries, backoff
         super().__init__(**kw)
 
     def describe(self) -> str:
@@ -121,17 +160,23 @@ class WebhookSink(Sink):
 
 class CommandSink(Sink):
     """Run a command on each message, with the label in its environment (EDGEFLOWER_LABEL, EDGEFLOWER_SCORE,
-    EDGEFLOWER_SIMILARITY, EDGEFLOWER_JSON). Without a shell unless ``shell=True``."""
+    EDGEFLOWER_SIMILARITY, EDGEFLOWER_JSON). Without a shell unless ``shell=True``.
+
+    Each run is a process group of its own: one that outlives ``timeout``, and whatever is still running when the
+    sink closes, is killed with all its children (SIGTERM, then SIGKILL after ``kill_grace`` seconds), so no
+    command outlives `classify`."""
 
     kind = "command"
 
-    def __init__(self, command: str, shell: bool = False, timeout: float = 30.0, **kw):
-        self.command, self.shell, self.timeout = command, shell, timeout
+    def __init__(self, command: str, shell: bool = False, timeout: float = 30.0, kill_grace: float = 1.0, **kw):
+        self.command, self.shell, self.timeout, self.kill_grace = command, shell, timeout, kill_grace
         self.argv = command if shell else shlex.split(command)
         if not self.argv:
             from edgeflower.errors import SourceError
 
             raise SourceError("--exec: the command is empty")
+        self._child: subprocess.Popen | None = None
+        self._abandoned = False  # set when close() gives up on the queue: no new command starts
         super().__init__(**kw)
 
     def describe(self) -> str:
@@ -142,10 +187,59 @@ class CommandSink(Sink):
                    EDGEFLOWER_SCORE=str(message.get("score", "")),
                    EDGEFLOWER_SIMILARITY="" if message.get("similarity") is None else str(message["similarity"]),
                    EDGEFLOWER_JSON=json.dumps(message))
-        r = subprocess.run(self.argv, shell=self.shell, env=env, timeout=self.timeout, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if r.returncode != 0:
-            raise RuntimeError(f"exit code {r.returncode}: {r.stderr.decode(errors='replace').strip()[:200]}")
+        with self._cond:
+            if self._abandoned:
+                raise RuntimeError("not run: classify was stopping")
+            self._child = child = subprocess.Popen(
+                self.argv, shell=self.shell, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            _, err = child.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self._kill(child)
+            raise RuntimeError(f"still running after {self.timeout:g} s: killed") from None
+        finally:
+            with self._cond:
+                self._child = None
+        if child.returncode != 0:
+            raise RuntimeError(f"exit code {child.returncode}: {err.decode(errors='replace').strip()[:200]}")
+
+    def _kill(self, child: subprocess.Popen) -> None:
+        """SIGTERM to the command's process group, SIGKILL after the grace period, and reap it."""
+        for sig, wait in ((signal.SIGTERM, self.kill_grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(child.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                child.communicate(timeout=wait)
+                if sig == signal.SIGTERM:  # the leader is gone; its group may not be
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(child.pid, signal.SIGKILL)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def join(self, timeout: float) -> None:
+        """Wait ``timeout`` seconds for the queue to drain, then kill a command still running: at most
+        ``timeout + kill_grace`` seconds in all."""
+        super().join(timeout)
+        with self._cond:
+            if self._thread.is_alive():  # still busy: what is queued is given up, nothing new starts
+                self._abandoned = True
+                self._q.clear()
+            child = self._child
+        if child is None:
+            return
+        # signals only: the sink's own thread waits on the child and reaps it (two waiters would race)
+        for sig, wait in ((signal.SIGTERM, self.kill_grace), (signal.SIGKILL, 1.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, sig)
+            super().join(wait)
+            if not self._thread.is_alive():
+                break
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # what the leader left in its group
+            os.killpg(child.pid, signal.SIGKILL)
 
 
 class LabelChanges:
@@ -176,9 +270,13 @@ class LabelChanges:
             s.put(message)
         return True
 
-    def close(self) -> list[dict]:
+    def close(self, timeout: float = 5.0) -> list[dict]:
+        """Close every sink at once, giving them ``timeout`` seconds together (plus a killed command's grace)."""
         for s in self.sinks:
-            s.close()
+            s.stop()
+        deadline = time.monotonic() + timeout
+        for s in self.sinks:
+            s.join(deadline - time.monotonic())
         return [s.stats() for s in self.sinks]
 
 
@@ -210,6 +308,7 @@ class MqttSink(Sink):
 
     kind = "mqtt"
     wants_heartbeat = True
+    redeliver = True
 
     def __init__(self, url: str, discovery: bool = False, node_id: str | None = None, wait: float = 2.0,
                  discovery_prefix: str = "homeassistant", **kw):
@@ -264,8 +363,9 @@ class MqttSink(Sink):
         if info.rc != 0:
             raise RuntimeError(f"publish failed (paho rc {info.rc})")
 
-    def close(self, timeout: float = 5.0) -> None:
-        super().close(timeout)
+    def join(self, timeout: float) -> None:
+        """Drain for ``timeout`` seconds, then say ``offline`` and disconnect."""
+        super().join(timeout)
         try:
             if self._connected.is_set():
                 self.client.publish(f"{self.topic}/availability", "offline", qos=1, retain=True).wait_for_publish(1)

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from edgeflower.edge.preprocess import IMAGE_SUFFIXES, open_image
+from edgeflower.edge.preprocess import image_files, open_image
 from edgeflower.errors import ImageError, SourceError
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class Frame:
 class Source:
     name = "source"
     live = False  # live sources drop stale frames; files are read one by one
+    end_note = ""  # why the stream ended, when it ended before its own end (a truncated video)
 
     def frames(self) -> Iterator[Frame]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -52,7 +53,7 @@ class ImageSource(Source):
     def __init__(self, spec: str, size_hint: tuple[int, int] | None = None):
         p = Path(spec)
         if p.is_dir():
-            files = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            files = [str(f) for f in image_files(p)]
         else:
             files = sorted(f for f in glob.glob(spec, recursive=True) if Path(f).is_file())
         if not files:
@@ -82,9 +83,11 @@ class OpenCVSource(Source):
     name = "opencv"
 
     def __init__(self, spec: str | int, reconnect: bool = False, retries: int = 10, retry_delay: float = 1.0,
-                 size: tuple[int, int] | None = None):
+                 size: tuple[int, int] | None = None, loop: bool = False):
         """``size`` (width, height): the capture size asked of a camera (``--resolution``); the camera may pick
-        the nearest it supports. Videos and streams keep their own size."""
+        the nearest it supports. Videos and streams keep their own size. ``loop``: a video file starts again at
+        its end (a demo, a soak test)."""
+        self.loop = loop
         self.cv2 = _cv2()
         self.spec = spec
         self.size = size if isinstance(spec, int) else None
@@ -97,8 +100,15 @@ class OpenCVSource(Source):
     def _open(self):
         cap = self.cv2.VideoCapture(self.spec)
         if not cap.isOpened():
-            what = f"camera {self.spec}" if isinstance(self.spec, int) else f"video {self.spec}"
-            raise SourceError(f"cannot open {what}: check that it exists and is not in use by another program")
+            if isinstance(self.spec, int):
+                raise SourceError(f"cannot open camera {self.spec}: check that it is connected and not in use by "
+                                  "another program")
+            if self.live:
+                raise SourceError(f"cannot open the stream {self.spec}: check the URL and that the camera is on")
+            if Path(self.spec).stat().st_size == 0:
+                raise SourceError(f"--video {self.spec} is empty (0 bytes)")
+            raise SourceError(f"--video {self.spec}: OpenCV cannot decode it (corrupt, truncated at the start, or a "
+                              "format it has no decoder for); try converting it to MP4 (H.264) or MJPEG AVI")
         if self.size:
             cap.set(self.cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
             cap.set(self.cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
@@ -112,6 +122,11 @@ class OpenCVSource(Source):
             t, tn = time.time(), time.perf_counter_ns()
             if not ok or bgr is None:
                 if not self.live:
+                    if self.loop and i > 0 and failures == 0:
+                        failures = 1  # a second failure in a row: the video cannot be read from its start
+                        self.cap.set(getattr(self.cv2, "CAP_PROP_POS_FRAMES", 1), 0)
+                        continue
+                    self._note_early_end(i)
                     return  # the video ended
                 failures += 1
                 if not self.reconnect or failures > self.retries:
@@ -128,6 +143,14 @@ class OpenCVSource(Source):
             failures = 0
             yield Frame(i, self.cv2.cvtColor(bgr, self.cv2.COLOR_BGR2RGB), t, tn, f"frame{i}")
             i += 1
+
+    def _note_early_end(self, read: int) -> None:
+        """A video that ends well before the frame count in its header is truncated: say so."""
+        prop = getattr(self.cv2, "CAP_PROP_FRAME_COUNT", None)
+        announced = int(self.cap.get(prop) or 0) if prop is not None else 0
+        if announced > 0 and read < announced * 0.98 - 1:
+            self.end_note = f"the video ended after {read} of the {announced} frames its header announces: truncated?"
+            log.warning("%s: %s", self.spec, self.end_note)
 
     def close(self) -> None:
         self.cap.release()

@@ -1,0 +1,270 @@
+"""The device application behind `edgeflower classify` and `edgeflower service install`.
+
+``DeviceOptions`` holds every choice of the command line; ``check`` loads the model and opens the sources that can be
+opened once (what `service install` verifies before it writes a unit); ``run_device`` wires source, classifier,
+saver, live page and sinks together, runs the loop and stops cleanly: SIGTERM (``systemctl stop``) and Ctrl-C both
+flush the sinks' files, stop the ``--exec`` children and return the summary. The library never prints: messages for
+the person go to ``say``, the status line to ``status``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from edgeflower.edge.classifier import Classifier
+from edgeflower.edge.loop import Summary, run
+from edgeflower.edge.sources import Source
+from edgeflower.errors import SourceError
+
+SOURCES = "--camera [N], --video PATH|URL or --images DIR|GLOB"
+
+
+@dataclass(frozen=True)
+class DeviceOptions:
+    """What `edgeflower classify` was asked to do (the CLI's options, one field each)."""
+
+    model: str
+    camera: str | None = None  # "pi", or an OpenCV camera number as text
+    video: str | None = None
+    images: str | None = None
+    backend: str | None = None
+    threads: int | None = None
+    threshold: float | None = None
+    min_similarity: float | None = None
+    top_k: int = 3
+    smooth: int = 0
+    jsonl: str | None = None
+    serve: str | None = None
+    mqtt_url: str | None = None
+    mqtt_every: float = 60.0
+    mqtt_discovery: bool = False
+    post_url: str | None = None
+    exec_cmd: str | None = None
+    exec_shell: bool = False
+    save_dir: str | None = None
+    save_when: str = "unknown,low-confidence"
+    save_confidence: float = 0.7
+    save_min_interval: float = 1.0
+    save_max_mb: float = 500.0
+    reconnect: bool = False
+    loop: bool = False
+    resolution: str = "320x240"
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if sum(x is not None for x in (self.camera, self.video, self.images)) != 1:
+            raise SourceError(f"give exactly one source: {SOURCES}")
+        self.size  # noqa: B018 - parse --resolution now: a bad value is an error before anything starts
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """--resolution as (width, height)."""
+        try:
+            w, h = (int(v) for v in self.resolution.lower().split("x"))
+        except ValueError as exc:
+            raise SourceError(f"--resolution {self.resolution!r}: expected WxH, e.g. 640x480") from exc
+        if w <= 0 or h <= 0:
+            raise SourceError(f"--resolution {self.resolution!r}: width and height must be positive")
+        return w, h
+
+    @property
+    def camera_index(self) -> int | None:
+        if self.camera is None or self.camera == "pi":
+            return None
+        try:
+            return int(self.camera)
+        except ValueError as exc:
+            raise SourceError(f"--camera {self.camera!r}: expected a camera number (0, 1, ...) or no value") from exc
+
+    @property
+    def live(self) -> bool:
+        """A camera or a stream: opened when the device starts, never by `check` (a running service holds it)."""
+        return self.camera is not None or (self.video is not None and "://" in self.video)
+
+
+def load_classifier(opts: DeviceOptions) -> Classifier:
+    return Classifier(opts.model, backend=opts.backend, threads=opts.threads, threshold=opts.threshold,
+                      top_k=opts.top_k, min_similarity=opts.min_similarity)
+
+
+def open_source(opts: DeviceOptions, clf: Classifier) -> Source:
+    from edgeflower.edge.sources import ImageSource, OpenCVSource, PiCameraSource
+
+    if opts.images is not None:
+        return ImageSource(opts.images, size_hint=clf.input_size)
+    if opts.video is not None:
+        return OpenCVSource(opts.video, reconnect=opts.reconnect, loop=opts.loop)
+    if opts.camera == "pi":
+        return PiCameraSource(opts.size, reconnect=opts.reconnect)
+    return OpenCVSource(opts.camera_index, reconnect=opts.reconnect, size=opts.size)
+
+
+def check(opts: DeviceOptions) -> Classifier:
+    """What would stop the device at start, found now: the model loads and is a classifier, still images and video
+    files open, cameras and streams have their package (they are opened only when the device starts: a running
+    service may hold the camera), and the sinks' addresses parse."""
+    from edgeflower.edge.saver import parse_when
+    from edgeflower.edge.serve import parse_hostport
+    from edgeflower.edge.sinks import parse_mqtt_url, parse_webhook_url
+
+    clf = load_classifier(opts)
+    opts.camera_index  # noqa: B018 - a bad --camera value
+    if opts.live:
+        from edgeflower._deps import require
+
+        if opts.camera == "pi":
+            require("picamera2", "the Raspberry Pi camera")
+        else:
+            require("cv2", "--video and --camera N")
+    else:
+        open_source(opts, clf).close()
+    if opts.serve:
+        parse_hostport(opts.serve)
+    if opts.mqtt_url:
+        parse_mqtt_url(opts.mqtt_url)
+    if opts.post_url:
+        parse_webhook_url(opts.post_url)
+    if opts.save_dir:
+        parse_when(opts.save_when)
+    return clf
+
+
+class Stop(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM, so that the loop ends the way Ctrl-C ends it."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises ``Stop`` in the main thread while the block runs (elsewhere it keeps its handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Stop(signal.Signals(signum).name)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def _no_stops() -> Iterator[None]:
+    """Cleanup runs to its end: a second SIGTERM or Ctrl-C while the files are flushed is ignored (every step of
+    the cleanup has a timeout, so this cannot hang the stop)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run_device(opts: DeviceOptions, say: Callable[[str], None] = lambda m: None,
+               status: Callable[[str], None] | None = None, status_every: float = 15.0,
+               keep_page: bool = True) -> Summary:
+    """Classify until the source ends, ``max_frames``, Ctrl-C or SIGTERM; return the summary.
+
+    With a live page (``serve``) and a stream that ended, the page stays up until Ctrl-C or SIGTERM unless
+    ``keep_page`` is false. Sinks' and saver's counts go to ``say`` at the end."""
+    with stop_on_sigterm():
+        saver = None
+        if opts.save_dir:  # before the model loads: a folder it cannot write is an error at start
+            from edgeflower._util import sha256_file
+            from edgeflower.edge.saver import FrameSaver
+
+            saver = FrameSaver(opts.save_dir, when=opts.save_when, min_interval=opts.save_min_interval,
+                               max_mb=opts.save_max_mb, confidence=opts.save_confidence,
+                               model_sha256=sha256_file(opts.model) if Path(opts.model).is_file() else None)
+        server = changes = out = None
+        try:
+            try:
+                clf = load_classifier(opts)
+                if not clf.has_metadata:
+                    say(f"warning: {opts.model} has no edgeflower metadata; labels are class_0.. and no unknown "
+                        "threshold")
+                live_state = None
+                if opts.serve:
+                    from edgeflower.edge.serve import LiveState, start_server
+
+                    live_state = LiveState()
+                    server = start_server(opts.serve, live_state)
+                    host, port = server.server_address[:2]
+                    say(f"live page: http://{host}:{port}/")
+                changes = _sinks(opts)
+                source = open_source(opts, clf)  # last: the loop closes it, whatever happens
+                out = open(opts.jsonl, "w", encoding="utf-8") if opts.jsonl else sys.stdout
+                summary = run(clf, source, out=out, smooth=opts.smooth, status=status, live_state=live_state,
+                              max_frames=opts.max_frames, status_every=status_every, changes=changes, saver=saver)
+            finally:
+                with _no_stops():
+                    if out is not None and out is not sys.stdout:
+                        out.close()
+                    elif out is not None:
+                        out.flush()
+                    _close(saver, changes, opts, say)
+            if server is not None and keep_page and summary.stopped_by.startswith("end of stream"):
+                say("the stream ended; the live page keeps showing the last frame until Ctrl-C or SIGTERM")
+                try:
+                    while True:
+                        time.sleep(3600)
+                except KeyboardInterrupt:
+                    pass
+        finally:
+            if server is not None:
+                server.shutdown()
+    return summary
+
+
+def _sinks(opts: DeviceOptions):
+    sinks = []
+    if opts.mqtt_url:
+        from edgeflower.edge.sinks import MqttSink
+
+        sinks.append(MqttSink(opts.mqtt_url, discovery=opts.mqtt_discovery))
+    if opts.post_url:
+        from edgeflower.edge.sinks import WebhookSink
+
+        sinks.append(WebhookSink(opts.post_url))
+    if opts.exec_cmd:
+        from edgeflower.edge.sinks import CommandSink
+
+        sinks.append(CommandSink(opts.exec_cmd, shell=opts.exec_shell))
+    if not sinks:
+        return None
+    from edgeflower.edge.sinks import LabelChanges
+
+    return LabelChanges(sinks, heartbeat_every=opts.mqtt_every)
+
+
+def _close(saver, changes, opts: DeviceOptions, say: Callable[[str], None]) -> None:
+    if saver is not None:
+        saver.close(timeout=10)
+        st = saver.stats()
+        say(f"saved {st['saved']} frames to {opts.save_dir}"
+            + (" (stopped: the size cap or a full disk)" if st["stopped"] else ""))
+    if changes is not None:
+        for st in changes.close():
+            say(f"{st['sink']}: {st['sent']} sent, {st['failed']} failed, {st['dropped']} dropped (queue full)"
+                + (f", {st['queued']} not sent at exit" if st["queued"] else ""))
+
+
+def summary_line(summary: Summary) -> str:
+    d = summary.to_dict()
+    labels = ", ".join(f"{k} {v}" for k, v in d["labels"].items())
+    return (f"{d['frames']} frames in {d['seconds']:.1f} s ({d['fps']:.1f} FPS); inference p50 "
+            f"{d['inference_ms']['p50']:.2f} ms p95 {d['inference_ms']['p95']:.2f} ms; end-to-end p50 "
+            f"{d['e2e_ms']['p50']:.2f} ms p95 {d['e2e_ms']['p95']:.2f} ms; {d['errors']} unreadable, "
+            f"{d['dropped']} dropped; labels: {labels or '-'} ({d['stopped_by']})")
