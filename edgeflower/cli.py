@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -37,8 +36,8 @@ def _handle_errors(fn):
 @click.version_option(__version__, prog_name="edgeflower")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def main(verbose: int) -> None:
-    """edgeflower: train a flower classifier, export it to int8 TFLite/ONNX with an accuracy gate,
-    benchmark it, and run it on a Raspberry Pi."""
+    """edgeflower: train an image classifier on your own classes (or flower_photos), export it to int8
+    TFLite/ONNX with an accuracy gate, benchmark it, and run it on a Raspberry Pi."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
@@ -227,7 +226,8 @@ def _model_names() -> list[str]:
 @click.option("--exclude", type=click.Path(dir_okay=False, exists=True), default=None,
               help="File of relative paths to leave out of training (from `edgeflower data clean`).")
 @click.option("--background", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Folder of photos of the camera's scene without flowers (a few dozen, or video frames): trained "
+              help="Folder of photos of the camera's scene without any of the classes (a few dozen, or video frames): "
+                   "trained "
                    "as one more class that the device answers 'unknown'.")
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @_handle_errors
@@ -283,7 +283,8 @@ def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | N
 @click.option("--calibration", type=click.IntRange(min=1), default=300, show_default=True,
               help="Calibration images drawn (stratified) from the training split.")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Largest allowed test-accuracy drop in percentage points against the Keras model.")
+              help="Accuracy budget in points against the Keras model, on the validation photos: an artifact fails "
+                   "when its drop is clearly over it (beyond the noise of that many photos; docs/export.md).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default RUN_DIR/export).")
 @click.option("--input-type", type=click.Choice(["uint8", "int8"]), default="uint8", show_default=True,
               help="Integer input of the int8 TFLite model.")
@@ -292,16 +293,17 @@ def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | N
 @click.option("--auto", is_flag=True, help="When int8 is over budget, try the usual remedies and keep the best.")
 @click.option("--mixed-precision", is_flag=True,
               help="When an int8 artifact (TFLite or ONNX) is over budget, return the layers that hurt accuracy most "
-                   "to float, one at a time, until the validation drop is within --max-drop (also the last remedy "
-                   "of --auto).")
+                   "to float, one at a time, until the gate's rule passes on the validation photos (also the last "
+                   "remedy of --auto).")
 @click.option("--unknown", "unknown", type=click.Choice(["similarity", "confidence"]), default="similarity",
               show_default=True,
               help="How artifacts answer 'unknown': similarity = a second output scoring how close a photo's features "
-                   "are to those of the training photos (rejects non-flower photos far better); confidence = the top "
+                   "are to those of the training photos (rejects photos of other things far better); confidence = the "
+                   "top "
                    "probability alone. Thresholds are calibrated on the validation split.")
 @click.option("--unknown-neighbours", type=click.IntRange(min=1), default=2, show_default=True,
               help="The similarity is to the K-th nearest training photo: with K=2 one stray training photo cannot "
-                   "vouch for a non-flower photo like it (1 = the nearest).")
+                   "vouch for an unrelated photo like it (1 = the nearest).")
 @click.option("--unknown-per-class/--unknown-any-class", default=True, show_default=True,
               help="Look for the K nearest training photos among those of the predicted class (one similarity per "
                    "class in the output, the device reads the predicted one's), or among all training photos.")
@@ -316,7 +318,8 @@ def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | N
 def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, onnx_activation, auto,
            mixed_precision, unknown, unknown_neighbours, unknown_per_class, unknown_budget, data_dir, split_path,
            limit_per_class):
-    """Export RUN_DIR or MODEL.keras to TFLite/ONNX and gate every artifact on the 360-image test set."""
+    """Export RUN_DIR or MODEL.keras to TFLite/ONNX and gate every artifact against the float model on the
+    validation photos (the test photos' figures are reported beside)."""
     from edgeflower.errors import AccuracyDropError
     from edgeflower.export.pipeline import ExportConfig, export as run_export, render_table
 

@@ -48,11 +48,15 @@ class AccuracyDropError(ExportError):
     def __init__(self, failures: list[dict], report: dict | None = None):
         self.failures = failures
         self.report = report
-        parts = [
-            f"{f['name']}: {f['accuracy'] * 100:.2f}% vs float {f['reference_accuracy'] * 100:.2f}% "
-            f"(drop {f['drop_pts']:.2f} pts > max {f['max_drop_pts']:.2f})"
-            for f in failures
-        ]
+        parts = []
+        for f in failures:
+            part = (f"{f['name']}: {f.get('reason') or 'over the budget'} (test split: {f['accuracy'] * 100:.2f}% vs "
+                    f"float {f['reference_accuracy'] * 100:.2f}%)")
+            tried = f.get("attempts") or []
+            if len(tried) > 1:
+                part += "; tried " + ", ".join(
+                    f"{a['remedy']} ({a['val_drop_pts']:+.2f} pts on validation)" for a in tried)
+            parts.append(part)
         super().__init__(
             "accuracy gate failed for " + "; ".join(parts)
             + ". The failed artifacts are kept as *.FAILED.*; try --auto, more --calibration images, or --max-drop."

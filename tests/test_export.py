@@ -89,7 +89,8 @@ def test_gate_fails_with_broken_calibration(tiny_run, synth_data, synth_split, t
     # calibrating on black images squeezes every activation range to ~0: real photos then saturate
     monkeypatch.setattr(pipeline, "stratified_sample", lambda a, n, seed: np.zeros((8, 32, 32, 3), np.uint8))
     out = tmp_path / "bad"
-    with pytest.raises(AccuracyDropError, match=r"model_int8\.tflite: .* > max 1\.00") as ei:
+    with pytest.raises(AccuracyDropError, match=r"model_int8\.tflite: accuracy drop .* validation photos, clearly "
+                                                r"over 1 \(95% lower bound") as ei:
         export(ExportConfig(target=str(tiny_run), int8=True, onnx=False, data=str(synth_data), split=str(synth_split),
                             out=str(out)))
     f = ei.value.failures[0]
@@ -117,6 +118,32 @@ def test_auto_tries_remedies_and_reports_them(tiny_run, synth_data, synth_split,
     a = rep["artifacts"][1]
     assert a["passed"] and a["attempts"][0]["passed"] is False and a["attempts"][-1]["passed"] is True
     assert a["options"]["remedy"] != "default"
+    assert a["remedy"] == a["options"]["remedy"] == a["attempts"][-1]["remedy"]
+    # the remedy and the gate judged the same photos: the validation split, the same figures
+    assert a["gate"]["photos"] == rep["validation_images"] and a["gate"]["passed"]
+    assert a["attempts"][-1]["val_drop_pts"] == a["gate"]["drop_pts"]
+    assert f"yes ({a['remedy']})" in (tmp_path / "auto" / "export_report.md").read_text()
+
+
+def test_auto_exits_0_and_names_the_remedy(tiny_run, synth_data, synth_split, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from edgeflower.cli import main
+    from edgeflower.export import pipeline
+
+    real = pipeline.stratified_sample
+    calls = {"n": 0}
+
+    def sample(a, n, seed):  # the default calibration is broken, a remedy's sample is not
+        calls["n"] += 1
+        return np.zeros((8, 32, 32, 3), np.uint8) if calls["n"] == 1 else real(a, n, seed)
+
+    monkeypatch.setattr(pipeline, "stratified_sample", sample)
+    r = CliRunner().invoke(main, ["export", str(tiny_run), "--formats", "tflite_int8", "--unknown", "confidence",
+                                  "--auto", "--data", str(synth_data), "--split", str(synth_split),
+                                  "--out", str(tmp_path / "cli")])
+    assert r.exit_code == 0, r.output
+    assert "model_int8.tflite: passed with the remedy" in r.output
 
 
 def test_failed_export_keeps_the_previous_good_files(tiny_export, tiny_run, synth_data, synth_split, tmp_path,

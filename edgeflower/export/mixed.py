@@ -29,6 +29,7 @@ import numpy as np
 
 from edgeflower.errors import ExportError
 from edgeflower.export import convert
+from edgeflower.export.gate import judge
 
 SKIP_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
@@ -222,7 +223,7 @@ def search_variants(cal, opts, val_x, val_y: np.ndarray, float_probs_val: np.nda
     """``cal``: a calibrated model (``Calibrated`` or ``OnnxCalibrated``) with its ``nodes``, ``write`` and
     ``layer``; ``opts``: its ``max_float_layers`` and ``rank_images``."""
     t0 = time.perf_counter()
-    ref_acc = float((float_probs_val.argmax(1) == val_y).mean())
+    ref_pred = float_probs_val.argmax(1)
     n = len(val_y)
     # the ranking sample: evenly spread over the validation split (its order is by class)
     pick = np.unique(np.linspace(0, n - 1, min(opts.rank_images, n)).round().astype(int))
@@ -249,16 +250,19 @@ def search_variants(cal, opts, val_x, val_y: np.ndarray, float_probs_val: np.nda
             float_nodes.append(ranking[k - 1]["tensor"])
         cal.write(path, float_nodes=float_nodes)
         raw = path.read_bytes()
-        acc = float((_probs(path, np.asarray(val_x)).argmax(1) == val_y).mean())
-        drop = (ref_acc - acc) * 100
+        pred = _probs(path, np.asarray(val_x)).argmax(1)
+        verdict = judge(ref_pred == val_y, pred == val_y, ref_pred, pred, max_drop_pts)  # the export's one rule
+        acc, drop = verdict.accuracy, verdict.drop_pts
         step = {"float_layers": k, "layer": ranking[k - 1]["layer"] if k else None,
                 "tensor": float_nodes[-1] if k else None, "val_accuracy": acc,
-                "val_drop_pts": drop, "p50_ms_1_thread": _p50_ms(path, image)}
+                "val_drop_pts": drop, "val_drop_lower_pts": verdict.drop_lower_pts, "passed": verdict.passed,
+                "p50_ms_1_thread": _p50_ms(path, image)}
         steps.append(step)
-        say(f"accuracy-controlled int8: {k} layer(s) in float, validation drop {drop:.2f} pts")
+        say(f"accuracy-controlled int8: {k} layer(s) in float, validation drop {drop:.2f} pts "
+            f"({'passes' if verdict.passed else 'fails'} the gate's rule)")
         if best is None or acc > best[1]:
             best = (raw, acc, list(float_nodes))
-        if drop <= max_drop_pts + 1e-9:
+        if verdict.passed:
             return MixedResult(raw, list(float_nodes), steps, ranking, passed_on_val=True)
     say(f"accuracy-controlled int8: still over budget with {len(float_nodes)} layers in float "
         f"({time.perf_counter() - t0:.0f} s); keeping the best")
