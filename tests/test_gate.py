@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edgeflower.export.gate import judge, wilson_lower
+from edgeflower.metrics import holding_budget
 
 
 def _answers(n: int, ref_right: int, lost: int, gained: int, changed_both_wrong: int = 0):
@@ -55,3 +56,21 @@ def test_wilson_lower_bound():
     assert wilson_lower(0, 100) == 0.0
     assert 0.05 < wilson_lower(10, 100) < 0.1
     assert wilson_lower(100, 100) > 0.97
+
+
+def test_the_unknown_budget_shrinks_on_a_small_validation_split():
+    """A threshold calibrated on few photos is noisy: its budget shrinks until new photos pay over 1 point in at
+    most a quarter of the validation split-halves; a large split keeps it."""
+    def photos(n):
+        rng = np.random.default_rng(n)
+        correct = rng.random(n) < 0.93
+        score = rng.normal(0, 1, n) + correct * 1.5
+        return correct, score, rng.integers(0, 5, n)
+
+    small_b, small = holding_budget(*photos(500), 0.005, max_share=0.2)
+    assert small_b < 0.005 and small["share_over_limit"] <= 0.2
+    # with 150 photos one photo of a half is 1.3 points: no budget holds; it stops at the floor and says so
+    tiny_b, tiny = holding_budget(*photos(150), 0.005, max_share=0.2)
+    assert tiny_b < 0.0013 and tiny["share_over_limit"] > 0.2
+    big_b, big = holding_budget(*photos(20_000), 0.005, max_share=0.2)
+    assert big_b == 0.005 and big["share_over_limit"] <= 0.2
