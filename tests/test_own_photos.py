@@ -16,16 +16,22 @@ from edgeflower.errors import DataError
 @pytest.mark.slow
 def test_own_folder_from_train_to_bench_without_a_split(tmp_path):
     data = make_dataset(tmp_path / "my_photos", per_class=20)
+    shutil.copyfile(data / "red" / "red_000.jpg", data / "green" / "also_red.jpg")  # one photo under two classes
     run = tmp_path / "run"
     out = run_cli("train", "--model", "cnn", "--data", data, "--epochs", 2, "--input-size", 32, "--out", run)
     assert out.returncode == 0, out.stderr
     assert "split: train" in out.stderr and "split.json" in out.stderr
+    # what the split left out is said on the terminal and listed in the run folder
+    assert "left out of the split: 2 photos (2 filed under several classes)" in out.stderr, out.stderr
+    listed = (run / "left_out.tsv").read_text().splitlines()
+    assert listed[0] == "path\treason" and sorted(ln.split("\t")[0] for ln in listed[1:]) == [
+        "green/also_red.jpg", "red/red_000.jpg"]
     cfg = json.loads((run / "config.json").read_text())
     m = load_manifest(run / "split.json")
     assert cfg["split"] == str((run / "split.json").resolve()) and cfg["split_manifest_sha256"] == m.sha256
     assert m.classes == ["blue", "green", "red"] and m.raw["automatic"]
     assert {k: len(v) for k, v in m.splits.items()} == cfg["counts"]
-    assert cfg["counts"]["test"] == 6  # about 10% of each class of 20
+    assert cfg["counts"]["test"] == 6  # about 10% of each class of 20 (red has 19 left)
     # the same folder gives the same split (seeded)
     assert auto_split(data, seed=42, show_progress=False)["splits"] == m.raw["splits"]
     ev = run_cli("eval", run)

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgeflower import __version__
 from edgeflower._deps import require
-from edgeflower._util import atomic_path, write_json
+from edgeflower._util import atomic_path, atomic_write_text, write_json
 from edgeflower.data.arrays import SplitArrays, load_split
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import (auto_split, is_packaged_dataset, load_manifest, manifest_from_dict,
@@ -287,6 +287,15 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResu
         c = manifest.raw["counts"]
         say(f"split: train {c['train']}, val {c['val']}, test {c['test']} photos (seed {manifest.seed}), saved as "
             f"{out / 'split.json'}; export, eval and bench find it from the run")
+        left = manifest.raw.get("excluded") or []
+        if left:  # said on the terminal, listed in the run folder
+            from collections import Counter
+
+            why = Counter(e["reason"].split(":")[0] for e in left)
+            lines = [f"{e['path']}\t{e['reason']}" for e in left]
+            atomic_write_text(partial / "left_out.tsv", "path\treason\n" + "\n".join(lines) + "\n")
+            say(f"left out of the split: {len(left)} photos (" + ", ".join(f"{n} {r}" for r, n in why.items())
+                + f"); the list is {out / 'left_out.tsv'}")
     _match_backup(resume_dir(out), cfg)
     model = built.model
     tr, va, te = arrays["train"], arrays["val"], arrays["test"]
