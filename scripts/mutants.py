@@ -17,8 +17,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # name: (file, original text, mutated text, pytest arguments)
 MUTANTS = {
-    "gate": ("edgeflower/export/pipeline.py", "if drop > self.cfg.max_drop + 1e-9:", "if False:",
-             ["tests/test_export.py", "-k", "gate_fails"]),
+    "gate": ("edgeflower/export/gate.py", "if lower * 100 > max_drop_pts + 1e-9:", "if False:",
+             ["tests/test_gate.py", "tests/test_export.py", "-k", "clearly_worse or gate_fails"]),
+    "gate-on-the-estimate": ("edgeflower/export/gate.py", "if lower * 100 > max_drop_pts + 1e-9:",
+                             "if drop * 100 > max_drop_pts + 1e-9:", ["tests/test_gate.py", "-k", "within_the_noise"]),
+    "gate-ignores-changed-answers": ("edgeflower/export/gate.py", "if changed_lower > max_changed:", "if False:",
+                                     ["tests/test_gate.py", "-k", "many_changed"]),
+    "budget-never-lowered": ("edgeflower/metrics.py", "        b *= 0.8\n", "        break\n",
+                             ["tests/test_gate.py", "-k", "unknown_budget"]),
+    "loop-keeps-every-latency": ("edgeflower/_util.py", "if len(self._values) < self.size:", "if True:",
+                                 ["tests/test_longrun.py", "-k", "memory or reservoir"]),
+    "page-keeps-idle-sockets": ("edgeflower/edge/serve.py", "            if len(self._pending) >= self.max_pending:\n"
+                                "                self._drop(next(iter(self._pending)))  # the oldest waiting "
+                                "connection\n", "", ["tests/test_longrun.py", "-k", "idle_sockets"]),
+    "sigterm-kills": ("edgeflower/edge/app.py", "old = signal.signal(signal.SIGTERM, handler)",
+                      "old = signal.getsignal(signal.SIGTERM)", ["tests/test_longrun.py", "-k", "sigterm"]),
+    "exec-child-in-our-group": ("edgeflower/edge/sinks.py", "stderr=subprocess.PIPE, start_new_session=True)",
+                                "stderr=subprocess.PIPE, start_new_session=False)",
+                                ["tests/test_longrun.py", "-k", "exec_children"]),
+    "logits-accepted": ("edgeflower/edge/classifier.py", "        self._check_probabilities()\n", "",
+                        ["tests/test_longrun.py", "-k", "not_a_classifier"]),
     "unknown-inverted": ("edgeflower/edge/classifier.py", "similarity < self.min_similarity",
                          "similarity > self.min_similarity", ["tests/test_edge.py", "-k", "unknown_threshold"]),
     "zero-point-sign": ("edgeflower/edge/classifier.py", "(y.astype(np.float32) - info.zero_point) * info.scale",
