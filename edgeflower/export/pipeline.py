@@ -455,9 +455,9 @@ def render_table(report: dict) -> str:
         "",
         f"Keras float test accuracy: {report['keras_test_accuracy'] * 100:.2f}% on {report['test_images']} images. "
         f"The gate decides on the {report.get('validation_images', '?')} validation images: an artifact fails when "
-        f"its drop is clearly over {report['max_drop_pts']:g} pts (the 95% lower bound of the paired drop above it) "
-        "or it changes clearly over 10% of the answers; float artifacts must also agree with Keras on every test "
-        "answer. The test figures are reported, not decided on.",
+        f"its drop is clearly over --max-drop {report['max_drop_pts']:g} (the 95% lower bound of the paired drop "
+        "above it) or it changes clearly over 10% of the answers; float artifacts must also agree with Keras on "
+        "every test answer. The test figures are reported, not decided on.",
         "",
         "| artifact | format | size (KiB) | val drop (pts) | 95% lower bound | test acc | test drop (pts) | "
         "test agree | passed |",
@@ -481,7 +481,7 @@ def render_table(report: dict) -> str:
                 f"{' of the predicted class' if u.get('per_class') else ''} "
                 f">= {u['similarity_threshold']:.4f}"
                 if "similarity_threshold" in u else f"confidence >= {u.get('confidence_threshold', 0):.4f}")
-        lines.append(f"- unknown, {Path(a['path']).name}: {rule} (calibrated on val); test flowers answered unknown "
+        lines.append(f"- unknown, {Path(a['path']).name}: {rule} (calibrated on val); test photos answered unknown "
                      f"{u['test']['answered_unknown'] * 100:.1f}%, test accuracy counting them wrong "
                      f"{u['test']['accuracy_with_unknown'] * 100:.2f}%"
                      + (f"; background photos answered unknown {u['test']['background_answered_unknown'] * 100:.1f}%"
