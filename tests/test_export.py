@@ -90,7 +90,7 @@ def test_gate_fails_with_broken_calibration(tiny_run, synth_data, synth_split, t
     monkeypatch.setattr(pipeline, "stratified_sample", lambda a, n, seed: np.zeros((8, 32, 32, 3), np.uint8))
     out = tmp_path / "bad"
     with pytest.raises(AccuracyDropError, match=r"model_int8\.tflite: accuracy drop .* validation photos, clearly "
-                                                r"over 1 \(95% lower bound") as ei:
+                                                r"over 1 \(less one standard error") as ei:
         export(ExportConfig(target=str(tiny_run), int8=True, onnx=False, data=str(synth_data), split=str(synth_split),
                             out=str(out)))
     f = ei.value.failures[0]

@@ -8,15 +8,17 @@ of n photos, the float model is right and the artifact wrong on ``lost`` of them
 ``gained``. The drop is (lost - gained) / n and its standard error sqrt(lost + gained - (lost - gained)^2 / n) / n.
 An artifact **fails** when
 
-- its drop is clearly over ``max_drop``: the one-sided 95% lower bound of the drop (drop - 1.645 x standard error)
-  is above ``max_drop`` points; a drop within the noise of n photos passes (with 251 photos one photo is 0.4
-  points, and three lost photos are not evidence of a 1-point loss); or
+- its drop is clearly over ``max_drop``: more than one standard error over it (the drop minus one standard error,
+  a one-sided 84% lower bound, is above ``max_drop`` points); a drop within the noise of n photos passes (with 251
+  photos one photo is 0.4 points, and three lost photos are not evidence of a 1-point loss); or
 - it changes clearly more answers than a faithful conversion does: the one-sided 95% lower bound (Wilson) of the
   share of photos whose answer changed is above ``max_changed`` (10% by default; int8 conversions of the
   project's models change 1-4%).
 
 With many photos the bound approaches the point estimate, and the rule becomes the usual "drop <= max_drop".
-docs/export.md states its measured false-fail and false-pass rates (benchmarks/gate.py).
+One standard error, not the textbook 1.645: measured by resampling real exports (benchmarks/gate.py,
+docs/export.md), it fails under 1% of faithful int8 conversions, against 19% for the test split's point
+estimate on a 6-class set, and passes half as many artifacts that are 2 points over the budget as 1.645 does.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-Z = 1.6449  # one-sided 95%
+Z = 1.0  # the drop's margin: one standard error (a one-sided 84% bound)
+Z_CHANGED = 1.6449  # the changed answers' bound: one-sided 95%
 MAX_CHANGED = 0.10
 
 
@@ -38,12 +41,12 @@ class Verdict:
     accuracy: float
     drop_pts: float  # the point estimate on these photos
     stderr_pts: float
-    drop_lower_pts: float  # the one-sided 95% lower bound of the drop
+    drop_lower_pts: float  # the drop minus Z standard errors
     max_drop_pts: float
     lost: int  # photos the float model gets right and the artifact wrong
     gained: int  # the other way round
     agreement: float  # share of photos with the float model's answer
-    changed_lower: float  # the one-sided 95% lower bound of the share of changed answers
+    changed_lower: float  # the one-sided 95% lower bound (Wilson) of the share of changed answers
     max_changed: float
     reason: str = ""
 
@@ -53,11 +56,11 @@ class Verdict:
     def summary(self) -> str:
         """One line: what was measured, against what."""
         return (f"drop {self.drop_pts:+.2f} pts on {self.photos} validation photos ({self.lost} lost, "
-                f"{self.gained} gained; 95% lower bound {self.drop_lower_pts:+.2f} against --max-drop "
+                f"{self.gained} gained; less one standard error {self.drop_lower_pts:+.2f}, against --max-drop "
                 f"{self.max_drop_pts:g}), {self.agreement * 100:.1f}% agree with the float model")
 
 
-def wilson_lower(k: int, n: int, z: float = Z) -> float:
+def wilson_lower(k: int, n: int, z: float = Z_CHANGED) -> float:
     """One-sided lower confidence bound of a proportion k/n (Wilson score)."""
     if n == 0:
         return 0.0
@@ -82,11 +85,12 @@ def judge(ref_correct, art_correct, ref_pred, art_pred, max_drop_pts: float, max
     se = math.sqrt(max(0.0, lost + gained - (lost - gained) ** 2 / n)) / n
     lower = drop - z * se
     changed = int((np.asarray(ref_pred) != np.asarray(art_pred)).sum())
-    changed_lower = wilson_lower(changed, n, z)
+    changed_lower = wilson_lower(changed, n)
     reasons = []
     if lower * 100 > max_drop_pts + 1e-9:
         reasons.append(f"accuracy drop {drop * 100:.2f} pts on {n} validation photos, clearly over "
-                       f"{max_drop_pts:g} (95% lower bound {lower * 100:.2f})")
+                       f"{max_drop_pts:g} (less one standard error: {lower * 100:.2f})" if z == Z else
+                       f"{max_drop_pts:g} (less {z:g} standard errors: {lower * 100:.2f})")
     if changed_lower > max_changed:
         reasons.append(f"{changed} of {n} answers changed ({changed / n * 100:.1f}%), clearly more than "
                        f"{max_changed * 100:g}%")

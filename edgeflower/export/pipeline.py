@@ -455,11 +455,11 @@ def render_table(report: dict) -> str:
         "",
         f"Keras float test accuracy: {report['keras_test_accuracy'] * 100:.2f}% on {report['test_images']} images. "
         f"The gate decides on the {report.get('validation_images', '?')} validation images: an artifact fails when "
-        f"its drop is clearly over --max-drop {report['max_drop_pts']:g} (the 95% lower bound of the paired drop "
-        "above it) or it changes clearly over 10% of the answers; float artifacts must also agree with Keras on "
-        "every test answer. The test figures are reported, not decided on.",
+        f"its drop is clearly over --max-drop {report['max_drop_pts']:g} (more than one standard error of the paired "
+        "drop over it) or it changes clearly over 10% of the answers; float artifacts must also agree with Keras "
+        "on every test answer. The test figures are reported, not decided on.",
         "",
-        "| artifact | format | size (KiB) | val drop (pts) | 95% lower bound | test acc | test drop (pts) | "
+        "| artifact | format | size (KiB) | val drop (pts) | less 1 s.e. | test acc | test drop (pts) | "
         "test agree | passed |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -504,7 +504,7 @@ def render_table(report: dict) -> str:
         for ch in a["changed"][:10]:
             lines.append(f"  - changed: {ch['path']} (true {ch['true']}): Keras {ch['keras']} -> {ch['artifact']}")
         for at in a.get("attempts", []):
-            lines.append(f"  - tried {at['remedy']}: validation drop {at['val_drop_pts']:+.2f} pts (lower bound "
+            lines.append(f"  - tried {at['remedy']}: validation drop {at['val_drop_pts']:+.2f} pts (less one s.e. "
                          f"{at['val_drop_lower_pts']:+.2f}), test {at['accuracy'] * 100:.2f}% "
                          f"({'pass' if at['passed'] else 'fail'})")
         steps = (a.get("options") or {}).get("steps")
