@@ -394,3 +394,25 @@ def test_large_stills_are_decoded_reduced(tmp_path):
     assert 224 <= min(img.size) < 448, img.size
     assert preprocess(big, 224).shape == (224, 224, 3)
     assert open_image(big).size == (4000, 3000)  # without a target size: the whole photo
+
+
+def test_max_frames_ends_the_run_even_with_the_live_page(tiny_export, tmp_path):
+    """A stream that ends keeps the page up until SIGTERM; --max-frames is a deliberate stop and returns (a
+    100,000-frame soak run with --serve stayed up after its last frame)."""
+    from edgeflower.edge.app import DeviceOptions, run_device
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(4):
+        make_image((210, 40, 40), seed=i).save(imgs / f"{i}.jpg")
+    done = {}
+
+    def go():
+        done["summary"] = run_device(DeviceOptions(model=str(tiny_export / "model_int8.tflite"), images=str(imgs),
+                                                   serve="127.0.0.1:0", max_frames=2, jsonl=str(tmp_path / "o")))
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "run_device kept the page up after --max-frames"
+    assert done["summary"].stopped_by == "--max-frames 2" and done["summary"].frames == 2

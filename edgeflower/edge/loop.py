@@ -94,6 +94,8 @@ def run(clf: Classifier, source: Source, out: IO[str] | None = None, smooth: int
                 last_status = now
                 status(f"{s.frames} frames  {fps:5.1f} FPS  inference {pred.inference_ms:6.2f} ms  "
                        f"e2e {e2e:6.2f} ms  {pred.label} {pred.score * 100:5.1f}%")
+        else:  # the count was reached (an ending stream breaks out of the loop)
+            s.stopped_by = f"--max-frames {max_frames}"
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through app.stop_on_sigterm (its name in args)
         s.stopped_by = f"stopped by {exc.args[0]}" if exc.args else "interrupted"
     except SourceError as exc:
