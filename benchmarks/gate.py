@@ -4,7 +4,7 @@ how often it passes one that is clearly worse, on flower_photos and on a dataset
     python benchmarks/gate.py dataset --git DIR [--per-class 420] [--out runs/datasets/scenes6]
     edgeflower train --data runs/datasets/scenes6 --out runs/scenes6 && edgeflower export runs/scenes6 --int8
     python benchmarks/gate.py measure RUN [RUN ...] [--rounds 2000]
-    python benchmarks/gate.py render                       # docs/export.md's table
+    python benchmarks/render_readme.py                     # docs/export.md's table, with the others
 
 ``dataset`` builds the second dataset: six scene classes (buildings, forest, glacier, mountain, sea, street) of the
 Intel image classification set, from the public repository afroozsheikh/Intel-Image-Classifier at the pinned commit
@@ -158,50 +158,6 @@ def measure(runs: list[str], rounds: int, max_drop: float, zs: list[float]) -> d
             "z_values": zs, "rows": out}
 
 
-# ---------------------------------------------------------------- the docs' table
-DOC = Path(__file__).resolve().parents[1] / "docs" / "export.md"
-
-
-def render() -> str:
-    """docs/export.md's table from benchmarks/results/gate.json (a missing file is an error)."""
-    import json
-
-    from edgeflower.export.gate import Z
-
-    g = json.loads((RESULTS / "gate.json").read_text())
-    pct = lambda v: "-" if v is None else f"{v * 100:.1f}%"  # noqa: E731
-    zs = [f"{z:g}" for z in g["z_values"]]
-    lines = [f"`{g['command']}`: {g['rounds']} stratified bootstrap sets per figure, --max-drop "
-             f"{g['max_drop_pts']:g}. **False fail**: the real int8 artifact, whose drop on the pooled validation and "
-             "test photos is within the budget, fails a validation-sized set. **False pass**: the same artifact with "
-             "right answers turned wrong until its pooled drop is the budget plus 1 or plus 2 points passes. The old "
-             "rule is the test split's point estimate against --max-drop, on test-sized sets. The rule ships with a "
-             f"margin of {Z:g} standard error; the other margins are shown for comparison.", "",
-             "| dataset | artifact | photos val / test | pooled drop | agreement | rule | false fail | "
-             "false pass +1 pt | false pass +2 pts |", "|---|---|---:|---:|---:|---|---:|---:|---:|"]
-    for r in g["rows"]:
-        head = (f"| {r['dataset']} | {r['artifact']} | {r['val_photos']} / {r['test_photos']} | "
-                f"{r['pool_drop_pts']:+.2f} | {r['pool_agreement'] * 100:.1f}% |")
-        o = r["old_rule_test"]
-        lines.append(f"{head} old: test point estimate | {pct(o['false_fail'])} | {pct(o['false_pass_plus1'])} | "
-                     f"{pct(o['false_pass_plus2'])} |")
-        for z in zs:
-            v = r["rule_val"][z]
-            name = f"**{z} s.e. (shipped)**" if float(z) == Z else f"{z} s.e."
-            lines.append(f"| | | | | | {name} | {pct(v['false_fail'])} | {pct(v['false_pass_plus1'])} | "
-                         f"{pct(v['false_pass_plus2'])} |")
-    return "\n".join(lines)
-
-
-def write_doc() -> None:
-    text = DOC.read_text()
-    start, end = "<!-- gate:begin (python benchmarks/gate.py render) -->", "<!-- gate:end -->"
-    if start not in text or end not in text:
-        sys.exit(f"{DOC} has no {start} ... {end} section")
-    head, rest = text.split(start, 1)
-    DOC.write_text(head + start + "\n" + render() + "\n" + end + rest.split(end, 1)[1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -216,11 +172,8 @@ def main() -> None:
     m.add_argument("--z", default="1,1.28,1.645", help="the rule's margins to measure, in standard errors "
                    "(the shipped one is gate.Z)")
     m.add_argument("--results", default=str(RESULTS / "gate.json"))
-    sub.add_parser("render", help="write the table of docs/export.md from the result file")
     a = ap.parse_args()
-    if a.what == "render":
-        write_doc()
-    elif a.what == "dataset":
+    if a.what == "dataset":
         print(build_dataset(a.git, Path(a.out), a.per_class))
     else:
         write_json(a.results, measure(a.runs, a.rounds, a.max_drop, [float(z) for z in a.z.split(",")]))

@@ -852,6 +852,82 @@ DOCS = {"docs/results.md": {"study": study, "export": export, "latency": latency
         "docs/clients.md": {"clients": clients}}
 
 
+def soak() -> str:
+    """docs/device.md's soak tables from benchmarks/results/soak_*.json (a missing file is an error)."""
+    loop = _need("soak_loop.json")
+    stills = _need("soak_stills.json")
+    real = _need("soak_classify.json")
+    env = loop["environment"]
+    lines = [f"`{loop['command']}` ({env['cpus']} cores, {env['machine']}, Python {env['python']}, descriptor limit "
+             f"{env['fd_limit']}): the loop with a classifier that answers at once, so the loop's own cost and memory "
+             "are what is measured.", "",
+             "| configuration | frames | FPS (p10 / p50 / p90 of 20k-frame windows) | RSS first -> last (MB) | "
+             "RSS growth per million frames (MB) | threads | descriptors |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in loop["runs"]:
+        p10, p50, p90 = r["fps_p10_p50_p90"]
+        extra = f" ({r['idle_connections']} idle connections + a slow client)" if "idle_connections" in r else ""
+        lines.append(f"| {r['config']}{extra} | {r['frames']:,} | {p10:,.0f} / {p50:,.0f} / {p90:,.0f} | "
+                     f"{r['rss_mb_first']} -> {r['rss_mb_last']} | {r['rss_growth_mb_per_million_frames']:+.3f} | "
+                     f"{r['threads_max']} | {r['fds_max']} |")
+    lines += ["", f"With 1,000 idle connections and a byte-a-second client the loop ran at "
+              f"{loop['fps_ratio_idle_connections_to_serve'] * 100:.0f}% of its rate with the page alone (whole-run "
+              "FPS, same process).", ""]
+    r = real["runs"][0]
+    p10, p50, p90 = r["fps_p10_p50_p90"]
+    lines += [f"`{real['command']}`: `edgeflower classify` with make main's int8 EfficientNet-Lite0 over a looped "
+              "320x240 video, with `--serve` (a viewer on the stream the whole time), `--save`, `--jsonl` and "
+              f"`--exec true`, sampled from /proc every 5 s: {r['frames']:,} frames, RSS {r['rss_mb_first']} -> "
+              f"{r['rss_mb_last']} MB ({r['rss_growth_mb_per_million_frames']:+.2f} MB per million frames), at most "
+              f"{r['threads_max']} threads and {r['fds_max']} descriptors, FPS p10 / p50 / p90 {p10:.0f} / {p50:.0f} / "
+              f"{p90:.0f} over 5 s windows (exit {r['returncode']}). The machine was running other jobs at the same "
+              "time: read the FPS as a spread, not as the model's speed.", "",
+              f"`{stills['command']}`: peak RSS (VmHWM) to preprocess one image to 224 x 224 in a fresh process "
+              f"(edgeflower imported: {stills['import_rss_mb']} MB).", "", "| image | seconds | peak RSS (MB) |",
+              "|---|---:|---:|"]
+    lines += [f"| {s['format']}, {s['pixels']} | {s['seconds']} | {s['peak_rss_mb']} |" for s in stills["rows"]]
+    return "\n".join(lines)
+
+
+def gate() -> str:
+    """docs/export.md's table from benchmarks/results/gate.json (a missing file is an error)."""
+    from edgeflower.export.gate import Z
+
+    g = _need("gate.json")
+    pct = lambda v: "-" if v is None else f"{v * 100:.1f}%"  # noqa: E731
+    zs = [f"{z:g}" for z in g["z_values"]]
+    lines = [f"`{g['command']}`: {g['rounds']} stratified bootstrap sets per figure, --max-drop "
+             f"{g['max_drop_pts']:g}. **False fail**: the real int8 artifact, whose drop on the pooled validation and "
+             "test photos is within the budget, fails a validation-sized set. **False pass**: the same artifact with "
+             "right answers turned wrong until its pooled drop is the budget plus 1 or plus 2 points passes. The old "
+             "rule is the test split's point estimate against --max-drop, on test-sized sets. The rule ships with a "
+             f"margin of {Z:g} standard error; the other margins are shown for comparison.", "",
+             "| dataset | artifact | photos val / test | pooled drop | agreement | rule | false fail | "
+             "false pass +1 pt | false pass +2 pts |", "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    for r in g["rows"]:
+        head = (f"| {r['dataset']} | {r['artifact']} | {r['val_photos']} / {r['test_photos']} | "
+                f"{r['pool_drop_pts']:+.2f} | {r['pool_agreement'] * 100:.1f}% |")
+        o = r["old_rule_test"]
+        lines.append(f"{head} old: test point estimate | {pct(o['false_fail'])} | {pct(o['false_pass_plus1'])} | "
+                     f"{pct(o['false_pass_plus2'])} |")
+        for z in zs:
+            v = r["rule_val"][z]
+            name = f"**{z} s.e. (shipped)**" if float(z) == Z else f"{z} s.e."
+            lines.append(f"| | | | | | {name} | {pct(v['false_fail'])} | {pct(v['false_pass_plus1'])} | "
+                         f"{pct(v['false_pass_plus2'])} |")
+    return "\n".join(lines)
+
+
+def _need(name: str) -> dict:
+    """A result file that a section cannot do without: missing is an error, not a silently dropped section."""
+    d = _load(name)
+    if d is None:
+        sys.exit(f"benchmarks/results/{name} is missing: run its benchmark first")
+    return d
+
+
+DOCS.update({"docs/device.md": {"soak": soak}, "docs/export.md": {"gate": gate}})
+
+
 def render(path: Path, sections: dict) -> None:
     text = path.read_text()
     for key, fn in sections.items():

@@ -3,7 +3,6 @@
     python benchmarks/soak.py loop [--frames 1000000]                       # the frame loop, a stub classifier
     python benchmarks/soak.py classify MODEL [--frames 100000] [--video V]  # `edgeflower classify`, a real model
     python benchmarks/soak.py stills [--side 8000]                           # peak memory of the largest still
-    python benchmarks/soak.py render                                         # docs/device.md's tables
 
 ``loop`` runs ``edgeflower.edge.loop.run`` in this process with a classifier that answers at once (so the loop's own
 cost and memory are what is measured), in three configurations: bare; with the live page, a saver and a command
@@ -261,57 +260,6 @@ def soak_stills(side: int) -> dict:
     return {"import_rss_mb": round(float(base.stdout)), "rows": rows}
 
 
-# ---------------------------------------------------------------- the docs' tables
-DOC = Path(__file__).resolve().parents[1] / "docs" / "device.md"
-
-
-def render() -> str:
-    """docs/device.md's soak tables from benchmarks/results/soak_*.json (a missing file is an error)."""
-    import json
-
-    loop = json.loads((RESULTS / "soak_loop.json").read_text())
-    stills = json.loads((RESULTS / "soak_stills.json").read_text())
-    real = json.loads((RESULTS / "soak_classify.json").read_text())
-    env = loop["environment"]
-    lines = [f"`{loop['command']}` ({env['cpus']} cores, {env['machine']}, Python {env['python']}, descriptor limit "
-             f"{env['fd_limit']}): the loop with a classifier that answers at once, so the loop's own cost and memory "
-             "are what is measured.", "",
-             "| configuration | frames | FPS (p10 / p50 / p90 of 20k-frame windows) | RSS first -> last (MB) | "
-             "RSS growth per million frames (MB) | threads | descriptors |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in loop["runs"]:
-        p10, p50, p90 = r["fps_p10_p50_p90"]
-        extra = f" ({r['idle_connections']} idle connections + a slow client)" if "idle_connections" in r else ""
-        lines.append(f"| {r['config']}{extra} | {r['frames']:,} | {p10:,.0f} / {p50:,.0f} / {p90:,.0f} | "
-                     f"{r['rss_mb_first']} -> {r['rss_mb_last']} | {r['rss_growth_mb_per_million_frames']:+.3f} | "
-                     f"{r['threads_max']} | {r['fds_max']} |")
-    lines += ["", f"With 1,000 idle connections and a byte-a-second client the loop ran at "
-              f"{loop['fps_ratio_idle_connections_to_serve'] * 100:.0f}% of its rate with the page alone (whole-run "
-              "FPS, same process).", ""]
-    r = real["runs"][0]
-    p10, p50, p90 = r["fps_p10_p50_p90"]
-    lines += [f"`{real['command']}`: `edgeflower classify` with make main's int8 EfficientNet-Lite0 over a looped "
-              "320x240 video, with `--serve` (a viewer on the stream the whole time), `--save`, `--jsonl` and "
-              f"`--exec true`, sampled from /proc every 5 s: {r['frames']:,} frames, RSS {r['rss_mb_first']} -> "
-              f"{r['rss_mb_last']} MB ({r['rss_growth_mb_per_million_frames']:+.2f} MB per million frames), at most "
-              f"{r['threads_max']} threads and {r['fds_max']} descriptors, FPS p10 / p50 / p90 {p10:.0f} / {p50:.0f} / "
-              f"{p90:.0f} over 5 s windows (exit {r['returncode']}). The machine was running other jobs at the same "
-              "time: read the FPS as a spread, not as the model's speed.", "",
-              f"`{stills['command']}`: peak RSS (VmHWM) to preprocess one image to 224 x 224 in a fresh process "
-              f"(edgeflower imported: {stills['import_rss_mb']} MB).", "", "| image | seconds | peak RSS (MB) |",
-              "|---|---:|---:|"]
-    lines += [f"| {s['format']}, {s['pixels']} | {s['seconds']} | {s['peak_rss_mb']} |" for s in stills["rows"]]
-    return "\n".join(lines)
-
-
-def write_doc() -> None:
-    text = DOC.read_text()
-    start, end = "<!-- soak:begin (python benchmarks/soak.py render) -->", "<!-- soak:end -->"
-    if start not in text or end not in text:
-        sys.exit(f"{DOC} has no {start} ... {end} section")
-    head, rest = text.split(start, 1)
-    DOC.write_text(head + start + "\n" + render() + "\n" + end + rest.split(end, 1)[1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -329,12 +277,7 @@ def main() -> None:
     sp = sub.add_parser("stills", help="peak memory to preprocess the largest still")
     sp.add_argument("--side", type=int, default=8000)
     sp.add_argument("--results", default=str(RESULTS / "soak_stills.json"))
-    sub.add_parser("render", help="write the tables of docs/device.md from the result files")
     a = ap.parse_args()
-    if a.what == "render":
-        write_doc()
-        print(f"written {DOC}", file=sys.stderr)
-        return
     if a.what == "stills":
         out = {"suite": "soak", "what": "stills", "command": " ".join(sys.argv), "environment": environment(),
                **soak_stills(a.side)}
