@@ -494,7 +494,7 @@ def service_uninstall(user_unit, name, unit_dir):
 @click.option("--e2e-images", type=click.IntRange(min=1), default=50, show_default=True,
               help="Test images for the end-to-end (decode to label) latency.")
 @_data_opt
-@click.option("--no-accuracy", is_flag=True, help="Skip the 360-image accuracy check.")
+@click.option("--no-accuracy", is_flag=True, help="Skip the accuracy check on the run's test photos.")
 @click.option("--split", "split_path", type=click.Path(dir_okay=False), default=None,
               help="Split manifest whose test images to use (default: the split of the run the artifacts came "
                    "from, else the frozen flower_photos split).")
