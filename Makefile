@@ -32,8 +32,10 @@ main: setup
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# the import contracts in setup.cfg ([importlinter]): layering, no TensorFlow on the device side, a light CLI
+# ruff (ruff.toml: pyflakes, pycodestyle, import order), then the import contracts in setup.cfg ([importlinter]):
+# layering, no TensorFlow on the device side, a light CLI
 lint: setup
+	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
 bench-study: setup

@@ -39,7 +39,8 @@ def describe(run: Path) -> dict:
     rep = json.loads((run / "export" / "export_report.json").read_text())
     arts = {a["name"]: a for a in rep["artifacts"]}
     return {
-        "run": str(run), "command": command(cfg), "model": cfg["model"], "input_size": cfg["input_size"], "seed": cfg["seed"],
+        "run": str(run), "command": command(cfg), "model": cfg["model"], "input_size": cfg["input_size"],
+        "seed": cfg["seed"],
         "fine_tuned": bool(cfg.get("fine_tune")), "fine_tune_layers": cfg.get("fine_tune", 0),
         "train_seconds": cfg["train_seconds"], "val_accuracy": metrics["val"]["accuracy"],
         "keras_test_accuracy": metrics["test"]["accuracy"], "params": metrics["params"]["total"],

@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 from edgeflower._env import environment  # noqa: E402
 from edgeflower._util import write_json  # noqa: E402
+from edgeflower.bench import BenchConfig, bench  # noqa: E402
 from edgeflower.data.source import resolve_data_dir  # noqa: E402
 from edgeflower.data.split import load_manifest, split_items  # noqa: E402
 from edgeflower.edge import Classifier, preprocess  # noqa: E402
 from edgeflower.edge.backends import load_backend  # noqa: E402
-from edgeflower.bench import BenchConfig, bench  # noqa: E402
 from edgeflower.edge.classifier import quantize  # noqa: E402
 
 NAMES = ["model_float.tflite", "model_int8.tflite", "model.onnx", "model_int8.onnx"]

@@ -93,7 +93,8 @@ def pooled_predictions(run: Path) -> dict:
         if art.suffix in (".tflite", ".onnx") and art.name not in out["artifacts"]:
             clf = Classifier(art, threshold=0.0)
             out["artifacts"][art.name] = clf.score_batch(x)[0].argmax(1)
-    np.savez(cache, y=y, split=split, keras=out["keras"], dataset=out["dataset"], **{f"art:{k}": v for k, v in out["artifacts"].items()})
+    np.savez(cache, y=y, split=split, keras=out["keras"], dataset=out["dataset"],
+             **{f"art:{k}": v for k, v in out["artifacts"].items()})
     return out
 
 
@@ -135,7 +136,8 @@ def measure(runs: list[str], rounds: int, max_drop: float, zs: list[float]) -> d
             rng = np.random.default_rng(1)
             pool_drop = ((ref == y).mean() - (art == y).mean()) * 100
             worse = {extra: degrade(art, y, max_drop + extra - pool_drop, rng) for extra in (1.0, 2.0)}
-            row = {"run": run, "dataset": p["dataset"], "artifact": name, "pool_photos": len(y), "val_photos": n_val, "test_photos": n_test,
+            row = {"run": run, "dataset": p["dataset"], "artifact": name, "pool_photos": len(y), "val_photos": n_val,
+                   "test_photos": n_test,
                    "pool_drop_pts": round(float(pool_drop), 3),
                    "pool_agreement": round(float((art == ref).mean()), 4),
                    "old_rule_test": {"false_fail": resample_rates(y, ref, art, n_test, rounds, old_rule)

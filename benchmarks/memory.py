@@ -1,4 +1,5 @@
-"""Does training's memory grow with the dataset? Peak RSS of `edgeflower train` on flower_photos and on a copy 8x larger.
+"""Does training's memory grow with the dataset? Peak RSS of `edgeflower train` on flower_photos and on a copy
+8x larger.
 
     python benchmarks/memory.py [--data DIR] [--copies 8] [--model cnn] [--input-size 96] [--epochs 1]
 

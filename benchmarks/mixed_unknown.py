@@ -43,9 +43,9 @@ def main() -> None:
     ap.add_argument("--results", default=str(ROOT / "benchmarks/results/mixed_unknown.json"))
     args = ap.parse_args()
     import keras
-
     import negatives
     import unknown
+
     from edgeflower.data.arrays import load_split
     from edgeflower.data.source import resolve_data_dir
     from edgeflower.data.split import load_manifest

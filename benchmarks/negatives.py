@@ -66,7 +66,8 @@ LXQT = "usr/share/lxqt/wallpapers/{}"
 LOMIRI = "usr/share/backgrounds/{}"
 # (package, path inside the .deb, what it shows, category, role)
 IMAGES = [
-    ("plasma-workspace-wallpapers", PLASMA.format("BytheWater", "2560x1600.jpg"), "lake shore at dusk", "nature", "train"),
+    ("plasma-workspace-wallpapers", PLASMA.format("BytheWater", "2560x1600.jpg"), "lake shore at dusk", "nature",
+     "train"),
     ("plasma-workspace-wallpapers", PLASMA.format("ColdRipple", "2560x1600.jpg"), "pier in fog", "nature", "train"),
     ("plasma-workspace-wallpapers", PLASMA.format("ColorfulCups", "2560x1600.jpg"), "stacked cups", "object", "train"),
     ("plasma-workspace-wallpapers", PLASMA.format("DarkestHour", "2560x1600.jpg"), "lake at night", "nature", "train"),

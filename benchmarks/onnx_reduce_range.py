@@ -105,7 +105,8 @@ def main() -> None:
                 r = row[bits]
                 print(f"{run.name} {bits}: x86 fused {r['x86_fused_accuracy'] * 100:.2f}% "
                       f"({r['labels_differ']} labels differ from the exact graph), with x64quantprecision "
-                      f"{r['x86_fused_x64quantprecision_accuracy'] * 100:.2f}% ({r['labels_differ_x64quantprecision']}),"
+                      f"{r['x86_fused_x64quantprecision_accuracy'] * 100:.2f}% "
+                      f"({r['labels_differ_x64quantprecision']}),"
                       f" exact QDQ {r['qdq_exact_accuracy'] * 100:.2f}%; p50 {r['p50_ms_1thread']:.2f} / "
                       f"{r['p50_ms_1thread_x64quantprecision']:.2f} ms", flush=True)
         out["runs"][run.name] = {"keras_test_accuracy": rep["keras_test_accuracy"], "test_images": len(test), **row}

@@ -16,7 +16,8 @@ not be measured there (its held-out figure would count its own scenes).
 
 ``measure`` classifies the held-out frames with every artifact of RUN/export (the device's own rule: background
 class, similarity and confidence) and the frozen 360-image flower test set, with and without the rule (an `unknown`
-flower counted wrong). Writes benchmarks/results/scene.json. Numpy and Pillow for the frames; the runtime for the measurement.
+flower counted wrong). Writes benchmarks/results/scene.json. Numpy and Pillow for the frames; the runtime for the
+measurement.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@
 ``loop`` runs ``edgeflower.edge.loop.run`` in this process with a classifier that answers at once (so the loop's own
 cost and memory are what is measured), in three configurations: bare; with the live page, a saver and a command
 sink; with the live page alone; and with it while 1,000 idle connections and a byte-a-second client hold on to it
-(the loop's FPS against the page-alone run's, in the same process). ``classify`` runs the real command over a looped 320x240 video with
+(the loop's FPS against the page-alone run's, in the same process). ``classify`` runs the real command over a
+looped 320x240 video with
 ``--serve --save --jsonl --exec``, and samples the process from /proc. Each writes a JSON file: the samples, RSS
 growth per million frames (least squares over the samples after the first tenth), FPS spread, and the environment.
 Linux only (/proc). A million stub frames take about a minute per configuration; 100,000 real frames with make

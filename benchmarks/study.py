@@ -5,7 +5,8 @@
 Trains each configuration with `edgeflower train` defaults, writes benchmarks/results/study.json (metrics,
 training times and the environment) and re-renders the README table. With --seeds, each configuration is trained
 once per seed: the configuration's own seed fills its row as before, every seed goes into the row's ``seeds``
-(the tables show their mean and range), and the runs of other seeds go to runs/bench/NAME_seedN. Run time on the 2-core dev machine: see the
+(the tables show their mean and range), and the runs of other seeds go to runs/bench/NAME_seedN. Run time on the
+2-core dev machine: see the
 JSON's `wall_seconds` (about 40-60 minutes for all four runs, nearly all of it the CNN).
 """
 

@@ -49,8 +49,7 @@ def measure(path: str, val, test, sets: dict[str, list[dict]], rounds: int) -> d
     from scipy.stats import ks_2samp
 
     from edgeflower.edge import Classifier
-    from edgeflower.metrics import (calibrate_scores, cost_summary, rejection_cost_pts, resampled_costs,
-                                    split_half_cost)
+    from edgeflower.metrics import calibrate_scores, cost_summary, rejection_cost_pts, resampled_costs, split_half_cost
 
     clf = Classifier(path, threshold=0.0)
     if not clf.has_similarity:
@@ -125,6 +124,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import unknown
+
     from edgeflower.data.arrays import load_split
     from edgeflower.data.source import resolve_data_dir
     from edgeflower.data.split import load_manifest

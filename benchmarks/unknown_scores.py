@@ -39,7 +39,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from edgeflower._env import environment  # noqa: E402
 from edgeflower._util import write_json  # noqa: E402
 
-
 PER_CLASS = "k=2 among the training photos of the predicted class (the exports' score)"
 
 
@@ -56,6 +55,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import unknown
+
     from edgeflower.data.source import resolve_data_dir
     from edgeflower.export.ood import kth_largest, normalize
     from edgeflower.train.efficientnet_lite import VARIANTS, weights_file

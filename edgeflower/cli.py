@@ -451,10 +451,9 @@ def service_install(model, user_unit, name, unit_dir, force, classify_args):
     """Write a systemd unit that runs `edgeflower classify MODEL CLASSIFY_ARGS...` from this environment.
 
     Example: edgeflower service install export/model_int8.tflite --camera --smooth 5 --serve 0.0.0.0:8080"""
-    from edgeflower.service import ServiceError, install
-
     from edgeflower.edge.app import check
     from edgeflower.errors import EdgeflowerError
+    from edgeflower.service import ServiceError, install
 
     try:  # the options are classify's: check them now, not at the first boot
         ctx = classify.make_context("classify", [model, *classify_args], resilient_parsing=False)

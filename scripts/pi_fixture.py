@@ -119,14 +119,14 @@ def main() -> None:
     ap.add_argument("--no-lite", action="store_true", help="leave out the EfficientNet-Lite0 artifacts")
     args = ap.parse_args()
     os.environ.setdefault("EDGEFLOWER_NO_PROGRESS", "1")
+    import tensorflow as tf
+
     from edgeflower.data.source import resolve_data_dir
     from edgeflower.data.split import load_manifest, make_split, split_items, write_manifest
     from edgeflower.edge import Classifier
     from edgeflower.errors import DataError
     from edgeflower.export.pipeline import ExportConfig, export
     from edgeflower.train.loop import TrainConfig, train
-
-    import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
 

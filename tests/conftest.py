@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from textwrap import dedent as _dedent
 from pathlib import Path
+from textwrap import dedent as _dedent
 
 import numpy as np
 import pytest

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from conftest import run_cli, without_metadata
 from edgeflower.bench import BenchConfig, bench, render
 from edgeflower.errors import BenchError
+
+from conftest import run_cli, without_metadata
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,8 @@ def _tolerance(clf: Classifier) -> float:
 
 
 def test_outputs_are_named_probs_first(tiny_export):
-    from ai_edge_litert.interpreter import Interpreter
     import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
 
     for name in ("model_float.tflite", "model_int8.tflite"):
         it = Interpreter(str(tiny_export / name))
@@ -81,6 +81,7 @@ def test_tflite_carries_standard_metadata(tiny_export, tmp_path, name):
 
 def test_parser_version_follows_the_schema_history():
     import flatbuffers
+
     from edgeflower.export.tflite_metadata import _parser_version, _writers
 
     fb, metadata, _, _ = _writers()
@@ -178,9 +179,8 @@ def test_export_without_mediapipe_says_what_to_install(tiny_run, synth_data, syn
     import sys
 
     from edgeflower.errors import MissingDependencyError
-    from edgeflower.export.pipeline import ExportConfig, export
-
     from edgeflower.export import convert
+    from edgeflower.export.pipeline import ExportConfig, export
 
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe now raises ImportError
 

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHARED_DATA, make_dataset, make_image, needs_shared, run_cli
 from edgeflower.data import source
 from edgeflower.data.check import check_dataset
-from edgeflower.data.split import (TEST_SUPPORTS, load_manifest, make_split, split_items, verify_files,
-                                   write_manifest)
+from edgeflower.data.split import TEST_SUPPORTS, load_manifest, make_split, split_items, verify_files, write_manifest
 from edgeflower.errors import DataError, DownloadError
+
+from conftest import SHARED_DATA, make_dataset, make_image, needs_shared, run_cli
 
 
 # ------------------------------------------------------------------ resolution and download
@@ -260,8 +260,8 @@ def test_data_clean_flags_a_mislabeled_photo_and_never_touches_files(synth_data,
     """A red photo filed under blue is flagged as likely mislabeled; the data folder is left as it was."""
     import shutil
 
-    from edgeflower.data.split import make_split
     from edgeflower.clean import CleanConfig, clean
+    from edgeflower.data.split import make_split
 
     data = tmp_path / "data"
     shutil.copytree(synth_data, data)

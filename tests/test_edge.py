@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_image, run_cli, without_metadata
 from edgeflower.edge import UNKNOWN, Classifier, Smoother, load_backend
-from edgeflower.edge.classifier import dequantize, quantize
 from edgeflower.edge.backends import TensorInfo
+from edgeflower.edge.classifier import dequantize, quantize
 from edgeflower.edge.loop import run
 from edgeflower.edge.sources import Frame, ImageSource, LatestFrame, OpenCVSource, Source
 from edgeflower.errors import BackendError, MissingDependencyError, SourceError
+
+from conftest import make_image, run_cli, without_metadata
 
 
 def test_backend_chosen_by_file_type(tiny_export):

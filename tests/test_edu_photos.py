@@ -117,7 +117,8 @@ def test_build_roles_licences_and_sizes(tmp_path, monkeypatch):
            "gcompris/src/activities/zoo/resource/bee.webp": _webp(2),
            "gcompris/src/activities/zoo/resource/icon.webp": _webp(3, (64, 64)),
            "gcompris/src/activities/zoo/zoo.svg": b"<svg/>"}
-    sea = {"gcompris/src/activities/sea/resource/lion_again.webp": zoo["gcompris/src/activities/zoo/resource/lion.webp"],
+    sea = {"gcompris/src/activities/sea/resource/lion_again.webp":
+           zoo["gcompris/src/activities/zoo/resource/lion.webp"],
            "gcompris/src/activities/sea/resource/reef.webp": _webp(4)}
     stamp = io.BytesIO()
     Image.new("RGBA", (300, 300), (200, 0, 0, 0)).save(stamp, "PNG")

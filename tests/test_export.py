@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
 from edgeflower.edge import Classifier, sidecar_path
 from edgeflower.errors import AccuracyDropError, ExportError, ModelError
 from edgeflower.export import convert
 from edgeflower.export.pipeline import ExportConfig, export
+
+from conftest import run_cli
 
 ARTIFACTS = ["model_float.tflite", "model_int8.tflite", "model.onnx", "model_int8.onnx"]
 
@@ -44,8 +45,9 @@ def test_int8_tflite_takes_raw_uint8_pixels(tiny_export):
 
 
 def test_onnx_metadata_is_inside_the_file(tiny_export, tmp_path):
-    import onnx
     import shutil
+
+    import onnx
 
     for name in ("model.onnx", "model_int8.onnx"):
         m = onnx.load(str(tiny_export / name))

@@ -11,9 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from conftest import make_dataset, make_image, run_cli
 from edgeflower.edge.saver import FrameSaver, parse_when
 from edgeflower.errors import SourceError
+
+from conftest import make_dataset, make_image, run_cli
 
 
 def _rec(label, score, sim=None):

@@ -9,8 +9,7 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
 from edgeflower.edge.preprocess import MAX_PIXELS, open_image, preprocess

@@ -23,8 +23,8 @@ def test_resnet50_head_has_210205_trainable_parameters():
 
 def test_resnet50_da_has_l2_on_hidden_dense():
     b = MODELS["resnet50_da"].build(5, input_size=32, weights=None)
-    dense = [l for l in b.head.layers if l.name in ("fc1", "fc2")]
-    assert all(l.kernel_regularizer is not None for l in dense)
+    dense = [layer for layer in b.head.layers if layer.name in ("fc1", "fc2")]
+    assert all(layer.kernel_regularizer is not None for layer in dense)
     assert get_spec("resnet50_da").augment
 
 

@@ -8,9 +8,10 @@ import shutil
 
 import pytest
 
-from conftest import make_dataset, run_cli
 from edgeflower.data.split import MIN_PER_CLASS, auto_split, is_packaged_dataset, load_manifest
 from edgeflower.errors import DataError
+
+from conftest import make_dataset, run_cli
 
 
 @pytest.mark.slow

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_image
 from edgeflower.edge.preprocess import preprocess
 from edgeflower.errors import ImageError
+
+from conftest import make_image
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "CMYK", "RGBA", "P", "LA", "I;16", "F"])

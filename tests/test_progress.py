@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from conftest import run_cli
 from edgeflower._util import progress
+
+from conftest import run_cli
 
 
 def test_lines_without_a_terminal(monkeypatch, capsys):

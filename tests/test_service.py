@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
 from edgeflower.service import render_unit
+
+from conftest import run_cli
 
 
 @pytest.fixture(autouse=True)

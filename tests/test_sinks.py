@@ -12,9 +12,10 @@ import time
 
 import pytest
 
-from conftest import make_image, run_cli
 from edgeflower.edge.sinks import CommandSink, LabelChanges, Sink, WebhookSink
 from edgeflower.errors import SourceError
+
+from conftest import make_image, run_cli
 
 
 class _Receiver:
@@ -92,7 +93,8 @@ def test_a_slow_receiver_gets_the_newest_messages():
 
 def test_command_gets_the_label_in_its_environment_without_a_shell(tmp_path):
     out = tmp_path / "out.txt"
-    code = f"import os; open({str(out)!r}, 'a').write(os.environ['EDGEFLOWER_LABEL'] + ' ' + os.environ['EDGEFLOWER_SCORE'] + '\\n')"
+    code = (f"import os; open({str(out)!r}, 'a').write(os.environ['EDGEFLOWER_LABEL'] + ' ' "
+            "+ os.environ['EDGEFLOWER_SCORE'] + '\\n')")
     s = CommandSink(f"{sys.executable} -c \"{code}\"")
     s.put({"label": "roses", "score": 0.5})
     s.put({"label": "unknown", "score": 0.1})

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from conftest import SHARED_DATA, needs_shared, run_cli
 from edgeflower.errors import DataError, RunDirError
 from edgeflower.train.loop import TrainConfig, evaluate, train
+
+from conftest import SHARED_DATA, needs_shared, run_cli
 
 
 def test_run_directory_is_complete(tiny_run):

@@ -96,7 +96,8 @@ def test_artifacts_carry_the_similarity_output(tiny_export, tiny_run, synth_data
         assert cal["split_half"] is not None
         assert cal["split_half"] == split_half_cost(vp.argmax(1) == val.y, vs, val.y, cal["budget"]), name
     report = (tiny_export / "export_report.md").read_text()
-    assert "unknown, model_int8.tflite: similarity to the second-nearest training photo of the predicted class" in report
+    assert ("unknown, model_int8.tflite: similarity to the second-nearest training photo of the predicted class"
+            in report)
     assert "-point budget on new photos (validation split halves, 500 splits): median" in report
 
 

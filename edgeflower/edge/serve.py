@@ -42,7 +42,8 @@ img{{max-width:100%;height:auto;border:1px solid #444;display:block;margin-top:1
 <img id="stream" src="/stream.mjpg" alt="live stream">
 <script>
 const hist=[];const colours={{}};const pal=['#e55','#5b5','#59e','#eb4','#c6e','#4cc','#e94','#9a9'];
-function colour(l){{if(l==='unknown')return '#555';if(!(l in colours))colours[l]=pal[Object.keys(colours).length%pal.length];
+function colour(l){{if(l==='unknown')return '#555';
+if(!(l in colours))colours[l]=pal[Object.keys(colours).length%pal.length];
 return colours[l];}}
 function bar(name,v,extra){{const r=document.createElement('div');r.className='row';
 r.innerHTML='<span class="name"></span><div class="bar"><div class="fill"></div></div><span class="val"></span>';

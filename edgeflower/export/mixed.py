@@ -108,9 +108,8 @@ class Calibrated:
     @staticmethod
     def _layers(tflite: bytes) -> list[str]:
         """The computing ops of the full-integer model, by output tensor name (what denylisted_nodes takes)."""
-        from tensorflow.lite.tools import flatbuffer_utils
-
         from tensorflow.lite.python import schema_py_generated as schema
+        from tensorflow.lite.tools import flatbuffer_utils
 
         m = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite))
         codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if isinstance(v, int)}

@@ -408,7 +408,8 @@ class _Checker:
                       "dtype": str(inp.dtype), "layout": "NHWC",
                       "quantization": {"scale": inp.scale, "zero_point": inp.zero_point} if inp.quantized else None},
             "output": {"name": outp.name, "dtype": str(outp.dtype), "kind": "probabilities",
-                       "quantization": {"scale": outp.scale, "zero_point": outp.zero_point} if outp.quantized else None},
+                       "quantization": ({"scale": outp.scale, "zero_point": outp.zero_point} if outp.quantized
+                                        else None)},
             "quantized": spec.quantized,
             "quantization_options": options,
             "test_accuracy": acc,

@@ -24,8 +24,7 @@ from edgeflower._deps import require
 from edgeflower._util import atomic_path, atomic_write_text, write_json
 from edgeflower.data.arrays import SplitArrays, load_split
 from edgeflower.data.source import resolve_data_dir
-from edgeflower.data.split import (auto_split, is_packaged_dataset, load_manifest, manifest_from_dict,
-                                   write_manifest)
+from edgeflower.data.split import auto_split, is_packaged_dataset, load_manifest, manifest_from_dict, write_manifest
 from edgeflower.errors import DataError, RunDirError
 from edgeflower.keras_io import load_keras_model, predict_probs, resolve_run  # noqa: F401 - also train's API
 from edgeflower.metrics import classification_metrics
@@ -78,7 +77,8 @@ def default_run_dir(model: str) -> Path:
 def prepare_run_dir(out: Path, force: bool) -> Path:
     if out.exists():
         if not force:
-            raise RunDirError(f"run directory {out} already exists: choose another --out, or pass --force to replace it")
+            raise RunDirError(f"run directory {out} already exists: choose another --out, or pass --force to "
+                              "replace it")
         if not (out / "config.json").exists() and any(out.iterdir()):
             raise RunDirError(f"{out} exists and is not an edgeflower run directory; refusing to replace it")
     partial = out.with_name(out.name + ".partial")

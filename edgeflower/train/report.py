@@ -97,7 +97,8 @@ def write_markdown(run_dir: Path, config: dict, metrics: dict, misclassified: li
     lines = [
         f"# Run report: {config['model']}",
         "",
-        f"- test accuracy **{t['accuracy'] * 100:.2f}%** ({t['n']} images), val {metrics['val']['accuracy'] * 100:.2f}%, "
+        f"- test accuracy **{t['accuracy'] * 100:.2f}%** ({t['n']} images), "
+        f"val {metrics['val']['accuracy'] * 100:.2f}%, "
         f"train {metrics['train']['accuracy'] * 100:.2f}%",
         f"- parameters: {metrics['params']['total']:,} ({metrics['params']['trainable']:,} trainable, "
         f"{metrics['params']['non_trainable']:,} non-trainable)",
