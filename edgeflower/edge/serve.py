@@ -137,7 +137,6 @@ class LiveServer:
         self.sock = socket.create_server((host, port), backlog=128)
         self.sock.setblocking(False)
         self.server_address = self.sock.getsockname()
-        self.dropped = 0  # connections closed before a complete request (timeouts, the pending cap)
         self._sel = selectors.DefaultSelector()
         self._sel.register(self.sock, selectors.EVENT_READ, None)
         self._pending: dict[socket.socket, list] = {}  # conn -> [header bytes, deadline], oldest first
@@ -221,7 +220,6 @@ class LiveServer:
             _reply_and_close(conn, status, b"")
         else:
             conn.close()
-        self.dropped += 1
 
     # -- answering (bounded worker threads; one thread per stream, bounded)
     def _work_loop(self) -> None:
@@ -303,8 +301,6 @@ class LiveServer:
         for _ in self._threads[1:]:
             self._jobs.put(None)
         self.sock.close()
-
-    server_close = shutdown
 
 
 MAX_HEADER = 16384  # bytes of request line and headers; the page's requests need a few hundred

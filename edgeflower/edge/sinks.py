@@ -207,18 +207,13 @@ class CommandSink(Sink):
     def _kill(self, child: subprocess.Popen) -> None:
         """SIGTERM to the command's process group, SIGKILL after the grace period, and reap it."""
         for sig, wait in ((signal.SIGTERM, self.kill_grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(child.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _signal_group(child.pid, sig)
             try:
                 child.communicate(timeout=wait)
-                if sig == signal.SIGTERM:  # the leader is gone; its group may not be
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(child.pid, signal.SIGKILL)
-                return
+                break
             except subprocess.TimeoutExpired:
                 continue
+        _signal_group(child.pid, signal.SIGKILL)  # the leader is gone; what it left in its group goes too
 
     def join(self, timeout: float) -> None:
         """Wait ``timeout`` seconds for the queue to drain, then kill a command still running: at most
@@ -233,13 +228,17 @@ class CommandSink(Sink):
             return
         # signals only: the sink's own thread waits on the child and reaps it (two waiters would race)
         for sig, wait in ((signal.SIGTERM, self.kill_grace), (signal.SIGKILL, 1.0)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pid, sig)
+            _signal_group(child.pid, sig)
             super().join(wait)
             if not self._thread.is_alive():
                 break
-        with contextlib.suppress(ProcessLookupError, PermissionError):  # what the leader left in its group
-            os.killpg(child.pid, signal.SIGKILL)
+        _signal_group(child.pid, signal.SIGKILL)  # what the leader left in its group
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Send ``sig`` to a command's process group; a group that is already gone is no error."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
 
 
 class LabelChanges:

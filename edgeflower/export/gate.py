@@ -88,9 +88,9 @@ def judge(ref_correct, art_correct, ref_pred, art_pred, max_drop_pts: float, max
     changed_lower = wilson_lower(changed, n)
     reasons = []
     if lower * 100 > max_drop_pts + 1e-9:
+        margin = "one standard error" if z == 1 else f"{z:g} standard errors"
         reasons.append(f"accuracy drop {drop * 100:.2f} pts on {n} validation photos, clearly over "
-                       f"{max_drop_pts:g} (less one standard error: {lower * 100:.2f})" if z == Z else
-                       f"{max_drop_pts:g} (less {z:g} standard errors: {lower * 100:.2f})")
+                       f"{max_drop_pts:g} (less {margin}: {lower * 100:.2f})")
     if changed_lower > max_changed:
         reasons.append(f"{changed} of {n} answers changed ({changed / n * 100:.1f}%), clearly more than "
                        f"{max_changed * 100:g}%")

@@ -308,10 +308,9 @@ class _Checker:
                                  "val_drop_lower_pts": verdict.drop_lower_pts, "agreement": verdict.agreement,
                                  "accuracy": ev.accuracy, "drop_pts": test_drop, "passed": not reason,
                                  "seconds": time.perf_counter() - t})
-            if best is None or verdict.accuracy > best[1][1].accuracy:
+            if not reason or best is None or verdict.accuracy > best[1][1].accuracy:
                 best, best_path = (options, (ev, verdict, reason), t, cand.label), path
             if not reason:
-                best, best_path = (options, (ev, verdict, reason), t, cand.label), path
                 break
         options, (ev, verdict, reason), t, label = best
         if label != "default" and not reason:
