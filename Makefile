@@ -39,7 +39,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 bench-study: setup
-	$(BIN)/python benchmarks/study.py
+	$(BIN)/python -m benchmarks.study
 
 pi-check: setup
 	bash scripts/pi-emulated-check.sh

@@ -1,7 +1,7 @@
 """Per-backbone comparison: accuracy (Keras, float TFLite, int8 TFLite), int8 latency at 1 and 2 threads, size and
 train time of exported runs, with latency measured in one run against a reference.
 
-    python benchmarks/backbones.py --reference runs/main/train runs/bench/efficientnet_lite0_aug_ls \
+    python -m benchmarks.backbones --reference runs/main/train runs/bench/efficientnet_lite0_aug_ls \
         runs/bench/efficientnet_lite0_ft_all_cos [more run dirs...] [--rounds 4] [--runs 300]
 
 Every RUN must have been exported (`edgeflower export RUN --int8`). Latency: each round runs `edgeflower bench`'s
@@ -22,15 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edgeflower._env import environment  # noqa: E402
-from edgeflower._util import write_json  # noqa: E402
-from edgeflower.bench import BenchConfig, run_isolated  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from study import command  # noqa: E402
+from benchmarks import RESULTS
+from benchmarks.study import command
+from edgeflower import timing
+from edgeflower._env import environment
+from edgeflower._util import write_json
+from edgeflower.bench import BenchConfig, run_isolated
 
 
 def describe(run: Path) -> dict:
@@ -61,7 +58,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--runs-per-round", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=30)
-    ap.add_argument("--results", default=str(ROOT / "benchmarks/results/backbones.json"))
+    ap.add_argument("--results", default=str(RESULTS / "backbones.json"))
     ap.add_argument("--note", default=None, help="what else ran on the machine meanwhile (shown with the table)")
     ap.add_argument("--add", action="store_true",
                     help="append RUNS to the existing results without timing anything: each must share its backbone "
@@ -84,27 +81,30 @@ def main() -> None:
     threads = [int(t) for t in args.threads.split(",")]
     cfg = BenchConfig(artifacts=tuple(map(str, paths)), threads=tuple(threads), runs=args.runs_per_round,
                       warmup=args.warmup, accuracy=False)
-    p50 = {(p, t): [] for p in paths for t in threads}
-    for k in range(args.rounds):
-        for p in (paths if k % 2 == 0 else paths[::-1]):
-            for t in threads:
-                res = run_isolated(str(p), t, cfg, with_accuracy=False, data_note=None)
-                if "error" in res:
-                    sys.exit(f"{p}: {res['error']}")
-                p50[(p, t)].append(res["latency_ms"]["p50"])
+    def one(p: Path, t: int):
+        def measure() -> float:
+            res = run_isolated(str(p), t, cfg, with_accuracy=False, data_note=None)
+            if "error" in res:
+                sys.exit(f"{p}: {res['error']}")
+            return res["latency_ms"]["p50"]
+        return measure
+
+    def say(k, v):
         print(f"round {k + 1}/{args.rounds}: " + ", ".join(
-            f"{p.parent.parent.name} {p50[(p, 1)][-1]:.2f} ms" for p in paths if (p, 1) in p50), flush=True)
+            f"{p.parent.parent.name} {v[(p, 1)][-1]:.2f} ms" for p in paths if (p, 1) in v), flush=True)
+
+    # alternating rounds (ABC, CBA, ...), figures as medians and ratios as the median of per-round ratios
+    p50 = timing.interleaved({(p, t): one(p, t) for p in paths for t in threads}, args.rounds, after_round=say)
     ref = paths[0]
     for row in rows:
         p = timed[(row["model"], row["input_size"])]
         row["latency_artifact"] = str(p)
         row["int8_p50_ms"] = {str(t): statistics.median(p50[(p, t)]) for t in threads}
-        row["int8_p50_ratio_to_reference"] = {
-            str(t): statistics.median(a / b for a, b in zip(p50[(p, t)], p50[(ref, t)])) for t in threads}
+        row["int8_p50_ratio_to_reference"] = {str(t): timing.median_ratio(p50[(p, t)], p50[(ref, t)]) for t in threads}
         print(f"{row['run']}: int8 TFLite {row['int8_tflite_accuracy'] * 100:.2f}%, p50 "
               + ", ".join(f"{t} thr {row['int8_p50_ms'][str(t)]:.2f} ms "
                           f"({row['int8_p50_ratio_to_reference'][str(t)]:.2f}x)" for t in threads))
-    out = {"command": "python benchmarks/backbones.py " + " ".join(sys.argv[1:]), "reference": str(runs[0]),
+    out = {"command": "python -m benchmarks.backbones " + " ".join(sys.argv[1:]), "reference": str(runs[0]),
            "rounds": args.rounds, "runs_per_round": args.runs_per_round, "rows": rows,
            "environment": environment(), "date": time.strftime("%Y-%m-%d")}
     if args.note:
@@ -128,7 +128,7 @@ def add_rows(runs: list[Path], results: Path) -> None:
             row[k] = same[k]
         d["rows"] = [r for r in d["rows"] if r["run"] != row["run"]] + [row]
         print(f"{row['run']}: int8 TFLite {row['int8_tflite_accuracy'] * 100:.2f}% (latency of {same['run']})")
-    d.setdefault("added", []).append("python benchmarks/backbones.py " + " ".join(sys.argv[1:]))
+    d.setdefault("added", []).append("python -m benchmarks.backbones " + " ".join(sys.argv[1:]))
     write_json(results, d)
 
 

@@ -1,6 +1,6 @@
 """Data cleaning: what `edgeflower data clean` finds, and what excluding it from training does to test accuracy.
 
-    python benchmarks/clean.py [--data DIR] [--report runs/clean/clean_report.json] [--train]
+    python -m benchmarks.clean [--data DIR] [--report runs/clean/clean_report.json] [--train]
 
 Without --report, runs `edgeflower data clean` (about 2.5 minutes). With --train, also trains the
 mobilenet_v2_aug_ls recipe with `--exclude exclude.txt` (about 9 minutes) and compares with the same recipe's
@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edgeflower._env import environment  # noqa: E402
-from edgeflower._util import write_json  # noqa: E402
+from benchmarks import RESULTS
+from edgeflower._env import environment
+from edgeflower._util import write_json
 
 
 def main() -> None:
@@ -46,7 +43,7 @@ def main() -> None:
         "out_of_fold_accuracy": rep["out_of_fold_accuracy"],
         "environment": environment(), "date": time.strftime("%Y-%m-%d"),
     }
-    path = ROOT / "benchmarks/results/clean.json"
+    path = RESULTS / "clean.json"
     old = json.loads(path.read_text()) if path.exists() else {}
     if "training" in old:
         res["training"] = old["training"]
@@ -56,7 +53,7 @@ def main() -> None:
         exclude = Path(args.out) / "exclude.txt"
         r = train(TrainConfig(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40, data=args.data,
                               exclude=str(exclude), out="runs/bench/mobilenet_v2_aug_ls_clean", force=True))
-        base = json.loads((ROOT / "benchmarks/results/study.json").read_text())["runs"]["mobilenet_v2_aug_ls"]
+        base = json.loads((RESULTS / "study.json").read_text())["runs"]["mobilenet_v2_aug_ls"]
         res["training"] = {
             "command": f"edgeflower train --model mobilenet_v2 --augment --label-smoothing 0.1 --epochs 40 "
                        f"--exclude {exclude}",

@@ -1,6 +1,6 @@
 """Exported .tflite artifacts in MediaPipe Tasks' ImageClassifier, against edgeflower's runtime, on the test set.
 
-    python benchmarks/clients.py runs/main/train [more runs...]
+    python -m benchmarks.clients runs/main/train [more runs...]
 
 For each run's exported ``model_float.tflite`` and ``model_int8.tflite``, on the frozen test photos:
 - "same pixels": MediaPipe gets edgeflower's preprocessed pixels (already the model's size, so it resizes nothing):
@@ -22,11 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edgeflower._env import environment  # noqa: E402
-from edgeflower._util import progress, write_json  # noqa: E402
+from benchmarks import RESULTS
+from edgeflower._env import environment
+from edgeflower._util import progress, write_json
 
 
 def _mediapipe(path: Path):
@@ -81,12 +79,12 @@ def measure(artifact: Path, root: Path, paths: list[str], y: np.ndarray) -> dict
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
-    ap.add_argument("--results", default=str(ROOT / "benchmarks/results/clients.json"))
+    ap.add_argument("--results", default=str(RESULTS / "clients.json"))
     args = ap.parse_args()
     from edgeflower.data.source import resolve_data_dir
     from edgeflower.data.split import load_manifest, split_items
 
-    out = {"command": "python benchmarks/clients.py " + " ".join(sys.argv[1:]), "runs": {}}
+    out = {"command": "python -m benchmarks.clients " + " ".join(sys.argv[1:]), "runs": {}}
     for run in map(Path, args.runs):
         cfg = json.loads((run / "config.json").read_text())
         root = resolve_data_dir(cfg["data_dir"])

@@ -1,6 +1,6 @@
 """Device-side benchmark: `edgeflower bench` on an export folder plus the edge runtime's own targets.
 
-    python benchmarks/edge_bench.py runs/bench/mobilenet_v2_aug/export [--data DIR]
+    python -m benchmarks.edge_bench runs/bench/mobilenet_v2_aug/export [--data DIR]
 
 Measured in one run, so the targets are ratios on the same noisy machine:
 - bench table: every artifact at 1 and 2 threads (300 timed invokes after 30 warm-up);
@@ -27,17 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edgeflower._env import environment  # noqa: E402
-from edgeflower._util import write_json  # noqa: E402
-from edgeflower.bench import BenchConfig, bench  # noqa: E402
-from edgeflower.data.source import resolve_data_dir  # noqa: E402
-from edgeflower.data.split import load_manifest, split_items  # noqa: E402
-from edgeflower.edge import Classifier, preprocess  # noqa: E402
-from edgeflower.edge.backends import load_backend  # noqa: E402
-from edgeflower.edge.classifier import quantize  # noqa: E402
+from benchmarks import RESULTS
+from edgeflower import timing
+from edgeflower._env import environment
+from edgeflower._util import write_json
+from edgeflower.bench import BenchConfig, bench
+from edgeflower.data.source import resolve_data_dir
+from edgeflower.data.split import load_manifest, split_items
+from edgeflower.edge import Classifier, preprocess
+from edgeflower.edge.backends import load_backend
+from edgeflower.edge.classifier import quantize
 
 NAMES = ["model_float.tflite", "model_int8.tflite", "model.onnx", "model_int8.onnx"]
 
@@ -71,14 +70,8 @@ def harness_overhead(path: Path, rounds: int = 16, n: int = 300) -> dict:
             lat[i] = (clock() - t) / 1e6
         return st.mean(lat)
 
-    a, h = [], []
-    for r in range(rounds):
-        if r % 2 == 0:
-            a.append(bare())
-            h.append(harness())
-        else:
-            h.append(harness())
-            a.append(bare())
+    v = timing.interleaved({"bare": bare, "harness": harness}, rounds)  # ABBA...
+    a, h = v["bare"], v["harness"]
     return {"bare_loop_mean_ms_median": st.median(a), "bench_mean_ms_median": st.median(h),
             "ratio": st.median(h) / st.median(a), "rounds": rounds, "invokes_per_round": n}
 
@@ -153,7 +146,7 @@ def main() -> None:
     ap.add_argument("export_dir")
     ap.add_argument("--data", default=None)
     ap.add_argument("--runs", type=int, default=300)
-    ap.add_argument("--results", default=str(ROOT / "benchmarks/results/edge.json"))
+    ap.add_argument("--results", default=str(RESULTS / "edge.json"))
     args = ap.parse_args()
     exp = Path(args.export_dir)
     root = resolve_data_dir(args.data, download=False)
@@ -180,7 +173,7 @@ def main() -> None:
     rss = classify_rss(exp / "model_int8.tflite", str(root / "daisy" / "1*.jpg"))
     result = {
         "export_dir": str(exp),
-        "command": f"python benchmarks/edge_bench.py {exp}",
+        "command": f"python -m benchmarks.edge_bench {exp}",
         "bench": rep,
         "ratios": ratios,
         "harness_overhead": overhead,

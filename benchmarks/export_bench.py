@@ -1,6 +1,6 @@
 """Export benchmark: `edgeflower export --int8` (both formats, both precisions, with the gate) on full-dataset runs.
 
-    python benchmarks/export_bench.py runs/bench/mobilenet_v2_aug runs/bench/cnn_aug [--data DIR]
+    python -m benchmarks.export_bench runs/bench/mobilenet_v2_aug runs/bench/cnn_aug [--data DIR]
 
 Each export runs in its own process (`python -m edgeflower export RUN --int8`), timed with perf_counter and its
 peak resident memory read from the child's rusage (and sampled every 0.2 s to give the peak of each step the
@@ -19,11 +19,9 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edgeflower._env import environment  # noqa: E402
-from edgeflower._util import write_json  # noqa: E402
+from benchmarks import RESULTS
+from edgeflower._env import environment
+from edgeflower._util import write_json
 
 
 def _peaks_by_step(phases: list[tuple[float, str]], rss: list[tuple[float, float]]) -> list[dict]:
@@ -41,7 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--data", default=None)
-    ap.add_argument("--results", default=str(ROOT / "benchmarks/results/export.json"))
+    ap.add_argument("--results", default=str(RESULTS / "export.json"))
     ap.add_argument("--extra", default="", help="extra export options, e.g. '--auto'")
     args = ap.parse_args()
     path = Path(args.results)

@@ -1,10 +1,10 @@
 """The export gate's decision rule on real exports: how often it fails an artifact that is within its budget, and
 how often it passes one that is clearly worse, on flower_photos and on a dataset of another domain.
 
-    python benchmarks/gate.py dataset --git DIR [--per-class 420] [--out runs/datasets/scenes6]
+    python -m benchmarks.gate dataset --git DIR [--per-class 420] [--out runs/datasets/scenes6]
     edgeflower train --data runs/datasets/scenes6 --out runs/scenes6 && edgeflower export runs/scenes6 --int8
-    python benchmarks/gate.py measure RUN [RUN ...] [--rounds 2000]
-    python benchmarks/render_readme.py                     # docs/export.md's table, with the others
+    python -m benchmarks.gate measure RUN [RUN ...] [--rounds 2000]
+    python -m benchmarks.render_readme                     # docs/export.md's table, with the others
 
 ``dataset`` builds the second dataset: six scene classes (buildings, forest, glacier, mountain, sea, street) of the
 Intel image classification set, from the public repository afroozsheikh/Intel-Image-Classifier at the pinned commit
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import RESULTS
 from edgeflower._util import write_json
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SCENES_REPO = "afroozsheikh/Intel-Image-Classifier"
 SCENES_COMMIT = "268f8fc38fb3f7307c1861d619ee99ff4158a3f5"
 SCENES_CLASSES = ("buildings", "forest", "glacier", "mountain", "sea", "street")

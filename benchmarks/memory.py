@@ -1,7 +1,7 @@
 """Does training's memory grow with the dataset? Peak RSS of `edgeflower train` on flower_photos and on a copy
 8x larger.
 
-    python benchmarks/memory.py [--data DIR] [--copies 8] [--model cnn] [--input-size 96] [--epochs 1]
+    python -m benchmarks.memory [--data DIR] [--copies 8] [--model cnn] [--input-size 96] [--epochs 1]
 
 Both datasets are folders of symbolic links to flower_photos under other class names, so that both take the same
 path (a split of their own, made by train): the small one links each photo once, the large one --copies times
@@ -22,14 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edgeflower._env import environment  # noqa: E402
-from edgeflower._util import write_json  # noqa: E402
-from edgeflower.data.source import resolve_data_dir  # noqa: E402
-from edgeflower.data.split import class_folders  # noqa: E402
-from edgeflower.edge.preprocess import IMAGE_SUFFIXES  # noqa: E402
+from benchmarks import RESULTS, ROOT
+from edgeflower._env import environment
+from edgeflower._util import write_json
+from edgeflower.data.source import resolve_data_dir
+from edgeflower.data.split import class_folders
+from edgeflower.edge.preprocess import IMAGE_SUFFIXES
 
 TARGET = 1.3
 
@@ -70,7 +68,7 @@ def main() -> None:
     ap.add_argument("--input-size", type=int, default=96)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--work", default="runs/memory", help="links, caches, runs and logs (git-ignored)")
-    ap.add_argument("--results", default=str(ROOT / "benchmarks/results/memory.json"))
+    ap.add_argument("--results", default=str(RESULTS / "memory.json"))
     args = ap.parse_args()
     src = resolve_data_dir(args.data)
     work = (ROOT / args.work).resolve()
@@ -97,7 +95,7 @@ def main() -> None:
     ratio = large["peak_rss_bytes"] / small["peak_rss_bytes"]
     print(f"peak RSS {args.copies}x / 1x = {ratio:.2f} (target at most {TARGET})")
     write_json(Path(args.results), {
-        "command": "python benchmarks/memory.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.memory " + " ".join(sys.argv[1:]),
         "model": args.model, "input_size": args.input_size, "epochs": args.epochs, "copies": args.copies,
         "runs": rows, "ratio": ratio, "target": TARGET, "met": ratio <= TARGET,
         "environment": environment(), "date": time.strftime("%Y-%m-%d"),

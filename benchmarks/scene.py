@@ -1,7 +1,7 @@
 """The background class from the user's own scene (`edgeflower train --background DIR`), measured on held-out frames.
 
-    python benchmarks/scene.py frames [--out runs/bench/scene_frames]      # make the frames
-    python benchmarks/scene.py measure RUN [--frames runs/bench/scene_frames]  # after train --background + export
+    python -m benchmarks.scene frames [--out runs/bench/scene_frames]      # make the frames
+    python -m benchmarks.scene measure RUN [--frames runs/bench/scene_frames]  # after train --background + export
 
 A Pi camera watches one place. A "scene" here is one photo of a place without flowers (from Debian's wallpaper
 packages, benchmarks/negatives.py, held-out role: a mountain meadow, a forest stream, a living room); a camera's
@@ -31,12 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT))
-
-from edgeflower._env import environment  # noqa: E402
-from edgeflower._util import write_json  # noqa: E402
+from benchmarks import RESULTS, ROOT
+from edgeflower._env import environment
+from edgeflower._util import write_json
 
 SCENES = ["lomiri-wallpapers-16.04__aitzgorri_by_Aitzol_Berasategi.jpg",  # mountain meadow
           "lomiri-wallpapers-16.04__life_by_Aitzol_Berasategi.jpg",  # forest stream
@@ -63,12 +60,13 @@ def frame(im, rng: random.Random, nrng: np.random.Generator):
 
 
 def make_frames(out: Path, debs: str | None = None) -> dict:
-    import negatives
     from PIL import Image
+
+    from benchmarks.collect import negatives
 
     photos = {Path(o["path"]).name: o for o in negatives.images("held_out", debs=debs)}
     shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
-    index = {"command": "python benchmarks/scene.py frames"
+    index = {"command": "python -m benchmarks.scene frames"
              + ("" if out == ROOT / "runs/bench/scene_frames" else f" --out {shown}"), "scenes": []}
     for split, n in FRAMES.items():
         rng, nrng = random.Random(SEEDS[split]), np.random.default_rng(SEEDS[split])
@@ -87,13 +85,12 @@ def make_frames(out: Path, debs: str | None = None) -> dict:
 
 
 def measure(run: Path, frames: Path) -> dict:
-    from unknown import answers
-
+    from benchmarks.unknown import answers
     from edgeflower.edge import UNKNOWN, Classifier
 
     report = json.loads((run / "export" / "export_report.json").read_text())
     cfg = json.loads((run / "config.json").read_text())
-    out = {"command": "python benchmarks/scene.py measure " + " ".join(sys.argv[2:]), "run": str(run),
+    out = {"command": "python -m benchmarks.scene measure " + " ".join(sys.argv[2:]), "run": str(run),
            "background": cfg.get("background", {}).get("dir") if cfg.get("background") else None,
            "frames": json.loads((frames / "index.json").read_text()), "artifacts": []}
     from edgeflower.data.arrays import load_split
@@ -142,7 +139,7 @@ def main() -> None:
     m = sub.add_parser("measure")
     m.add_argument("run", type=Path)
     m.add_argument("--frames", type=Path, default=ROOT / "runs/bench/scene_frames")
-    m.add_argument("--results", default=str(ROOT / "benchmarks/results/scene.json"))
+    m.add_argument("--results", default=str(RESULTS / "scene.json"))
     args = ap.parse_args()
     if args.cmd == "frames":
         index = make_frames(args.out, args.debs)

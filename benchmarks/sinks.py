@@ -1,7 +1,7 @@
 """What the device sinks cost: frame-loop throughput with each sink on (MQTT, webhook, command) and off, with the
 receiver up and down.
 
-    python benchmarks/sinks.py [MODEL] [--frames 300] [--rounds 5]
+    python -m benchmarks.sinks [MODEL] [--frames 300] [--rounds 5]
 
 The loop is edgeflower's own (`edgeflower.edge.loop.run`, as `edgeflower classify` runs it), fed from memory with
 frames that alternate between two test photos of different classes, so the label changes on every frame: one
@@ -20,6 +20,7 @@ blocks when the receiver is down. Writes benchmarks/results/sinks.json (one entr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import shutil
@@ -33,15 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edgeflower._env import environment  # noqa: E402
-from edgeflower._util import write_json  # noqa: E402
-from edgeflower.edge import Classifier  # noqa: E402
-from edgeflower.edge.loop import run  # noqa: E402
-from edgeflower.edge.sinks import CommandSink, LabelChanges, MqttSink, WebhookSink  # noqa: E402
-from edgeflower.edge.sources import Frame, Source  # noqa: E402
+from benchmarks import RESULTS
+from edgeflower import timing
+from edgeflower._env import environment
+from edgeflower._util import write_json
+from edgeflower.edge import Classifier
+from edgeflower.edge.loop import run
+from edgeflower.edge.sinks import CommandSink, LabelChanges, MqttSink, WebhookSink
+from edgeflower.edge.sources import Frame, Source
 
 DEFAULT_MODEL = "runs/bench/efficientnet_lite0_make_main/export/model_int8.tflite"
 PHOTOS = ["daisy/100080576_f52e8ee070_n.jpg", "roses/10090824183_d02c613f10_m.jpg"]
@@ -157,7 +157,7 @@ def main() -> None:
     ap.add_argument("--change-every", type=int, default=1,
                     help="frames between label changes (1: every frame, the worst case; 30: once a second at 30 FPS)")
     ap.add_argument("--data", default=None)
-    ap.add_argument("--results", default=str(ROOT / "benchmarks/results/sinks.json"))
+    ap.add_argument("--results", default=str(RESULTS / "sinks.json"))
     args = ap.parse_args()
     from edgeflower.data.source import resolve_data_dir
     from edgeflower.edge.preprocess import open_image
@@ -170,29 +170,30 @@ def main() -> None:
         try:
             cfgs = configs(broker, web)
             one(clf, images, 30, cfgs["off"])  # warm-up
-            runs: dict[str, list[dict]] = {k: [] for k in cfgs}
             names = list(cfgs)
-            for r in range(args.rounds):
-                order = names[r % len(names):] + names[:r % len(names)]
-                for name in order:
-                    runs[name].append(one(clf, images, args.frames, cfgs[name], args.change_every))
+
+            def say(r, runs):
                 print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {runs[k][-1]['fps']:.1f}" for k in names),
                       flush=True)
+
+            # rotated rounds (ABC, BCA, CAB, ...); each figure is a median over rounds, each ratio to "off" the
+            # median of the per-round ratios
+            runs = timing.interleaved({k: functools.partial(one, clf, images, args.frames, cfgs[k], args.change_every)
+                                       for k in names}, args.rounds, how="rotate", after_round=say)
         finally:
             broker.close()
             web.close()
-    res = {"command": "python benchmarks/sinks.py " + " ".join(sys.argv[1:]), "model": args.model,
+    res = {"command": "python -m benchmarks.sinks " + " ".join(sys.argv[1:]), "model": args.model,
            "frames_per_run": args.frames, "rounds": args.rounds, "threads": args.threads,
            "change_every": args.change_every, "target_max_slowdown": 0.05,
            "configs": {}}
     for name, rs in runs.items():
-        ratios = [x["fps"] / o["fps"] for x, o in zip(rs, runs["off"])]
-        cpu = [x["cpu_ms_per_frame"] / o["cpu_ms_per_frame"] for x, o in zip(rs, runs["off"])]
-        q1, _, q3 = statistics.quantiles(ratios, n=4)
+        ratios = timing.round_ratios([x["fps"] for x in rs], [o["fps"] for o in runs["off"]])
+        cpu = timing.round_ratios([x["cpu_ms_per_frame"] for x in rs], [o["cpu_ms_per_frame"] for o in runs["off"]])
         res["configs"][name] = {
             "median_fps": statistics.median(x["fps"] for x in rs),
             "median_ratio_to_off": statistics.median(ratios),
-            "ratio_quartiles": [q1, q3],
+            "ratio_quartiles": timing.quartiles(ratios),
             "slowdown": 1 - statistics.median(ratios),
             "median_cpu_ms_per_frame": statistics.median(x["cpu_ms_per_frame"] for x in rs),
             "median_cpu_ratio_to_off": statistics.median(cpu),

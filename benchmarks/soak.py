@@ -1,8 +1,8 @@
 """Soak: does the device stay bounded over long runs? RSS, threads, file descriptors and FPS sampled over time.
 
-    python benchmarks/soak.py loop [--frames 1000000]                       # the frame loop, a stub classifier
-    python benchmarks/soak.py classify MODEL [--frames 100000] [--video V]  # `edgeflower classify`, a real model
-    python benchmarks/soak.py stills [--side 8000]                           # peak memory of the largest still
+    python -m benchmarks.soak loop [--frames 1000000]                       # the frame loop, a stub classifier
+    python -m benchmarks.soak classify MODEL [--frames 100000] [--video V]  # `edgeflower classify`, a real model
+    python -m benchmarks.soak stills [--side 8000]                           # peak memory of the largest still
 
 ``loop`` runs ``edgeflower.edge.loop.run`` in this process with a classifier that answers at once (so the loop's own
 cost and memory are what is measured), in three configurations: bare; with the live page, a saver and a command
@@ -31,12 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import RESULTS
 from edgeflower._util import write_json
 from edgeflower.edge.classifier import Prediction
 from edgeflower.edge.loop import run
 from edgeflower.edge.sources import Frame, Source
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def proc_stats(pid: int | str = "self") -> dict:

@@ -1,6 +1,6 @@
 """Reproduce the study's comparison on the full flower_photos dataset (the models whose weights exist here).
 
-    python benchmarks/study.py [--data DIR] [--only cnn,mobilenet_v2] [--seeds 42,1,2] [--out-runs runs/bench]
+    python -m benchmarks.study [--data DIR] [--only cnn,mobilenet_v2] [--seeds 42,1,2] [--out-runs runs/bench]
 
 Trains each configuration with `edgeflower train` defaults, writes benchmarks/results/study.json (metrics,
 training times and the environment) and re-renders the README table. With --seeds, each configuration is trained
@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edgeflower._env import environment  # noqa: E402
-from edgeflower._util import write_json  # noqa: E402
-from edgeflower.train.loop import TrainConfig, train  # noqa: E402
+from benchmarks import RESULTS
+from edgeflower._env import environment
+from edgeflower._util import write_json
+from edgeflower.train.loop import TrainConfig, train
 
 STUDY = {"cnn": 0.7278, "mobilenet_v2": 0.9111, "resnet50": 0.9306}
 _HEAD = dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40)  # chosen by head_sweep.py
@@ -93,7 +90,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="", help="comma-separated seeds to train each configuration with "
                     "(default: the configuration's own seed only)")
     ap.add_argument("--out-runs", default="runs/bench")
-    ap.add_argument("--results", default=str(ROOT / "benchmarks/results/study.json"))
+    ap.add_argument("--results", default=str(RESULTS / "study.json"))
     args = ap.parse_args()
     results_path = Path(args.results)
     results = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}

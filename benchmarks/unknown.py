@@ -1,7 +1,7 @@
 """How well does the `unknown` answer work? Non-flower photos from installable packages against the flower test set.
 
-    python benchmarks/unknown.py runs/bench/mobilenet_v2_aug_ls/export/model_int8.tflite [more artifacts...]
-        [--keras-run runs/bench/mobilenet_v2_aug_ls] [--wallpapers] [--edu] [--debs DIR] [--data DIR]
+    python -m benchmarks.unknown runs/bench/mobilenet_v2_aug_ls/export/model_int8.tflite [more artifacts...]
+        [--wallpapers] [--edu] [--debs DIR] [--data DIR]
         [--opencv-sdist PATH]
 
 Two non-flower sets, never used for training or for choosing a threshold:
@@ -19,12 +19,10 @@ a cut-out on grey is not rejected for its background). Every photo has a categor
 give the share rejected per category. Needs `pip install "edgeflower[bench]"` (scikit-image's photos).
 Each artifact is measured with the rule and thresholds stored in it at export (calibrated on the VALIDATION
 split): share of non-flower photos answered `unknown`, and test accuracy counting an `unknown` flower as wrong.
-With --keras-run (repeatable), the candidate methods are compared on each run's Keras model, each with a threshold
-calibrated on the validation split with the exports' default budget (0.5 point): the evidence for the method the
-exports use. The choice is made on development photos against validation flowers (auroc_val_vs_development);
-held-out photos and the test set are only reported.
+The comparison of candidate scores that chose the exports' method (the --keras-run option of earlier versions) is a
+settled study: docs/studies/, its code in git history at 236dd44.
 For similarity artifacts the JSON also holds the trade-off over other validation budgets (budget_curve).
-Writes benchmarks/results/unknown.json. A few minutes (--keras-run: feature extraction of the 3670 photos).
+Writes benchmarks/results/unknown.json. A few minutes .
 """
 
 from __future__ import annotations
@@ -32,7 +30,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import inspect
-import json
 import re
 import shutil
 import sys
@@ -44,16 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edgeflower._env import environment  # noqa: E402
-from edgeflower._util import cache_dir, write_json  # noqa: E402
-from edgeflower.data.arrays import load_split  # noqa: E402
-from edgeflower.data.source import resolve_data_dir  # noqa: E402
-from edgeflower.data.split import load_manifest  # noqa: E402
-from edgeflower.edge import UNKNOWN, Classifier  # noqa: E402
-from edgeflower.edge.preprocess import preprocess  # noqa: E402
+from benchmarks import RESULTS
+from edgeflower._env import environment
+from edgeflower._util import cache_dir, write_json
+from edgeflower.data.arrays import load_split
+from edgeflower.data.source import resolve_data_dir
+from edgeflower.data.split import load_manifest
+from edgeflower.edge import UNKNOWN, Classifier
 
 # images in these wheels that are photographs or renderings of something that is not a flower
 SKIMAGE = ["astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "clock_motion.png", "coffee.png",
@@ -156,7 +150,6 @@ def heldout_images(sdist: str | None = None) -> list[dict]:
 
 
 BUDGETS = (0.0025, 0.005, 0.0075, 0.01)
-ANY_CLASS = "cosine to 2nd-nearest training photo of any class (k=2)"  # the method's name in the results
 # reported apart, not counted as non-flower photos: flowers of other species (photos, and Tux Paint's cut-outs on
 # grey), and the cut-outs of roses that check whether the grey background alone is what gets rejected
 NEAR_SETS = ("near", "near_cutout", "cutout_control")
@@ -226,120 +219,6 @@ def measure_artifact(clf: Classifier, path: str, test, val, sets: dict[str, list
     return res
 
 
-def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:
-    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
-
-
-def compare_methods(run: str, root: Path, sets: dict[str, list[dict]], budget: float = 0.005,
-                    outliers: list[str] | None = None) -> dict:
-    """Candidate scores on the Keras model's pooled features and probabilities; thresholds calibrated on val.
-    ``outliers``: non-flower photos for outlier exposure (never in ``sets``): adds contrastive scores, the similarity
-    to the flowers minus (a share of) the similarity to the nearest of these photos."""
-    from edgeflower.export.ood import kth_largest, normalize
-
-    k = keras_features(run, root, sets, outliers)
-    f, p, y = k["f"], k["p"], k["y"]
-    if outliers:
-        outlier_bank = normalize(k["outliers"])
-    n_cls = len(load_manifest().classes)
-    mus = np.stack([f["train"][y["train"] == c].mean(0) for c in range(n_cls)])
-    centred = f["train"] - mus[y["train"]]
-    cov = centred.T @ centred / len(centred)
-    cov = 0.99 * cov + 0.01 * np.trace(cov) / len(cov) * np.eye(len(cov))
-    prec = np.linalg.inv(cov)
-    bank = normalize(f["train"])
-    mu_n = normalize(mus)
-
-    def knn(s, k):
-        return kth_largest(normalize(f[s]) @ bank.T, k)
-
-    def maha(x):
-        return -np.min(np.stack([np.einsum("ij,jk,ik->i", x - mu, prec, x - mu) for mu in mus], 1), 1)
-
-    methods = {
-        "max softmax probability": lambda s: p[s].max(1),
-        "cosine to class means": lambda s: (normalize(f[s]) @ mu_n.T).max(1),
-        "Mahalanobis to class means (tied covariance)": lambda s: maha(f[s]),
-        "cosine to nearest training photo (k=1)": lambda s: knn(s, 1),
-        ANY_CLASS: lambda s: knn(s, 2),
-        "cosine to 3rd-nearest training photo (k=3)": lambda s: knn(s, 3),
-        "cosine to 5th-nearest training photo (k=5)": lambda s: knn(s, 5),
-    }
-    if outliers:
-        def outlier_sim(s):
-            return (normalize(f[s]) @ outlier_bank.T).max(1)
-
-        methods.update({
-            "k=2 minus the cosine to the nearest outlier photo": lambda s: knn(s, 2) - outlier_sim(s),
-            "k=2 minus half the cosine to the nearest outlier photo": lambda s: knn(s, 2) - 0.5 * outlier_sim(s),
-        })
-    out = {"run": run, "feature_layer": k["layer"], "budget": budget, "outlier_photos": len(outliers or []),
-           "methods": score_methods(methods, p, y, sets, budget)}
-    out["test_accuracy_without_rejection"] = float((p["test"].argmax(1) == y["test"]).mean())
-    return out
-
-
-def keras_features(run: str, root: Path, sets: dict[str, list[dict]], outliers: list[str] | None = None) -> dict:
-    """A run's Keras model on the train/val/test splits and on ``sets``: pooled features ``f`` and class scores
-    ``p`` by set name, labels ``y`` of the splits, the feature layer's name and the outlier photos' features."""
-    import keras
-
-    from edgeflower.export.ood import feature_layer
-
-    m = keras.models.load_model(Path(run) / "model.keras", compile=False)
-    layer = feature_layer(m)
-    feat = keras.Model(m.inputs, [layer.output, m.output])
-    size = int(m.inputs[0].shape[1])
-    man = load_manifest()
-
-    def run_model(x):
-        outs = [feat.predict_on_batch(x[i:i + 16].astype("float32")) for i in range(0, len(x), 16)]
-        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
-
-    f, p, y = {}, {}, {}
-    for s in ("train", "val", "test"):
-        a = load_split(root, man, s, size)
-        f[s], p[s] = run_model(a.x)
-        y[s] = a.y
-    for s, images in sets.items():
-        f[s], p[s] = run_model(np.stack([preprocess(o["path"], size) for o in images]))
-    out_f = run_model(np.stack([preprocess(o, size) for o in outliers]))[0] if outliers else None
-    return {"f": f, "p": p, "y": y, "layer": layer.name, "outliers": out_f}
-
-
-def score_methods(methods: dict, p: dict, y: dict, sets: dict[str, list[dict]], budget: float,
-                  categories: dict[str, np.ndarray] | None = None) -> dict[str, dict]:
-    """Each score (a function of the set name) with its threshold calibrated on the validation split at
-    ``budget``: the test points it costs, the share of each set rejected (and of its nature photos, given the
-    ``categories`` of each set's photos) and the AUROCs. The method is chosen on auroc_val_vs_development."""
-    from edgeflower.metrics import calibrate_scores, rejection_cost_pts
-
-    rows = {}
-    c_val, c_test = p["val"].argmax(1) == y["val"], p["test"].argmax(1) == y["test"]
-    for name, fn in methods.items():
-        sv, st = fn("val"), fn("test")
-        cal = calibrate_scores(c_val, sv, budget)
-        thr = cal["threshold"]
-        row = {"threshold": thr, "val_rejected": cal["rejected_share"],
-               "test_accuracy_with_rejection": float((c_test & (st >= thr)).mean()),
-               "test_drop_pts": rejection_cost_pts(c_test, st, thr)}
-        others = []
-        for s in sets:
-            so = fn(s)
-            row[f"{s}_rejected"] = float((so < thr).mean())
-            nature = categories[s] == "nature" if categories else np.zeros(0, bool)
-            if nature.any():
-                row[f"{s}_nature_rejected"] = float((so[nature] < thr).mean())
-            if s not in NEAR_SETS:
-                others.append(so)
-        o = np.concatenate(others)
-        row["auroc_test_vs_non_flower"] = _auroc(st, o)
-        # the method is chosen on these two: correctly classified val flowers against development photos
-        row["auroc_val_vs_development"] = _auroc(sv[c_val], fn("development"))
-        rows[name] = row
-    return rows
-
-
 def non_flower_sets(opencv_sdist: str | None = None, wallpapers: bool = False, debs: str | None = None,
                     edu: bool = False) -> dict:
     """The development and held-out sets; with ``wallpapers`` the Debian wallpaper photos join them and their
@@ -350,24 +229,16 @@ def non_flower_sets(opencv_sdist: str | None = None, wallpapers: bool = False, d
         sys.exit("scikit-image's sample photos (most of the development set) are missing: "
                  "pip install \"edgeflower[bench]\"")
     if wallpapers:  # Debian's wallpaper photos (benchmarks/negatives.py): mostly nature without flowers
-        import negatives
+        from benchmarks.collect import negatives
 
         for name in ("development", "held_out", "near"):
             sets[name] = sets.get(name, []) + negatives.images(name, debs=debs)
     if edu:
-        import edu_photos
+        from benchmarks.collect import edu_photos
 
         for name in edu_photos.ROLES:
             sets[name] = sets.get(name, []) + edu_photos.images(name, debs=debs)
     return sets
-
-
-def outlier_photos(debs: str | None = None) -> list[str]:
-    """The outlier-exposure photos (whole and cropped) of the wallpaper packages' train role."""
-    import negatives
-
-    index = negatives.build(negatives.default_dir(), debs)
-    return [str(negatives.default_dir() / r["file"]) for r in index["rows"] if r["role"] == "train"]
 
 
 def main() -> None:
@@ -375,12 +246,6 @@ def main() -> None:
     ap.add_argument("artifacts", nargs="+")
     ap.add_argument("--data", default=None)
     ap.add_argument("--opencv-sdist", default=None, help=f"a local copy of {OPENCV_SDIST} (else downloaded)")
-    ap.add_argument("--keras-run", action="append", default=[],
-                    help="also compare the candidate methods on this run's Keras model (repeatable; the first one's "
-                         "table goes into the README)")
-    ap.add_argument("--keep-methods", action="store_true",
-                    help="keep the method comparison of the existing results file (with the command that made it) "
-                         "instead of recomputing it: for re-measuring artifacts alone")
     ap.add_argument("--wallpapers", action="store_true",
                     help="add the photos of Debian's wallpaper packages (benchmarks/negatives.py) to the development "
                          "and held-out sets, and their flowers of other species as a 'near' set")
@@ -389,18 +254,11 @@ def main() -> None:
                          "non-flower photos, and flowers of other species")
     ap.add_argument("--debs", default=None, help="with --wallpapers or --edu: a folder with the .deb files "
                                                  "(else downloaded)")
-    ap.add_argument("--results", default=str(ROOT / "benchmarks/results/unknown.json"))
+    ap.add_argument("--results", default=str(RESULTS / "unknown.json"))
     args = ap.parse_args()
-    kept = {}
-    if args.keep_methods:
-        if args.keras_run:
-            sys.exit("--keep-methods and --keras-run exclude each other")
-        old = json.loads(Path(args.results).read_text())
-        kept = {k: old[k] for k in ("methods", "methods_by_run") if k in old}
-        kept["methods_command"] = old.get("methods_command", old["command"])
     sets = non_flower_sets(args.opencv_sdist, args.wallpapers, args.debs, args.edu)
     root = resolve_data_dir(args.data, download=False)
-    res = {"command": "python benchmarks/unknown.py " + " ".join(sys.argv[1:]),
+    res = {"command": "python -m benchmarks.unknown " + " ".join(sys.argv[1:]),
            "sets": {k: [{"name": o["name"], "package": o["package"], "licence": o["licence"],
                          "category": o.get("category") or CATEGORY.get(o["name"], "other"),
                          **({"what": o["what"]} if "what" in o else {})} for o in v] for k, v in sets.items()},
@@ -417,21 +275,6 @@ def main() -> None:
               f"{r['test_accuracy_with_rejection'] * 100:.2f}% ({r['test_drop_pts']:.2f} pts); "
               + (f"other species {r['near']['rejected'] * 100:.1f}%; " if "near" in r else "")
               + f"target {'met' if r['target_met'] else 'missed'}", flush=True)
-    res.update(kept)
-    if args.keras_run:
-        res["methods_command"] = res["command"]
-    outliers = outlier_photos(args.debs) if args.wallpapers else None
-    for i, run in enumerate(args.keras_run):
-        m = compare_methods(run, root, sets, outliers=outliers)
-        if i == 0:
-            res["methods"] = m
-        res.setdefault("methods_by_run", {})[run] = m
-        print(run)
-        for name, row in m["methods"].items():
-            print(f"  {name:<52} dev {row['development_rejected'] * 100:5.1f}%  "
-                  f"held-out {row['held_out_rejected'] * 100:5.1f}%  test drop {row['test_drop_pts']:.2f}  "
-                  f"AUROC val/dev {row['auroc_val_vs_development']:.4f}  test/non-flower "
-                  f"{row['auroc_test_vs_non_flower']:.4f}", flush=True)
     res["environment"] = environment()
     res["date"] = time.strftime("%Y-%m-%d")
     write_json(args.results, res)

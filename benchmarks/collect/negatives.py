@@ -1,7 +1,7 @@
 """Real photos without the five flowers, from Debian's wallpaper packages: for the `unknown` benchmark and for
 outlier exposure (a `background` class of real non-flower photos).
 
-    python benchmarks/negatives.py [--debs DIR] [--out DIR]
+    python -m benchmarks.collect.negatives [--debs DIR] [--out DIR]
 
 Nature without flowers (grass, leaves, water, dunes, mountains, sky) is what gets through the `unknown` rule, and
 the photographs in desktop wallpaper packages are mostly that. Each package is used for one role only, so that no
@@ -36,10 +36,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edgeflower._util import atomic_write_text, cache_dir  # noqa: E402
+from edgeflower._util import atomic_write_text, cache_dir
 
 POOL = "https://deb.debian.org/debian/"
 # package: (version, pool path, sha256 of the .deb) -- Debian 12 bookworm
@@ -275,7 +272,7 @@ def build(out: Path, debs: str | None = None, seed: int = 0) -> dict:
                 rel = f"{role}/{stem}{suffix}.jpg"
                 view.save(out / rel, quality=92)
                 rows.append(dict(base, file=rel, view="whole" if not suffix else suffix[1:]))
-    index = {"command": "python benchmarks/negatives.py" + (f" --debs {debs}" if debs else ""),
+    index = {"command": "python -m benchmarks.collect.negatives" + (f" --debs {debs}" if debs else ""),
              "images": len(IMAGES), "rows": rows}
     publish(out, final, index)
     return index

@@ -1,25 +1,19 @@
-"""benchmarks/edu_photos.py: the Qt resource reader, the licence of a converted photo, duplicates across roles and
-a whole build, on synthetic packages."""
+"""benchmarks/collect/edu_photos.py: the Qt resource reader, the licence of a converted photo, duplicates across
+roles and a whole build, on synthetic packages."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import struct
-import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import edu_photos  # noqa: E402
-import negatives  # noqa: E402
-from test_negatives import _deb, _jpeg  # noqa: E402
+from benchmarks.collect import edu_photos, negatives
+from benchmarks.tests.test_negatives import _deb, _jpeg
 
 COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 

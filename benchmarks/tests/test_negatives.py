@@ -1,22 +1,17 @@
-"""benchmarks/negatives.py: the .deb reader, the licence lookup and the roles, on a synthetic package."""
+"""benchmarks/collect/negatives.py: the .deb reader, the licence lookup and the roles, on a synthetic package."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import sys
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import negatives  # noqa: E402
+from benchmarks.collect import negatives
 
 COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 

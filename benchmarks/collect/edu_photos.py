@@ -2,7 +2,7 @@
 (animals, people, objects, tools, buildings, underwater scenes, planets), 23 flowers of other species and, as a
 control, two cut-out roses.
 
-    python benchmarks/edu_photos.py [--debs DIR] [--out DIR]
+    python -m benchmarks.collect.edu_photos [--debs DIR] [--out DIR]
 
 - gcompris-qt-data (GCompris 3.1, the children's activity suite): the photographs inside its Qt resource files
   (``.rcc``), read by this module. Each activity goes to one role only:
@@ -41,13 +41,8 @@ import sys
 import zlib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import negatives  # noqa: E402
-
-from edgeflower._util import cache_dir  # noqa: E402
+from benchmarks.collect import negatives
+from edgeflower._util import cache_dir
 
 # package: (version, pool path, sha256 of the .deb) -- Debian 12 bookworm
 PACKAGES = {
@@ -268,7 +263,7 @@ def build(out: Path, debs: str | None = None) -> dict:
         rows.append({"file": rel, "package": f"{package} {PACKAGES[package][0]}", "source": path, "what": what,
                      "category": what, "role": role, "licence": negatives.licence_of(path, stanzas),
                      "sha256": hashlib.sha256(files[path]).hexdigest()})
-    index = {"command": "python benchmarks/edu_photos.py" + (f" --debs {debs}" if debs else ""),
+    index = {"command": "python -m benchmarks.collect.edu_photos" + (f" --debs {debs}" if debs else ""),
              "selection": selection, "duplicates_dropped": dropped, "rows": rows}
     negatives.publish(out, final, index)
     return index
