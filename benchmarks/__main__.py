@@ -55,7 +55,8 @@ SUITES: dict[str, tuple[str, list[Step]]] = {
     "unknown": ("the `unknown` answer on photos without the run's classes", [
         Step("wallpapers", ("benchmarks.collect.negatives",), "3", "(photos in ~/.cache/edgeflower)"),
         Step("edu-photos", ("benchmarks.collect.edu_photos",), "3", "(photos in ~/.cache/edgeflower)"),
-        Step("unknown", ("benchmarks.unknown", INT8, "--wallpapers", "--edu"), "5", "unknown.json"),
+        Step("unknown", ("benchmarks.unknown", INT8, "--wallpapers", "--edu", "--results",
+                         "benchmarks/results/unknown_edu.json"), "5", "unknown_edu.json"),
         Step("scene-frames", ("benchmarks.scene", "frames"), "1", "(frames in runs/bench/scene_frames)"),
     ]),
 }
@@ -102,16 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("suite", choices=[*SUITES, "all"])
     r.add_argument("--run", default="runs/main/train", help="an exported run folder (default: make main's)")
     r.add_argument("--dry-run", action="store_true", help="print the steps without running them")
-    d = sub.add_parser("render", help="write the result tables of README.md and docs/")
-    d.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("render", help="write the result tables of README.md and docs/ (--check: only compare)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["render"]:  # its own options (--check, --results, --root)
+        from benchmarks import render
+
+        return render.main(argv[1:]) or 0
     args = ap.parse_args(argv)
     if args.cmd == "list":
         _list()
         return 0
-    if args.cmd == "render":
-        from benchmarks import render
-
-        return render.main(args.rest) or 0
     return run_suite(list(SUITES) if args.suite == "all" else [args.suite], args.run, args.dry_run)
 
 
