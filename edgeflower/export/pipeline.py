@@ -343,7 +343,7 @@ class _Checker:
         return Evaluation(probs=probs, pred=pred, accuracy=float((pred == self.test.y).mean()), val_probs=val_probs,
                           sims=sims, val_sims=val_sims, clf=clf)
 
-    def _unknown(self, ev: Evaluation, clf: Classifier, confidence: dict) -> tuple[dict, float]:
+    def _unknown(self, ev: Evaluation, clf: Classifier) -> tuple[dict, float]:
         """The artifact's unknown rule: metadata entry and the confidence threshold the device should apply."""
         meta = dict(self.base_meta["unknown"])
         correct = ev.pred == self.test.y
@@ -355,10 +355,10 @@ class _Checker:
         if ev.sims is None:
             if meta.get("method") != "confidence":
                 raise ExportError("the converted artifact lost the similarity output")
-            conf_thr = confidence["threshold"]
+            budget = self.cfg.unknown_budget_pts / 100
+            conf_thr = calibrate_threshold(ev.val_probs, self.val.y, budget)["threshold"]
             kept = ev.probs.max(1) >= conf_thr
             meta.update(confidence_threshold=conf_thr)
-            budget = self.cfg.unknown_budget_pts / 100
         else:
             # the same rule as the confidence threshold, on the similarity score
             val_correct = (ev.val_probs.argmax(1) == self.val.y)[flower_val]
@@ -374,8 +374,7 @@ class _Checker:
             conf_thr = 0.0  # the similarity rule replaces the confidence one (--threshold adds it back)
             kept = ev.sims >= cal["threshold"]
             meta.update(similarity_threshold=cal["threshold"], similarity_output=clf.similarity_output.name,
-                        calibration=cal, confidence_threshold=conf_thr,
-                        confidence_threshold_calibrated=confidence["threshold"])
+                        calibration=cal, confidence_threshold=conf_thr)
         right = np.where(bg_test, correct | ~kept, correct & kept)
         meta["test"] = {"accuracy_with_unknown": float(right.mean()),
                         "answered_unknown": float((~kept)[~bg_test].mean()),
@@ -396,8 +395,7 @@ class _Checker:
         changed = [{"path": self.test.paths[i], "true": self.classes[self.test.y[i]],
                     "keras": self.classes[self.ref_pred[i]], "artifact": self.classes[pred[i]]}
                    for i in np.nonzero(pred != self.ref_pred)[0]]
-        thr = calibrate_threshold(ev.val_probs, self.val.y, self.cfg.unknown_budget_pts / 100)
-        unknown, conf_thr = self._unknown(ev, clf, thr)
+        unknown, conf_thr = self._unknown(ev, clf)
         inp, outp = clf.backend.input, clf.backend.output
         meta = {
             **self.base_meta,
@@ -417,7 +415,6 @@ class _Checker:
             "passed_gate": passed,
             "gate": verdict.to_dict(),
             "confidence_threshold": conf_thr,
-            "unknown_calibration": thr,
             "unknown": unknown,
         }
         name = spec.filename if passed else spec.failed_filename
