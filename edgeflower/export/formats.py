@@ -7,7 +7,7 @@ and their dependencies, runs the builds in order, and checks and gates every req
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable
@@ -25,13 +25,31 @@ class Format(str, Enum):
     ONNX_INT8 = "onnx_int8"
 
 
+@dataclass(frozen=True)
+class BuildOptions:
+    """The export options a build or its remedies read: the fields of ``pipeline.ExportConfig`` of the same names
+    (this module cannot import pipeline, which imports it)."""
+    max_drop: float  # percentage points: the accuracy-controlled remedy's budget on the validation split
+    input_type: str  # TFLite int8 input: "uint8" or "int8"
+    onnx_activation: str  # ONNX int8 activations: "uint8" or "int8"
+    calibration: int  # calibration images
+    calibration_seed: int
+    auto: bool  # try the remedies when the default fails
+    mixed_precision: bool  # try the accuracy-controlled remedy (layers back to float)
+
+    @classmethod
+    def of(cls, cfg: Any) -> BuildOptions:
+        """The options from any object with these attributes (an ExportConfig)."""
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cls)})
+
+
 @dataclass
 class BuildContext:
     """What a build may use: the model to convert, the export's options, a scratch folder, the calibration
     images (a stratified sample of the training split; ``sample`` draws others) and the raw files of the
     artifacts built before it."""
     model: Any
-    cfg: Any  # pipeline.ExportConfig
+    opts: BuildOptions
     tmp: Path
     say: Callable[[str], None]
     calib: np.ndarray | None = None
@@ -104,7 +122,7 @@ def _tflite_int8(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
 
     if isinstance(cand.options, mixed.MixedPrecisionOptions):  # the accuracy-controlled remedy
         res = mixed.search(ctx.model, cand.calib, cand.options, ctx.val_x, ctx.val_y, ctx.float_val_probs(),
-                           ctx.cfg.max_drop, ctx.tmp, ctx.say)
+                           ctx.opts.max_drop, ctx.tmp, ctx.say)
         path.write_bytes(res.artifact)
         return _mixed_options(cand, res)
     path.write_bytes(convert.tflite_int8(ctx.model, cand.calib, cand.options))
@@ -115,16 +133,16 @@ def _tflite_int8_remedies(ctx: BuildContext) -> list[Candidate]:
     from edgeflower.export.convert import TFLiteInt8Options
     from edgeflower.export.mixed import MixedPrecisionOptions
 
-    it = ctx.cfg.input_type
+    it = ctx.opts.input_type
     base = TFLiteInt8Options(input_type=it)
     out = [Candidate("default", base, ctx.calib)]
-    if ctx.cfg.auto:
-        n, seed = ctx.cfg.calibration, ctx.cfg.calibration_seed
+    if ctx.opts.auto:
+        n, seed = ctx.opts.calibration, ctx.opts.calibration_seed
         out += [Candidate("more calibration images", base, ctx.sample(n * 3, seed)),
                 Candidate("other calibration sample", base, ctx.sample(n, seed + 1)),
                 Candidate("per-tensor weights", TFLiteInt8Options(it, per_channel=False), ctx.calib),
                 Candidate("float output", TFLiteInt8Options(it, float_output=True), ctx.calib)]
-    if ctx.cfg.auto or ctx.cfg.mixed_precision:  # last: it costs latency, the others do not
+    if ctx.opts.auto or ctx.opts.mixed_precision:  # last: it costs latency, the others do not
         out.append(Candidate("layers in float (accuracy-controlled)", MixedPrecisionOptions(input_type=it),
                              ctx.calib))
     return out
@@ -148,7 +166,7 @@ def _onnx_int8(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
 
     if isinstance(cand.options, mixed.OnnxMixedPrecisionOptions):  # the accuracy-controlled remedy
         res = mixed.search_onnx(ctx.built[Format.ONNX_FLOAT], cand.calib, cand.options, ctx.val_x, ctx.val_y,
-                                ctx.float_val_probs(), ctx.cfg.max_drop, ctx.tmp, ctx.say)
+                                ctx.float_val_probs(), ctx.opts.max_drop, ctx.tmp, ctx.say)
         path.write_bytes(res.artifact)
         return _mixed_options(cand, res)
     convert.onnx_int8(ctx.built[Format.ONNX_FLOAT], path, cand.calib, cand.options, workdir=ctx.tmp)
@@ -159,18 +177,18 @@ def _onnx_int8_remedies(ctx: BuildContext) -> list[Candidate]:
     from edgeflower.export.convert import OnnxInt8Options
     from edgeflower.export.mixed import OnnxMixedPrecisionOptions
 
-    act = ctx.cfg.onnx_activation
+    act = ctx.opts.onnx_activation
     other = "int8" if act == "uint8" else "uint8"
     base = OnnxInt8Options(activation_type=act)
     out = [Candidate("default", base, ctx.calib)]
-    if ctx.cfg.auto:
+    if ctx.opts.auto:
         out += [Candidate("more calibration images", base,
-                          ctx.sample(ctx.cfg.calibration * 3, ctx.cfg.calibration_seed)),
+                          ctx.sample(ctx.opts.calibration * 3, ctx.opts.calibration_seed)),
                 Candidate("percentile calibration", OnnxInt8Options(act, method="percentile"), ctx.calib),
                 Candidate(f"{other} activations", OnnxInt8Options(other), ctx.calib),
                 Candidate("per-tensor weights", OnnxInt8Options(act, per_channel=False), ctx.calib),
                 Candidate("final layer in float", OnnxInt8Options(act, exclude_last=True), ctx.calib)]
-    if ctx.cfg.auto or ctx.cfg.mixed_precision:  # last: it costs latency, the others do not
+    if ctx.opts.auto or ctx.opts.mixed_precision:  # last: it costs latency, the others do not
         out.append(Candidate("layers in float (accuracy-controlled)", OnnxMixedPrecisionOptions(activation_type=act),
                              ctx.calib))
     return out

@@ -29,7 +29,7 @@ from edgeflower.edge.metadata import sidecar_path
 from edgeflower.edge.preprocess import PREPROCESSING
 from edgeflower.errors import AccuracyDropError, ExportError
 from edgeflower.export import convert, ood, tflite_metadata
-from edgeflower.export.formats import BuildContext, Candidate, Format, FormatSpec, parse_formats, plan
+from edgeflower.export.formats import BuildContext, BuildOptions, Candidate, Format, FormatSpec, parse_formats, plan
 from edgeflower.export.gate import Verdict, judge
 from edgeflower.metrics import calibrate_scores, calibrate_threshold, holding_budget, per_class_accuracy
 
@@ -233,7 +233,7 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     results: list[ArtifactResult] = []
     with tempfile.TemporaryDirectory(prefix=".export.", dir=out) as tmpdir:
         tmp = Path(tmpdir)
-        build = BuildContext(model=model, cfg=cfg, tmp=tmp, say=say, calib=calib,
+        build = BuildContext(model=model, opts=BuildOptions.of(cfg), tmp=tmp, say=say, calib=calib,
                              sample=lambda n, seed: stratified_sample(train, n, seed), val_x=val.x, val_y=val.y,
                              _float_val_probs=ref_val_probs)
         checker = _Checker(cfg=cfg, out=out, tmp=tmp, classes=classes, size=size, test=test, val=val,
