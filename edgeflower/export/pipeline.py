@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from edgeflower import __version__
 from edgeflower._util import atomic_path, atomic_write_text, sha256_file, write_json
 from edgeflower.data.arrays import SplitArrays, load_split
 from edgeflower.data.source import resolve_data_dir
-from edgeflower.data.split import load_manifest
+from edgeflower.data.split import Manifest, load_manifest
 from edgeflower.edge.classifier import Classifier
 from edgeflower.edge.metadata import sidecar_path
 from edgeflower.edge.preprocess import PREPROCESSING
@@ -144,14 +144,63 @@ def stratified_sample(a: SplitArrays, n: int, seed: int) -> np.ndarray:
     return a.x[idx]
 
 
+@dataclass
+class _Run:
+    """The model to export and what its run says about it: where its data, split and classes are."""
+    model_path: Path
+    config: dict  # the run's config.json ({} for a bare .keras file)
+    out: Path
+    model: Any  # the Keras float model
+    size: int  # input side in pixels
+    root: Path  # the data folder
+    split_file: str | None  # None: the packaged split
+    manifest: Manifest
+    classes: list[str]
+
+
+@dataclass
+class _Data:
+    """The photos the export reads, and the unknown rule the model allows."""
+    test: SplitArrays
+    val: SplitArrays
+    train: SplitArrays | None  # loaded only for calibration images or the similarity's bank
+    calib: np.ndarray | None  # the default calibration images (int8 formats)
+    background: dict | None  # the run's background class (train --background)
+    unknown: str  # "similarity" or "confidence"
+    feature_layer: Any  # the model's pooled features (None without a global pooling layer)
+
+
+@dataclass
+class _Reference:
+    """The Keras float model's answers: what every artifact is compared with."""
+    pred: np.ndarray  # test answers
+    accuracy: float  # test accuracy
+    val_probs: np.ndarray  # what every decision compares with (gate.judge)
+
+
 def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> dict:
     """Run the whole export; returns the report. Raises AccuracyDropError after writing everything if any
     artifact failed the gate."""
     say = progress or (lambda msg: log.info(msg))
-    from edgeflower.keras_io import load_keras_model, predict_probs, resolve_run
-
     t_start = time.perf_counter()
     steps = plan(requested_formats(cfg))  # a bad --formats fails before anything loads
+    run = _load_run(cfg)
+    data = _load_data(cfg, run, steps, say)
+    ref = _reference(run, data, say)
+    model, unknown_meta = _with_unknown_output(cfg, run, data, say)
+    base_meta = _base_meta(cfg, run, data, ref, unknown_meta)
+    results = _build_and_check(cfg, run, data, ref, model, base_meta, steps, say)
+    report = _write_report(cfg, run, data, ref, results, time.perf_counter() - t_start)
+    failures = [asdict(r) for r in results if not r.passed]
+    if failures:
+        raise AccuracyDropError(failures, report)
+    return report
+
+
+def _load_run(cfg: ExportConfig) -> _Run:
+    """The run's model, output folder, data folder, split and classes; checked before any photo loads."""
+    from edgeflower.keras_io import load_keras_model, resolve_run
+
     model_path, run_cfg = resolve_run(cfg.target)
     run_cfg = run_cfg or {}
     out = Path(cfg.out) if cfg.out else (model_path.parent / "export")
@@ -161,7 +210,6 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     shape = tuple(model.inputs[0].shape)
     if len(shape) != 4 or shape[-1] != 3 or shape[1] is None or shape[1] != shape[2]:
         raise ExportError(f"{model_path}: expected a square RGB image input (None, S, S, 3), got {shape}")
-    size = int(shape[1])
     root = resolve_data_dir(cfg.data or run_cfg.get("data_dir"))
     split_file = cfg.split or run_cfg.get("split")
     manifest = load_manifest(split_file)
@@ -169,76 +217,114 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     n_out = int(model.outputs[0].shape[-1])
     if n_out != len(classes):
         raise ExportError(f"{model_path} has {n_out} outputs but the split has {len(classes)} classes {classes}")
-    say(f"loading data ({root})")
-    test = load_split(root, manifest, "test", size, limit_per_class=cfg.limit_per_class)
-    val = load_split(root, manifest, "val", size, limit_per_class=cfg.limit_per_class)
-    if cfg.unknown not in ("similarity", "confidence"):
-        raise ExportError(f"unknown rule {cfg.unknown!r}: expected 'similarity' or 'confidence'")
-    unknown = cfg.unknown
-    feature_layer = ood.feature_layer(model)
-    if unknown == "similarity" and feature_layer is None:
-        say(f"{model_path.name} has no global pooling layer: the unknown answer falls back to the confidence rule")
-        unknown = "confidence"
+    return _Run(model_path=model_path, config=run_cfg, out=out, model=model, size=int(shape[1]), root=root,
+                split_file=split_file, manifest=manifest, classes=classes)
+
+
+def _load_data(cfg: ExportConfig, run: _Run, steps: list[tuple[FormatSpec, bool]],
+               say: Callable[[str], None]) -> _Data:
+    """The test and validation photos; the training photos where a build needs calibration images or the unknown
+    rule a bank of features; the run's background photos as the last class."""
+    say(f"loading data ({run.root})")
+    test = load_split(run.root, run.manifest, "test", run.size, limit_per_class=cfg.limit_per_class)
+    val = load_split(run.root, run.manifest, "val", run.size, limit_per_class=cfg.limit_per_class)
+    unknown, feature_layer = _unknown_rule(cfg, run, say)
     calib, train = None, None
     needs_calibration = any(spec.calibration for spec, _ in steps)
     if needs_calibration or unknown == "similarity":
-        train = load_split(root, manifest, "train", size, limit_per_class=cfg.limit_per_class)
-    background = run_cfg.get("background")
+        train = load_split(run.root, run.manifest, "train", run.size, limit_per_class=cfg.limit_per_class)
+    background = run.config.get("background")
     if background:  # the run's background photos, as the last class (edgeflower.data.background)
         from edgeflower.data.background import with_background
 
         parts = with_background({"test": test, "val": val, **({"train": train} if train is not None else {})},
-                                background["dir"], background["splits"], size)
+                                background["dir"], background["splits"], run.size)
         test, val, train = parts["test"], parts["val"], parts.get("train")
     if needs_calibration:
         calib = stratified_sample(train, cfg.calibration, cfg.calibration_seed)
+    return _Data(test=test, val=val, train=train, calib=calib, background=background, unknown=unknown,
+                 feature_layer=feature_layer)
+
+
+def _unknown_rule(cfg: ExportConfig, run: _Run, say: Callable[[str], None]) -> tuple[str, Any]:
+    """--unknown, or the confidence rule for a model without pooled features; and the pooling layer."""
+    if cfg.unknown not in ("similarity", "confidence"):
+        raise ExportError(f"unknown rule {cfg.unknown!r}: expected 'similarity' or 'confidence'")
+    unknown = cfg.unknown
+    feature_layer = ood.feature_layer(run.model)
+    if unknown == "similarity" and feature_layer is None:
+        say(f"{run.model_path.name} has no global pooling layer: the unknown answer falls back to the confidence rule")
+        unknown = "confidence"
+    return unknown, feature_layer
+
+
+def _reference(run: _Run, data: _Data, say: Callable[[str], None]) -> _Reference:
+    """The Keras float model on the test and validation photos."""
+    from edgeflower.keras_io import predict_probs
+
     say("evaluating the Keras float model (reference) on the test and validation images")
-    ref_probs = predict_probs(model, test.x)
-    ref_pred = ref_probs.argmax(1)
-    ref_acc = float((ref_pred == test.y).mean())
-    ref_val_probs = predict_probs(model, val.x)  # what every decision compares with (gate.judge)
-    unknown_meta: dict = {"method": "confidence"}
-    if unknown == "similarity":
-        say(f"unknown score: features of the {len(train)} training images")
-        # the bank holds the flower photos only: the similarity says "like a training flower"
-        flowers = train.y != len(classes) - 1 if background else slice(None)  # (no copy of the images without one)
-        bank = ood.compute_bank(model, train.x[flowers])
-        k = cfg.unknown_neighbours
-        per_class = bool(cfg.unknown_per_class)
-        model = ood.with_similarity(model, bank, k, train.y[flowers] if per_class else None)
-        of = " of the predicted class" if per_class else ""
-        unknown_meta = {"method": ood.METHOD_PER_CLASS if per_class else ood.METHOD,
-                        "feature_layer": feature_layer.name, "neighbours": k, "per_class": per_class,
-                        "bank_size": int(bank.shape[0]), "feature_dims": int(bank.shape[1]),
-                        "description": f"cosine similarity of the pooled features to the {ood.ordinal(k)} training "
-                                       f"photo{of}; unknown below similarity_threshold (calibrated on the validation "
-                                       "split)" + ("; the similarity output holds one value per class (in the order "
-                                                   "of the labels, without a background class) and the answer reads "
-                                                   "the top class's" if per_class else "")}
-    base_meta = {
+    probs = predict_probs(run.model, data.test.x)
+    pred = probs.argmax(1)
+    return _Reference(pred=pred, accuracy=float((pred == data.test.y).mean()),
+                      val_probs=predict_probs(run.model, data.val.x))
+
+
+def _with_unknown_output(cfg: ExportConfig, run: _Run, data: _Data, say: Callable[[str], None]) -> tuple[Any, dict]:
+    """The model to convert (with the similarity output under the similarity rule) and the rule's metadata."""
+    if data.unknown != "similarity":
+        return run.model, {"method": "confidence"}
+    train = data.train
+    say(f"unknown score: features of the {len(train)} training images")
+    # the bank holds the flower photos only: the similarity says "like a training flower"
+    flowers = train.y != len(run.classes) - 1 if data.background else slice(None)  # (no copy of the images without one)
+    bank = ood.compute_bank(run.model, train.x[flowers])
+    k = cfg.unknown_neighbours
+    per_class = bool(cfg.unknown_per_class)
+    model = ood.with_similarity(run.model, bank, k, train.y[flowers] if per_class else None)
+    of = " of the predicted class" if per_class else ""
+    return model, {"method": ood.METHOD_PER_CLASS if per_class else ood.METHOD,
+                   "feature_layer": data.feature_layer.name, "neighbours": k, "per_class": per_class,
+                   "bank_size": int(bank.shape[0]), "feature_dims": int(bank.shape[1]),
+                   "description": f"cosine similarity of the pooled features to the {ood.ordinal(k)} training "
+                                  f"photo{of}; unknown below similarity_threshold (calibrated on the validation "
+                                  "split)" + ("; the similarity output holds one value per class (in the order "
+                                              "of the labels, without a background class) and the answer reads "
+                                              "the top class's" if per_class else "")}
+
+
+def _base_meta(cfg: ExportConfig, run: _Run, data: _Data, ref: _Reference, unknown_meta: dict) -> dict:
+    """The metadata every artifact of this export shares."""
+    return {
         "edgeflower_version": __version__,
-        "labels": classes,
+        "labels": run.classes,
         "preprocessing": PREPROCESSING,
         "source_run": str(Path(cfg.target).resolve()),
-        "source_model_sha256": sha256_file(model_path),
-        "model": run_cfg.get("model"),
-        "split_manifest_sha256": manifest.sha256,
+        "source_model_sha256": sha256_file(run.model_path),
+        "model": run.config.get("model"),
+        "split_manifest_sha256": run.manifest.sha256,
         # where the test photos are (bench finds them from here; a run on your own photos has its own split.json)
-        "data_dir": str(Path(root).resolve()),
-        "split": str(Path(split_file).resolve()) if split_file else None,
-        "keras_test_accuracy": ref_acc,
+        "data_dir": str(Path(run.root).resolve()),
+        "split": str(Path(run.split_file).resolve()) if run.split_file else None,
+        "keras_test_accuracy": ref.accuracy,
         "unknown": unknown_meta,
-        "background_class": background["class"] if background else None,
+        "background_class": data.background["class"] if data.background else None,
     }
+
+
+def _build_and_check(cfg: ExportConfig, run: _Run, data: _Data, ref: _Reference, model, base_meta: dict,
+                     steps: list[tuple[FormatSpec, bool]], say: Callable[[str], None]) -> list[ArtifactResult]:
+    """Build every format in the plan's order in a scratch folder beside the output; check, gate and write each
+    requested one (a dependency only is built, neither checked nor written)."""
     results: list[ArtifactResult] = []
-    with tempfile.TemporaryDirectory(prefix=".export.", dir=out) as tmpdir:
+    train = data.train
+    with tempfile.TemporaryDirectory(prefix=".export.", dir=run.out) as tmpdir:
         tmp = Path(tmpdir)
-        build = BuildContext(model=model, opts=BuildOptions.of(cfg), tmp=tmp, say=say, calib=calib,
-                             sample=lambda n, seed: stratified_sample(train, n, seed), val_x=val.x, val_y=val.y,
-                             _float_val_probs=ref_val_probs)
-        checker = _Checker(cfg=cfg, out=out, tmp=tmp, classes=classes, size=size, test=test, val=val,
-                           ref_pred=ref_pred, ref_acc=ref_acc, ref_val_pred=ref_val_probs.argmax(1),
-                           base_meta=base_meta, say=say)
+        build = BuildContext(model=model, opts=BuildOptions.of(cfg), tmp=tmp, say=say, calib=data.calib,
+                             sample=lambda n, seed: stratified_sample(train, n, seed), val_x=data.val.x,
+                             val_y=data.val.y, _float_val_probs=ref.val_probs)
+        checker = _Checker(cfg=cfg, out=run.out, tmp=tmp, classes=run.classes, size=run.size, test=data.test,
+                           val=data.val, ref_pred=ref.pred, ref_acc=ref.accuracy,
+                           ref_val_pred=ref.val_probs.argmax(1), base_meta=base_meta, say=say)
         for spec, requested in steps:
             candidates = spec.remedies(build) if spec.remedies else [Candidate("default")]
             if requested:
@@ -248,25 +334,28 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
                 raw = tmp / ("dep_" + spec.filename)
                 spec.build(build, candidates[0], raw)
             build.built[spec.fmt] = raw
+    return results
+
+
+def _write_report(cfg: ExportConfig, run: _Run, data: _Data, ref: _Reference, results: list[ArtifactResult],
+                  seconds: float) -> dict:
+    """export_report.json and its Markdown table; returns the report."""
     report = {
         "edgeflower_version": __version__,
-        "source": str(model_path),
-        "out": str(out),
-        "keras_test_accuracy": ref_acc,
-        "test_images": len(test),
+        "source": str(run.model_path),
+        "out": str(run.out),
+        "keras_test_accuracy": ref.accuracy,
+        "test_images": len(data.test),
         "max_drop_pts": cfg.max_drop,
-        "validation_images": len(val),
+        "validation_images": len(data.val),
         "rule": "gate.judge on the validation split (see edgeflower/export/gate.py)",
         "config": asdict(cfg),
-        "seconds": time.perf_counter() - t_start,
+        "seconds": seconds,
         "artifacts": [asdict(r) for r in results],
         "passed": all(r.passed for r in results),
     }
-    write_json(out / "export_report.json", report)
-    atomic_write_text(out / "export_report.md", render_table(report))
-    failures = [asdict(r) for r in results if not r.passed]
-    if failures:
-        raise AccuracyDropError(failures, report)
+    write_json(run.out / "export_report.json", report)
+    atomic_write_text(run.out / "export_report.md", render_table(report))
     return report
 
 
