@@ -388,7 +388,7 @@ class _Checker:
             options = spec.build(build, cand, path)
             ev = self._evaluate(path)
             verdict, reason = self.decide(spec, ev)
-            test_drop = (self.ref_acc - ev.accuracy) * 100
+            test_drop = self._drop_pts(ev)
             if spec.remedies is not None:
                 attempts.append({"remedy": cand.label, "options": asdict(cand.options) if cand.options else {},
                                  **({"float_layers": options["float_nodes"]} if "float_nodes" in options else {}),
@@ -472,21 +472,44 @@ class _Checker:
             meta["test"]["background_answered_unknown"] = float(right[bg_test].mean()) if bg_test.any() else None
         return meta, conf_thr
 
-    def _finish(self, spec: FormatSpec, tmp: Path, t0: float, options: dict, ev: Evaluation, verdict: Verdict,
+    def _drop_pts(self, ev: Evaluation) -> float:
+        """The accuracy drop on the test split: reported, never decided on."""
+        return (self.ref_acc - ev.accuracy) * 100
+
+    def _finish(self, spec: FormatSpec, raw: Path, t0: float, options: dict, ev: Evaluation, verdict: Verdict,
                 reason: str) -> ArtifactResult:
-        clf = ev.clf
-        acc, pred = ev.accuracy, ev.pred
-        drop = (self.ref_acc - acc) * 100  # the test split's figure: reported, never decided on
-        agree = float((pred == self.ref_pred).mean())
+        """Write the kept candidate with its metadata under its final name (its FAILED name when it failed the
+        gate); its result for the report."""
         passed = not reason
+        unknown, conf_thr = self._unknown(ev, ev.clf)
+        meta = self._metadata(spec, ev, options, verdict, passed, unknown, conf_thr)
+        acc, pred, drop = ev.accuracy, ev.pred, self._drop_pts(ev)
+        del ev  # release the interpreter before the file moves
+        final = self.out / (spec.filename if passed else spec.failed_filename)
+        size, digest = self._write_artifact(spec, raw, final, meta)
+        if not passed:
+            self.say(f"FAILED {spec.filename}: {reason} (kept as {final.name})")
         ref_pc = per_class_accuracy(self.ref_pred, self.test.y, self.classes)
         pc = per_class_accuracy(pred, self.test.y, self.classes)
         changed = [{"path": self.test.paths[i], "true": self.classes[self.test.y[i]],
                     "keras": self.classes[self.ref_pred[i]], "artifact": self.classes[pred[i]]}
                    for i in np.nonzero(pred != self.ref_pred)[0]]
-        unknown, conf_thr = self._unknown(ev, clf)
-        inp, outp = clf.backend.input, clf.backend.output
-        meta = {
+        return ArtifactResult(
+            name=spec.filename, format=spec.fmt.value, path=str(final), passed=passed, size_bytes=size,
+            sha256=digest, accuracy=acc, reference_accuracy=self.ref_acc, drop_pts=drop,
+            max_drop_pts=self.cfg.max_drop, argmax_agreement=float((pred == self.ref_pred).mean()),
+            per_class_delta_pts={c: (pc[c] - ref_pc[c]) * 100 for c in self.classes}, changed=changed,
+            confidence_threshold=conf_thr, unknown=unknown, seconds=time.perf_counter() - t0, options=options,
+            reason=reason,
+            predictions={p: self.classes[int(i)] for p, i in zip(self.test.paths, pred)},
+            gate=verdict.to_dict(),
+        )
+
+    def _metadata(self, spec: FormatSpec, ev: Evaluation, options: dict, verdict: Verdict, passed: bool,
+                  unknown: dict, conf_thr: float) -> dict:
+        """What the artifact carries about itself: the export's shared fields, its tensors, its figures and rules."""
+        inp, outp = ev.clf.backend.input, ev.clf.backend.output
+        return {
             **self.base_meta,
             "format": spec.fmt.value,
             "runtime": spec.runtime,
@@ -498,41 +521,30 @@ class _Checker:
                                         else None)},
             "quantized": spec.quantized,
             "quantization_options": options,
-            "test_accuracy": acc,
+            "test_accuracy": ev.accuracy,
             "test_images": len(self.test),
-            "drop_pts": drop,
+            "drop_pts": self._drop_pts(ev),
             "passed_gate": passed,
             "gate": verdict.to_dict(),
             "confidence_threshold": conf_thr,
             "unknown": unknown,
         }
-        name = spec.filename if passed else spec.failed_filename
-        final = self.out / name
-        del clf, ev  # release the interpreter before the file moves
+
+    def _write_artifact(self, spec: FormatSpec, raw: Path, final: Path, meta: dict) -> tuple[int, str]:
+        """Embed the metadata into a staged copy of the raw file, then write the sidecar and the artifact
+        atomically. Returns the artifact's size and sha256 (also added to the sidecar)."""
         staged = self.tmp / ("meta_" + spec.filename)
         if spec.runtime == "onnxruntime":
-            convert.embed_onnx_metadata(tmp, staged, meta)
+            convert.embed_onnx_metadata(raw, staged, meta)
         else:  # standard TFLite Model Metadata, labels and edgeflower's fields inside the file
-            tflite_metadata.embed_tflite_metadata(tmp, staged, meta)
-        tmp = staged
-        size, digest = tmp.stat().st_size, sha256_file(tmp)
+            tflite_metadata.embed_tflite_metadata(raw, staged, meta)
+        size, digest = staged.stat().st_size, sha256_file(staged)
         meta["sha256"], meta["size_bytes"] = digest, size
         # sidecar first, then the artifact: a reader that finds the artifact also finds its metadata
         write_json(sidecar_path(final), meta)
         with atomic_path(final, suffix=final.suffix) as dst:
-            shutil.copyfile(tmp, dst)
-        if not passed:
-            self.say(f"FAILED {spec.filename}: {reason} (kept as {name})")
-        return ArtifactResult(
-            name=spec.filename, format=spec.fmt.value, path=str(final), passed=passed, size_bytes=size,
-            sha256=digest, accuracy=acc, reference_accuracy=self.ref_acc, drop_pts=drop,
-            max_drop_pts=self.cfg.max_drop, argmax_agreement=agree,
-            per_class_delta_pts={c: (pc[c] - ref_pc[c]) * 100 for c in self.classes}, changed=changed,
-            confidence_threshold=conf_thr, unknown=unknown, seconds=time.perf_counter() - t0, options=options,
-            reason=reason,
-            predictions={p: self.classes[int(i)] for p, i in zip(self.test.paths, pred)},
-            gate=verdict.to_dict(),
-        )
+            shutil.copyfile(staged, dst)
+        return size, digest
 
 
 def render_table(report: dict) -> str:
