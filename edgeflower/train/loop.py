@@ -28,7 +28,7 @@ from edgeflower.data.split import auto_split, is_packaged_dataset, load_manifest
 from edgeflower.errors import DataError, RunDirError
 from edgeflower.keras_io import load_keras_model, predict_probs, resolve_run  # noqa: F401 - also train's API
 from edgeflower.metrics import classification_metrics
-from edgeflower.train.models import count_params, get_spec
+from edgeflower.train.models import ModelSpec, count_params, get_spec
 
 log = logging.getLogger(__name__)
 
@@ -249,96 +249,43 @@ def extract_features(tf, features_model, x: np.ndarray, batch: int = 32, aug=Non
     return np.concatenate(out) if out else np.zeros((0, int(features_model.output.shape[-1])), np.float32)
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The options a run trains with: the model's defaults where the command left them out."""
+    spec: ModelSpec
+    size: int
+    augment: bool
+    epochs: int
+    label_smoothing: float
+
+
 def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResult:
     """Train and write the run directory. ``say`` gets the one-line messages a user should see (default: the log)."""
     say = say or log.info
-    spec = get_spec(cfg.model)
-    size = cfg.input_size or spec.input_size
-    augment = spec.augment if cfg.augment is None else cfg.augment
-    epochs = cfg.epochs or spec.epochs
-    label_smoothing = spec.label_smoothing if cfg.label_smoothing is None else cfg.label_smoothing
-    if cfg.batch_size < 1 or epochs < 1:
-        raise DataError(f"--batch-size and --epochs must be at least 1 (got {cfg.batch_size}, {epochs})")
-    if cfg.fine_tune_schedule not in ("constant", "cosine"):
-        raise DataError(f"--fine-tune-schedule must be constant or cosine (got {cfg.fine_tune_schedule!r})")
-    if cfg.mixup < 0:
-        raise DataError(f"--mixup must be 0 (off) or a positive Beta parameter (got {cfg.mixup})")
-    if cfg.mixup > 0 and spec.transfer and not cfg.fine_tune:
-        log.warning("--mixup applies to end-to-end training only; the head of a transfer model is trained on cached "
-                    "features without it (add --fine-tune N to use it)")
+    st = _settings(cfg)
     out = Path(cfg.out) if cfg.out else default_run_dir(cfg.model)
     if out.exists() and not cfg.force:
         raise RunDirError(f"run directory {out} already exists: choose another --out, or pass --force to replace it")
     # validate data before building anything heavy: a bad file must not end a long run halfway
-    root, manifest, arrays, background = load_data(cfg, size, say)
+    root, manifest, arrays, background = load_data(cfg, st.size, say)
     tf = require("tensorflow", "training")
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
     classes = list(arrays["train"].classes)  # the dataset's classes (+ background)
-    n_classes = len(classes)
     weights = None if (cfg.weights in (None, "none", "None")) else cfg.weights
-    built = spec.build(n_classes, input_size=size, **({} if not spec.transfer else {"weights": weights}))
+    built = st.spec.build(len(classes), input_size=st.size, **({} if not st.spec.transfer else {"weights": weights}))
     partial = prepare_run_dir(out, cfg.force)  # after the build: bad weights leave no half-written run
-    split_path = cfg.split
-    if manifest.raw.get("automatic"):
-        write_manifest(manifest.raw, partial / "split.json")
-        split_path = str((out / "split.json").resolve())
-        c = manifest.raw["counts"]
-        say(f"split: train {c['train']}, val {c['val']}, test {c['test']} photos (seed {manifest.seed}), saved as "
-            f"{out / 'split.json'}; export, eval and bench find it from the run")
-        left = manifest.raw.get("excluded") or []
-        if left:  # said on the terminal, listed in the run folder
-            from collections import Counter
-
-            why = Counter(e["reason"].split(":")[0] for e in left)
-            lines = [f"{e['path']}\t{e['reason']}" for e in left]
-            atomic_write_text(partial / "left_out.tsv", "path\treason\n" + "\n".join(lines) + "\n")
-            say(f"left out of the split: {len(left)} photos (" + ", ".join(f"{n} {r}" for r, n in why.items())
-                + f"); the list is {out / 'left_out.tsv'}")
+    split_path = _save_split(manifest, cfg.split, out, partial, say)
     _match_backup(resume_dir(out), cfg)
-    model = built.model
-    tr, va, te = arrays["train"], arrays["val"], arrays["test"]
-    aug = augmenter(keras, cfg.seed) if augment else None
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-    history: dict[str, dict] = {}
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    if spec.transfer:
-        t = time.perf_counter()
-        f_tr = [extract_features(tf, built.features, tr.x, desc="train features")]
-        y_tr = [tr.y]
-        for v in range(cfg.aug_views if aug is not None else 0):
-            f_tr.append(extract_features(tf, built.features, tr.x, aug=aug, desc=f"augmented view {v + 1}"))
-            y_tr.append(tr.y)
-        f_va = extract_features(tf, built.features, va.x, desc="val features")
-        timings["features_s"] = time.perf_counter() - t
-        fx, fy = np.concatenate(f_tr), np.concatenate(y_tr)
-        built.head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
-        t = time.perf_counter()
-        h = built.head.fit(fx, keras.utils.to_categorical(fy, n_classes), batch_size=cfg.batch_size,
-                           epochs=epochs, validation_data=(f_va, keras.utils.to_categorical(va.y, n_classes)),
-                           callbacks=_callbacks(keras, cfg.patience), shuffle=True, verbose=_verbose(cfg))
-        timings["head_fit_s"] = time.perf_counter() - t
-        history["head"] = {k: [float(v) for v in vs] for k, vs in h.history.items()}
-        if cfg.fine_tune > 0:
-            history["fine_tune"] = _fine_tune(tf, keras, built, cfg, tr, va, n_classes, aug, loss, timings,
-                                              resume_dir(out))
-    else:
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
-        t = time.perf_counter()
-        h = model.fit(_dataset(tf, tr.x, tr.y, n_classes, cfg.batch_size, True, cfg.seed, aug, cfg.mixup),
-                      validation_data=_dataset(tf, va.x, va.y, n_classes, cfg.batch_size, False, cfg.seed),
-                      epochs=epochs, callbacks=_callbacks(keras, cfg.patience, resume_dir(out)),
-                      verbose=_verbose(cfg), shuffle=False)  # the dataset shuffles itself
-        timings["fit_s"] = time.perf_counter() - t
-        history["fit"] = {k: [float(v) for v in vs] for k, vs in h.history.items()}
+    history, timings = _fit(tf, keras, built, cfg, st, arrays, len(classes), out)
     train_seconds = time.perf_counter() - t0
     with atomic_path(partial / "model.keras", suffix=".keras") as tmp:
-        model.save(tmp)
+        built.model.save(tmp)
     config = {
-        **asdict(cfg), "out": str(out), "model": cfg.model, "input_size": size, "augment": augment, "epochs": epochs,
-        "label_smoothing": label_smoothing,
+        **asdict(cfg), "out": str(out), "model": cfg.model, "input_size": st.size, "augment": st.augment,
+        "epochs": st.epochs, "label_smoothing": st.label_smoothing,
         "weights": weights, "data_dir": str(Path(root).resolve()), "classes": classes,
         "background": background,
         "split": split_path,
@@ -346,12 +293,109 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResu
         "counts": {k: len(v) for k, v in arrays.items()}, "versions": versions(), "train_seconds": train_seconds,
         "timings": timings, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }
+    metrics = _write_run(built.model, arrays, classes, config, history, partial, out)
+    return RunResult(out, metrics, config, history)
+
+
+def _settings(cfg: TrainConfig) -> _Settings:
+    """The model's defaults filled in, and the options checked before any photo loads."""
+    spec = get_spec(cfg.model)
+    st = _Settings(spec=spec, size=cfg.input_size or spec.input_size,
+                   augment=spec.augment if cfg.augment is None else cfg.augment, epochs=cfg.epochs or spec.epochs,
+                   label_smoothing=spec.label_smoothing if cfg.label_smoothing is None else cfg.label_smoothing)
+    if cfg.batch_size < 1 or st.epochs < 1:
+        raise DataError(f"--batch-size and --epochs must be at least 1 (got {cfg.batch_size}, {st.epochs})")
+    if cfg.fine_tune_schedule not in ("constant", "cosine"):
+        raise DataError(f"--fine-tune-schedule must be constant or cosine (got {cfg.fine_tune_schedule!r})")
+    if cfg.mixup < 0:
+        raise DataError(f"--mixup must be 0 (off) or a positive Beta parameter (got {cfg.mixup})")
+    if cfg.mixup > 0 and spec.transfer and not cfg.fine_tune:
+        log.warning("--mixup applies to end-to-end training only; the head of a transfer model is trained on cached "
+                    "features without it (add --fine-tune N to use it)")
+    return st
+
+
+def _save_split(manifest, split: str | None, out: Path, partial: Path, say: Callable[[str], None]) -> str | None:
+    """An automatic split is saved in the run (split.json, and left_out.tsv for the photos it left out); returns
+    the split file the run's config names (None: the packaged split)."""
+    if not manifest.raw.get("automatic"):
+        return split
+    write_manifest(manifest.raw, partial / "split.json")
+    c = manifest.raw["counts"]
+    say(f"split: train {c['train']}, val {c['val']}, test {c['test']} photos (seed {manifest.seed}), saved as "
+        f"{out / 'split.json'}; export, eval and bench find it from the run")
+    left = manifest.raw.get("excluded") or []
+    if left:  # said on the terminal, listed in the run folder
+        from collections import Counter
+
+        why = Counter(e["reason"].split(":")[0] for e in left)
+        lines = [f"{e['path']}\t{e['reason']}" for e in left]
+        atomic_write_text(partial / "left_out.tsv", "path\treason\n" + "\n".join(lines) + "\n")
+        say(f"left out of the split: {len(left)} photos (" + ", ".join(f"{n} {r}" for r, n in why.items())
+            + f"); the list is {out / 'left_out.tsv'}")
+    return str((out / "split.json").resolve())
+
+
+def _fit(tf, keras, built, cfg: TrainConfig, st: _Settings, arrays: dict[str, SplitArrays], n_classes: int,
+         out: Path) -> tuple[dict[str, dict], dict[str, float]]:
+    """Train the model in place: a transfer model's head on cached features (then fine-tuning, if asked), any
+    other model end to end. Returns the history of each phase and the seconds each step took."""
+    tr, va = arrays["train"], arrays["val"]
+    aug = augmenter(keras, cfg.seed) if st.augment else None
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=st.label_smoothing)
+    history: dict[str, dict] = {}
+    timings: dict[str, float] = {}
+    if st.spec.transfer:
+        history["head"] = _fit_head(tf, keras, built, cfg, st.epochs, tr, va, n_classes, aug, loss, timings)
+        if cfg.fine_tune > 0:
+            history["fine_tune"] = _fine_tune(tf, keras, built, cfg, tr, va, n_classes, aug, loss, timings,
+                                              resume_dir(out))
+    else:
+        model = built.model
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
+        t = time.perf_counter()
+        h = model.fit(_dataset(tf, tr.x, tr.y, n_classes, cfg.batch_size, True, cfg.seed, aug, cfg.mixup),
+                      validation_data=_dataset(tf, va.x, va.y, n_classes, cfg.batch_size, False, cfg.seed),
+                      epochs=st.epochs, callbacks=_callbacks(keras, cfg.patience, resume_dir(out)),
+                      verbose=_verbose(cfg), shuffle=False)  # the dataset shuffles itself
+        timings["fit_s"] = time.perf_counter() - t
+        history["fit"] = {k: [float(v) for v in vs] for k, vs in h.history.items()}
+    return history, timings
+
+
+def _fit_head(tf, keras, built, cfg: TrainConfig, epochs: int, tr: SplitArrays, va: SplitArrays, n_classes: int,
+              aug, loss, timings: dict[str, float]) -> dict:
+    """The classifier head on the frozen backbone's features, extracted once (and of ``aug_views`` augmented
+    views of the training photos)."""
+    t = time.perf_counter()
+    f_tr = [extract_features(tf, built.features, tr.x, desc="train features")]
+    y_tr = [tr.y]
+    for v in range(cfg.aug_views if aug is not None else 0):
+        f_tr.append(extract_features(tf, built.features, tr.x, aug=aug, desc=f"augmented view {v + 1}"))
+        y_tr.append(tr.y)
+    f_va = extract_features(tf, built.features, va.x, desc="val features")
+    timings["features_s"] = time.perf_counter() - t
+    fx, fy = np.concatenate(f_tr), np.concatenate(y_tr)
+    built.head.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
+    t = time.perf_counter()
+    h = built.head.fit(fx, keras.utils.to_categorical(fy, n_classes), batch_size=cfg.batch_size,
+                       epochs=epochs, validation_data=(f_va, keras.utils.to_categorical(va.y, n_classes)),
+                       callbacks=_callbacks(keras, cfg.patience), shuffle=True, verbose=_verbose(cfg))
+    timings["head_fit_s"] = time.perf_counter() - t
+    return {k: [float(v) for v in vs] for k, vs in h.history.items()}
+
+
+def _write_run(model, arrays: dict[str, SplitArrays], classes: list[str], config: dict, history: dict,
+               partial: Path, out: Path) -> dict:
+    """Evaluate the model on every split, write the run's files and reports into ``partial``, then rename it onto
+    ``out``. Returns the metrics."""
     metrics, test_probs = evaluate_model(model, arrays, classes)
     write_json(partial / "config.json", config)
     write_json(partial / "history.json", history)
     write_json(partial / "metrics.json", metrics)
     from edgeflower.train.report import write_reports
 
+    te = arrays["test"]
     cases = write_reports(partial, config, metrics, history, te.x, te.y, test_probs, te.paths)
     write_json(partial / "misclassified.json", cases)
     if out.exists():
@@ -359,7 +403,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResu
     os.replace(partial, out)
     shutil.rmtree(resume_dir(out), ignore_errors=True)
     log.info("run written to %s", out)
-    return RunResult(out, metrics, config, history)
+    return metrics
 
 
 def _fine_tune(tf, keras, built, cfg: TrainConfig, tr, va, n_classes, aug, loss, timings, backup: Path) -> dict:
