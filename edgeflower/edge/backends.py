@@ -247,6 +247,10 @@ def load_backend(path: str | Path, backend: str | None = None, threads: int | No
     if threads is not None and threads < 1:
         raise BackendError(f"threads must be at least 1, got {threads}")
     suffix = path.suffix.lower()
+    if suffix == ".rpk" or backend == "imx500":  # the AI Camera: the network runs on the sensor
+        from edgeflower.edge.imx500 import Imx500Backend
+
+        return Imx500Backend(path, threads)
     if backend is not None:
         if backend not in BACKENDS:
             raise BackendError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
@@ -254,7 +258,7 @@ def load_backend(path: str | Path, backend: str | None = None, threads: int | No
             raise BackendError(f"backend {backend} cannot run {suffix} files; use one of {_BY_SUFFIX[suffix]}")
         return BACKENDS[backend](path, threads)
     if suffix not in _BY_SUFFIX:
-        raise BackendError(f"{path.name}: unknown model type {suffix!r}; expected .tflite or .onnx")
+        raise BackendError(f"{path.name}: unknown model type {suffix!r}; expected .tflite, .onnx or .rpk")
     missing = []
     for name in _BY_SUFFIX[suffix]:
         try:

@@ -156,7 +156,8 @@ class Classifier:
             if min_similarity is None:
                 min_similarity = unknown.get("similarity_threshold", 0.0)
             self.min_similarity = float(min_similarity)
-        self._check_probabilities()
+        if not getattr(self.backend, "on_sensor", False):  # the AI Camera checks each frame's outputs instead
+            self._check_probabilities()
 
     def _check_probabilities(self) -> None:
         """One inference on a grey frame: the class output must be probabilities (a softmax), not logits or an

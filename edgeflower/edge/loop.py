@@ -67,6 +67,8 @@ def run(clf: Classifier, source: Source, out: IO[str] | None = None, smooth: int
                     out.write(json.dumps({"ts": frame.timestamp, "frame": frame.index, "name": frame.name,
                                           "error": frame.error}) + "\n")
                 continue
+            if frame.outputs is not None:  # the AI Camera ran the network on the sensor for this frame
+                clf.backend.feed(frame.outputs)
             pred = clf.classify(frame.image, smoother)
             e2e = (time.perf_counter_ns() - frame.captured_ns) / 1e6
             s.frames += 1

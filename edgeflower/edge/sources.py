@@ -33,6 +33,7 @@ class Frame:
     captured_ns: int  # perf_counter_ns at capture (for end-to-end latency)
     name: str = ""
     error: str = ""
+    outputs: list | None = None  # the network's outputs computed on the sensor (the AI Camera), else None
 
 
 class Source:
