@@ -4,7 +4,8 @@
 opened once (what `service install` verifies before it writes a unit); ``run_device`` wires source, classifier,
 saver, live page and sinks together, runs the loop and stops cleanly: SIGTERM (``systemctl stop``) and Ctrl-C both
 flush the sinks' files, stop the ``--exec`` children and return the summary. The library never prints: messages for
-the person go to ``say``, the status line to ``status``.
+the person go to ``say``, the status line to ``status``; ``run_console`` is `classify`: ``run_device`` with both
+written for a terminal or a journal through one ``echo`` function.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -57,6 +58,11 @@ class DeviceOptions:
     loop: bool = False
     resolution: str = "320x240"
     max_frames: int | None = None
+
+    @classmethod
+    def from_params(cls, params: dict) -> DeviceOptions:
+        """From `classify`'s parsed options; those that are not the device's (--quiet) are left out."""
+        return cls(**{f.name: params[f.name] for f in fields(cls) if f.name in params})
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.camera, self.video, self.images)) != 1:
@@ -225,6 +231,29 @@ def run_device(opts: DeviceOptions, say: Callable[[str], None] = lambda m: None,
         finally:
             if server is not None:
                 server.shutdown()
+    return summary
+
+
+def run_console(opts: DeviceOptions, echo: Callable[..., None], tty: bool, quiet: bool = False) -> Summary:
+    """``run_device`` for a person: on a terminal (``tty``) one status line rewritten in place; under systemd, nohup
+    or a pipe the same status as a line every 15 s; none when ``quiet``. Messages go on lines of their own, then the
+    summary line; a source that failed is a SourceError after it. ``echo(text, warning=False)`` writes ``text`` as
+    it is (no newline added) to stderr."""
+    show = tty and not quiet
+    if show:
+        status, status_every = (lambda msg: echo("\r" + msg[:150].ljust(150))), 0.25
+    else:
+        status, status_every = (None if quiet else (lambda msg: echo(msg[:150] + "\n"))), 15.0
+
+    def say(msg: str) -> None:
+        echo("\n" if show else "")  # below the status line
+        echo(msg, warning=msg.startswith("warning:"))
+        echo("\n")
+
+    summary = run_device(opts, say=say, status=status, status_every=status_every)
+    echo(("\n" if show else "") + summary_line(summary) + "\n")
+    if summary.error:
+        raise SourceError(summary.error)
     return summary
 
 
