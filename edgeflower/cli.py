@@ -1,7 +1,9 @@
 """The `edgeflower` command line: a thin click layer over the library.
 
 Each command parses its options, imports its subpackage inside the command body (so `--help` works
-without TensorFlow) and calls one library function. Expected errors become one-line messages.
+without TensorFlow) and calls one library function. Options are named after the fields of the library's config
+(`TrainConfig(**opts)`); an option left unset (None) takes the config's default. Expected errors become one-line
+messages.
 """
 
 from __future__ import annotations
@@ -9,11 +11,10 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from pathlib import Path
 
 import click
 
-from edgeflower import __version__
+from edgeflower import __version__, _output
 from edgeflower.errors import EdgeflowerError
 
 
@@ -48,38 +49,28 @@ def data() -> None:
     """Check the dataset and (re)generate the frozen train/val/test split."""
 
 
-_data_opt = click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+_data_opt = click.option("--data", "data", type=click.Path(file_okay=False), default=None,
                          help="Dataset folder (class sub-folders). Default: $EDGEFLOWER_DATA, the cache, or download.")
+_limit_opt = click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
+
+
+def _split_opt(help: str, exists: bool = True):
+    return click.option("--split", type=click.Path(dir_okay=False, exists=exists), default=None, help=help)
 
 
 @data.command("check")
 @_data_opt
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON.")
 @_handle_errors
-def data_check(data_dir: str | None, json_out: str | None) -> None:
+def data_check(data: str | None, json_out: str | None) -> None:
     """Decode every image; report counts, unreadable files, duplicates and near-duplicates."""
     from edgeflower._util import write_json
     from edgeflower.data.check import check_dataset
     from edgeflower.data.source import resolve_data_dir
 
-    root = resolve_data_dir(data_dir)
-    r = check_dataset(root)
-    d = r.to_dict()
-    click.echo(f"dataset {root}: {d['total']} readable images in {len(d['counts'])} classes")
-    for c, n in d["counts"].items():
-        click.echo(f"  {c:<12} {n:>5}")
-    click.echo(f"unreadable files: {len(d['unreadable'])}")
-    for u in d["unreadable"]:
-        click.echo(f"  {u['path']}: {u['error']}")
-    if d["converted_modes"]:
-        click.echo("converted on load: " + ", ".join(f"{k} x{v}" for k, v in d["converted_modes"].items()))
-    click.echo(f"byte-identical duplicate groups: {len(d['identical_duplicates'])}")
-    for g in d["identical_duplicates"]:
-        tag = "  [filed under several classes]" if g in d["cross_class_duplicates"] else ""
-        click.echo("  " + " = ".join(g) + tag)
-    click.echo(f"near-duplicate pairs: {len(d['near_duplicates'])}")
-    for p in d["near_duplicates"]:
-        click.echo(f"  {p['a']} ~ {p['b']} (similarity {p['similarity']:.3f})")
+    root = resolve_data_dir(data)
+    d = check_dataset(root).to_dict()
+    click.echo(_output.data_check(root, d))
     if d["empty_classes"]:
         click.secho("classes with no readable images: " + ", ".join(d["empty_classes"]), fg="yellow")
     if json_out:
@@ -92,12 +83,12 @@ def data_check(data_dir: str | None, json_out: str | None) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the regenerated manifest here (for your own dataset).")
 @_handle_errors
-def data_split(data_dir: str | None, seed: int | None, out: str | None) -> None:
+def data_split(data: str | None, seed: int | None, out: str | None) -> None:
     """Regenerate the split from the data and verify it equals the packaged frozen one."""
     from edgeflower.data.source import resolve_data_dir
     from edgeflower.data.split import SEED, diff_manifests, load_manifest, make_split, write_manifest
 
-    root = resolve_data_dir(data_dir)
+    root = resolve_data_dir(data)
     m = make_split(root, seed=SEED if seed is None else seed)
     click.echo("regenerated split: " + ", ".join(f"{k} {v}" for k, v in m["counts"].items())
                + f"; excluded {len(m['excluded'])}")
@@ -121,27 +112,17 @@ def data_split(data_dir: str | None, seed: int | None, out: str | None) -> None:
               help="Flag a photo when a model that never saw it gives another class at least this probability.")
 @click.option("--offtopic-confidence", type=click.FloatRange(0, 1), default=0.4, show_default=True,
               help="Flag a photo when no class gets at least this probability.")
-@click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
+@_limit_opt
 @click.option("--weights", default="imagenet", hidden=True)
 @click.option("--input-size", type=click.IntRange(min=32), default=224, hidden=True)
-@click.option("--split", "split_path", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Split manifest (default: the frozen flower_photos split).")
+@_split_opt("Split manifest (default: the frozen flower_photos split).")
 @_handle_errors
-def data_clean(data_dir, out, folds, mislabel_confidence, offtopic_confidence, limit_per_class, weights, input_size,
-               split_path):
+def data_clean(out, **opts):
     """Flag duplicates, photos filed under two classes, likely mislabeled and off-topic photos; write a report,
     a contact sheet and an exclusion list (`train --exclude`). Never deletes or moves files."""
     from edgeflower.clean import CleanConfig, clean
 
-    r = clean(CleanConfig(data=data_dir, out=out, folds=folds, mislabel_confidence=mislabel_confidence,
-                          offtopic_confidence=offtopic_confidence, limit_per_class=limit_per_class, weights=weights,
-                          input_size=input_size, split=split_path))
-    click.echo(f"identical duplicate groups {len(r['identical_duplicates'])}, near-duplicate pairs "
-               f"{len(r['near_duplicates'])}, filed under two classes {len(r['cross_class_duplicates'])}")
-    for k, v in r["flagged_counts"].items():
-        click.echo(f"{k}: {v}")
-    click.echo(f"out-of-fold accuracy {r['out_of_fold_accuracy'] * 100:.2f}%; {len(r['exclude'])} training photos "
-               f"listed in {out}/exclude.txt; contact sheet: {r['contact_sheet']}; report: {out}/clean_report.json")
+    click.echo(_output.data_clean(clean(CleanConfig(out=out, **opts)), out))
 
 
 @data.command("review")
@@ -151,10 +132,7 @@ def data_review(saved):
     """Contact sheet (review.html and review.png) of the frames `classify --save SAVED` kept, grouped by answer."""
     from edgeflower.data.review import review
 
-    r = review(saved)
-    click.echo(f"{r['frames']} frames: " + ", ".join(f"{g} {n}" for g, n in r["groups"].items()))
-    click.echo(f"look at {r['html']} (or {r['png']}); move the frames you recognise into {saved}/<class>/, then: "
-               f"edgeflower data add {saved} --into DATASET")
+    click.echo(_output.data_review(review(saved), saved))
 
 
 @data.command("add")
@@ -167,17 +145,11 @@ def data_add(saved, into):
     dataset already has are reported and skipped)."""
     from edgeflower.data.review import add
 
-    r = add(saved, into)
-    click.echo(f"added {sum(r.added.values())} photos to {into}: "
-               + ", ".join(f"{c} {n}" for c, n in r.added.items())
-               + (f"; {r.renamed} renamed (the name was taken)" if r.renamed else ""))
-    for src, dup in r.duplicates:
-        click.echo(f"already in the dataset, skipped: {src} (same bytes as {dup})")
-    for src, why in r.not_images:
-        click.echo(f"not copied: {why}" if src in why else f"not copied: {src}: {why}")
-    if r.stale:
-        click.echo(f"removed {r.stale} partial copies left by an interrupted earlier run")
-    click.echo(f"train on it: edgeflower train --data {into}")
+    click.echo(_output.data_add(add(saved, into), into))
+
+
+def _comma_list(value: str | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(v.strip() for v in value.split(","))
 
 
 # ---------------------------------------------------------------- train / eval
@@ -197,9 +169,8 @@ def _model_names() -> list[str]:
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Maximum epochs, with early stopping (default: 40 for transfer models, 30 for the CNN).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--augment/--no-augment", default=None,
-              help="Flip, zoom, translation and contrast on the fly (default: on for transfer models, off for the "
-                   "CNN).")
+@click.option("--augment/--no-augment", default=None, help="Flip, zoom, translation and contrast on the fly "
+              "(default: on for transfer models, off for the CNN).")
 @click.option("--aug-views", type=click.IntRange(min=1), default=4, show_default=True,
               help="Augmented views of the training set whose features are cached (transfer models).")
 @click.option("--fine-tune", type=click.IntRange(min=0), default=0, show_default=True,
@@ -210,7 +181,7 @@ def _model_names() -> list[str]:
               show_default=True, help="Fine-tuning learning rate: constant, or cosine decay to 0 over the epochs.")
 @click.option("--mixup", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Mixup Beta parameter for end-to-end training (fine-tuning, the CNN); 0 = off, 0.2 is usual.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate (Adam).")
+@click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="Learning rate (Adam).")
 @click.option("--label-smoothing", type=click.FloatRange(0, 0.5), default=None,
               help="Label smoothing (default: 0.1 for transfer models, 0 for the CNN).")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True)
@@ -220,54 +191,38 @@ def _model_names() -> list[str]:
               help="Backbone weights: imagenet, none, or a file (Keras .h5; a legacy PyTorch .pth for "
                    "efficientnet_lite*).")
 @click.option("--input-size", type=click.IntRange(min=32), default=None, help="Square input size (default per model).")
-@click.option("--split", "split_path", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Split manifest (default: the frozen split for flower_photos; for any other folder, a split made "
-                   "from it and saved in the run as split.json).")
+@_split_opt("Split manifest (default: the frozen split for flower_photos; for any other folder, a split made from "
+            "it and saved in the run as split.json).")
 @click.option("--exclude", type=click.Path(dir_okay=False, exists=True), default=None,
               help="File of relative paths to leave out of training (from `edgeflower data clean`).")
 @click.option("--background", type=click.Path(file_okay=False, exists=True), default=None,
               help="Folder of photos of the camera's scene without any of the classes (a few dozen, or video frames): "
-                   "trained "
-                   "as one more class that the device answers 'unknown'.")
+                   "trained as one more class that the device answers 'unknown'.")
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @_handle_errors
-def train(model, data_dir, out, epochs, batch_size, augment, aug_views, fine_tune, fine_tune_epochs, fine_tune_lr,
-          fine_tune_schedule, mixup, lr, label_smoothing, patience, limit_per_class, seed, weights, input_size,
-          split_path, exclude, background, force):
+def train(**opts):
     """Train a model on the frozen split and write a run directory with metrics and a report."""
     from edgeflower.train.loop import TrainConfig, train as run_train
 
-    cfg = TrainConfig(model=model, data=data_dir, out=out, epochs=epochs, batch_size=batch_size, augment=augment,
-                      aug_views=aug_views, fine_tune=fine_tune, fine_tune_epochs=fine_tune_epochs,
-                      fine_tune_lr=fine_tune_lr, fine_tune_schedule=fine_tune_schedule, mixup=mixup,
-                      learning_rate=lr, label_smoothing=label_smoothing, patience=patience,
-                      limit_per_class=limit_per_class, seed=seed, weights=weights, input_size=input_size,
-                      split=split_path, exclude=exclude, background=background, force=force)
-    r = run_train(cfg, say=lambda msg: click.echo(msg, err=True))
-    m = r.metrics
-    click.echo(f"{model}: test accuracy {m['test']['accuracy'] * 100:.2f}% (val {m['val']['accuracy'] * 100:.2f}%, "
-               f"train {m['train']['accuracy'] * 100:.2f}%) in {r.config['train_seconds']:.0f} s -> {r.run_dir}")
+    r = run_train(TrainConfig(**opts), say=lambda msg: click.echo(msg, err=True))
+    click.echo(_output.train(opts["model"], r))
 
 
 @main.command("eval")
 @click.argument("target", type=click.Path(exists=True))
 @click.option("--subset", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
               help="Which part of the split to evaluate on.")
-@click.option("--split", "split_path", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Split manifest, as for train (default: the run's).")
+@_split_opt("Split manifest, as for train (default: the run's).")
 @_data_opt
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None)
 @_handle_errors
-def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | None, json_out: str | None) -> None:
+def eval_cmd(target: str, subset: str, split: str | None, data: str | None, json_out: str | None) -> None:
     """Recompute the metrics of a saved model (RUN_DIR or MODEL.keras) on one part of its split."""
     from edgeflower._util import write_json
     from edgeflower.train.loop import evaluate
 
-    m = evaluate(target, split=subset, data=data_dir, manifest_path=split_path)
-    click.echo(f"{subset}: accuracy {m['accuracy'] * 100:.2f}% loss {m['loss']:.4f} macro-F1 {m['macro_f1']:.3f} "
-               f"({m['n']} images)")
-    for c, v in m["per_class"].items():
-        click.echo(f"  {c:<12} P {v['precision']:.3f}  R {v['recall']:.3f}  F1 {v['f1']:.3f}  n {v['support']}")
+    m = evaluate(target, split=subset, data=data, manifest_path=split)
+    click.echo(_output.evaluation(m, subset))
     if json_out:
         write_json(json_out, m)
 
@@ -277,7 +232,7 @@ def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | N
 @click.argument("target", type=click.Path(exists=True))
 @click.option("--int8", is_flag=True, help="Also write full-integer int8 TFLite (and int8 ONNX).")
 @click.option("--onnx/--no-onnx", default=True, show_default=True, help="Also write ONNX artifacts.")
-@click.option("--formats", default=None, metavar="LIST",
+@click.option("--formats", default=None, metavar="LIST", callback=lambda ctx, param, v: _comma_list(v),
               help="The artifacts to write, comma-separated, instead of --int8/--onnx: tflite_float, tflite_fp16 "
                    "(float16 weights), tflite_int8, onnx_float, onnx_int8.")
 @click.option("--calibration", type=click.IntRange(min=1), default=300, show_default=True,
@@ -295,41 +250,30 @@ def eval_cmd(target: str, subset: str, split_path: str | None, data_dir: str | N
               help="When an int8 artifact (TFLite or ONNX) is over budget, return the layers that hurt accuracy most "
                    "to float, one at a time, until the gate's rule passes on the validation photos (also the last "
                    "remedy of --auto).")
-@click.option("--unknown", "unknown", type=click.Choice(["similarity", "confidence"]), default="similarity",
-              show_default=True,
+@click.option("--unknown", type=click.Choice(["similarity", "confidence"]), default="similarity", show_default=True,
               help="How artifacts answer 'unknown': similarity = a second output scoring how close a photo's features "
                    "are to those of the training photos (rejects photos of other things far better); confidence = the "
-                   "top "
-                   "probability alone. Thresholds are calibrated on the validation split.")
+                   "top probability alone. Thresholds are calibrated on the validation split.")
 @click.option("--unknown-neighbours", type=click.IntRange(min=1), default=2, show_default=True,
               help="The similarity is to the K-th nearest training photo: with K=2 one stray training photo cannot "
                    "vouch for an unrelated photo like it (1 = the nearest).")
 @click.option("--unknown-per-class/--unknown-any-class", default=True, show_default=True,
               help="Look for the K nearest training photos among those of the predicted class (one similarity per "
                    "class in the output, the device reads the predicted one's), or among all training photos.")
-@click.option("--unknown-budget", type=click.FloatRange(0, 100), default=None,
+@click.option("--unknown-budget", "unknown_budget_pts", type=click.FloatRange(0, 100), default=None,
               help="Validation accuracy (percentage points) the unknown threshold may cost "
                    "[default: 0.5, half the 1-point target, as a margin for val-to-test sampling noise].")
 @_data_opt
-@click.option("--split", "split_path", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Split manifest (default: the run's, else the frozen flower_photos split).")
-@click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
+@_split_opt("Split manifest (default: the run's, else the frozen flower_photos split).")
+@_limit_opt
 @_handle_errors
-def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, onnx_activation, auto,
-           mixed_precision, unknown, unknown_neighbours, unknown_per_class, unknown_budget, data_dir, split_path,
-           limit_per_class):
+def export(**opts):
     """Export RUN_DIR or MODEL.keras to TFLite/ONNX and gate every artifact against the float model on the
     validation photos (the test photos' figures are reported beside)."""
     from edgeflower.errors import AccuracyDropError
     from edgeflower.export.pipeline import ExportConfig, export as run_export, render_table
 
-    cfg = ExportConfig(target=target, out=out, int8=int8, onnx=onnx, calibration=calibration, max_drop=max_drop,
-                       input_type=input_type, onnx_activation=onnx_activation, auto=auto,
-                       mixed_precision=mixed_precision, data=data_dir,
-                       split=split_path, limit_per_class=limit_per_class, unknown=unknown,
-                       unknown_neighbours=unknown_neighbours, unknown_per_class=unknown_per_class,
-                       formats=tuple(f.strip() for f in formats.split(",")) if formats is not None else None,
-                       **({} if unknown_budget is None else {"unknown_budget_pts": unknown_budget}))
+    cfg = ExportConfig(**{k: v for k, v in opts.items() if v is not None})
     try:
         report = run_export(cfg, progress=lambda m: click.echo(f"... {m}", err=True))
     except AccuracyDropError as exc:
@@ -395,39 +339,14 @@ def export(target, int8, onnx, formats, calibration, max_drop, out, input_type, 
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @click.option("--quiet", is_flag=True, help="No status line.")
 @_handle_errors
-def classify(model, camera, video, images, backend, threads, threshold, min_similarity, top_k, smooth, jsonl, serve,
-             mqtt_url, mqtt_every, mqtt_discovery, post_url, exec_cmd, exec_shell, save_dir, save_when,
-             save_confidence, save_min_interval, save_max_mb, reconnect, loop, resolution, max_frames, quiet):
+def classify(quiet, **opts):
     """Classify camera frames, a video or still images with an exported MODEL (.tflite or .onnx)."""
-    from edgeflower.edge.app import run_device, summary_line
+    from edgeflower.edge.app import DeviceOptions, run_console
 
-    opts = _device_options(click.get_current_context().params)
-    show = (not quiet) and sys.stderr.isatty()
-    if show:  # one status line, rewritten in place
-        status, status_every = (lambda msg: click.echo("\r" + msg[:150].ljust(150), nl=False, err=True)), 0.25
-    else:  # under systemd, nohup or a pipe: the same status as a line every 15 s
-        status, status_every = (None if quiet else (lambda msg: click.echo(msg[:150], err=True))), 15.0
+    def echo(text: str, warning: bool = False) -> None:
+        click.secho(text, nl=False, err=True, fg="yellow" if warning else None)
 
-    def say(msg: str) -> None:
-        if show:
-            click.echo("", err=True)  # below the status line
-        click.secho(msg, err=True, fg="yellow" if msg.startswith("warning:") else None)
-
-    summary = run_device(opts, say=say, status=status, status_every=status_every)
-    if show:
-        click.echo("", err=True)
-    click.echo(summary_line(summary), err=True)
-    if summary.error:
-        from edgeflower.errors import SourceError
-
-        raise SourceError(summary.error)
-
-
-def _device_options(params: dict):
-    """classify's parsed options -> the device's options (a one-line error for a wrong combination)."""
-    from edgeflower.edge.app import DeviceOptions
-
-    return DeviceOptions(**{k: v for k, v in params.items() if k != "quiet"})
+    run_console(DeviceOptions.from_params(opts), echo, tty=sys.stderr.isatty(), quiet=quiet)
 
 
 # ---------------------------------------------------------------- service (systemd)
@@ -451,7 +370,7 @@ def service_install(model, user_unit, name, unit_dir, force, classify_args):
     """Write a systemd unit that runs `edgeflower classify MODEL CLASSIFY_ARGS...` from this environment.
 
     Example: edgeflower service install export/model_int8.tflite --camera --smooth 5 --serve 0.0.0.0:8080"""
-    from edgeflower.edge.app import check
+    from edgeflower.edge.app import DeviceOptions, check
     from edgeflower.errors import EdgeflowerError
     from edgeflower.service import ServiceError, install
 
@@ -460,7 +379,7 @@ def service_install(model, user_unit, name, unit_dir, force, classify_args):
     except click.ClickException as exc:
         raise ServiceError(f"classify options: {exc.format_message()}") from None
     try:  # what classify would refuse at boot: the model, still images and video files, the sinks' addresses
-        check(_device_options(ctx.params))
+        check(DeviceOptions.from_params(ctx.params))
     except EdgeflowerError as exc:
         raise ServiceError(f"classify would fail at start: {exc}") from None
     unit = install(model, list(classify_args), name=name, user_unit=user_unit, directory=unit_dir, force=force)
@@ -494,19 +413,16 @@ def service_uninstall(user_unit, name, unit_dir):
               help="Test images for the end-to-end (decode to label) latency.")
 @_data_opt
 @click.option("--no-accuracy", is_flag=True, help="Skip the accuracy check on the run's test photos.")
-@click.option("--split", "split_path", type=click.Path(dir_okay=False), default=None,
-              help="Split manifest whose test images to use (default: the split of the run the artifacts came "
-                   "from, else the frozen flower_photos split).")
+@_split_opt("Split manifest whose test images to use (default: the split of the run the artifacts came from, else "
+            "the frozen flower_photos split).", exists=False)
 @click.option("--backend", type=click.Choice(["litert", "tflite-runtime", "onnxruntime"]), default=None)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write results as JSON.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None,
               help="Latency-vs-accuracy PNG (default: beside --json).")
-@click.option("--limit-per-class", type=click.IntRange(min=1), default=None, hidden=True)
+@_limit_opt
 @_handle_errors
-def bench(artifacts, threads, runs, warmup, e2e_images, data_dir, no_accuracy, split_path, backend, json_out,
-          plot_out, limit_per_class):
+def bench(threads, no_accuracy, json_out, plot_out, **opts):
     """Measure latency, throughput, memory, size and accuracy of each exported ARTIFACT."""
-    from edgeflower._util import write_json
     from edgeflower.bench import BenchConfig, bench as run_bench, plot, render
     from edgeflower.errors import BenchError
 
@@ -514,20 +430,10 @@ def bench(artifacts, threads, runs, warmup, e2e_images, data_dir, no_accuracy, s
         thr = tuple(int(t) for t in threads.split(",") if t.strip())
     except ValueError as exc:
         raise BenchError(f"--threads {threads!r}: expected comma-separated integers, e.g. 1,2,4") from exc
-    cfg = BenchConfig(artifacts=tuple(artifacts), threads=thr, runs=runs, warmup=warmup, e2e_images=e2e_images,
-                      data=data_dir, accuracy=not no_accuracy, backend=backend, split=split_path,
-                      limit_per_class=limit_per_class)
-    report = run_bench(cfg, progress=lambda m: click.echo(f"... {m}", err=True))
+    report = run_bench(BenchConfig(threads=thr, accuracy=not no_accuracy, **opts),
+                       progress=lambda m: click.echo(f"... {m}", err=True))
     click.echo(render(report))
-    if json_out:
-        write_json(json_out, report)
-        click.echo(f"results written to {json_out}", err=True)
-    png = plot_out or (str(Path(json_out).with_suffix(".png")) if json_out else None)
-    if png:
-        if plot(report, png):
-            click.echo(f"plot written to {png}", err=True)
-        else:
-            click.echo("no plot (needs matplotlib and at least one artifact with accuracy)", err=True)
+    _output.save_bench(report, json_out, plot_out, plot, say=lambda m: click.echo(m, err=True))
     failed = [r for r in report["results"] if "error" in r]
     for r in failed:
         click.secho(f"error: {r['name']}: {r['error']}", fg="red", err=True)

@@ -62,6 +62,25 @@ def test_help_when_tensorflow_is_missing():
     assert "Traceback" not in out.stdout
 
 
+def test_options_are_the_fields_of_the_config_they_fill():
+    """train, export, data clean, bench and classify pass their options to the library's config by name."""
+    from dataclasses import fields
+
+    from edgeflower.bench import BenchConfig
+    from edgeflower.clean import CleanConfig
+    from edgeflower.edge.app import DeviceOptions
+    from edgeflower.export.pipeline import ExportConfig
+    from edgeflower.train.loop import TrainConfig
+
+    for cmd, cfg, own in [(main.commands["train"], TrainConfig, set()),
+                          (main.commands["export"], ExportConfig, set()),
+                          (main.commands["data"].commands["clean"], CleanConfig, set()),
+                          (main.commands["bench"], BenchConfig, {"threads", "no_accuracy", "json_out", "plot_out"}),
+                          (main.commands["classify"], DeviceOptions, {"quiet"})]:
+        unknown = {p.name for p in cmd.params} - own - {f.name for f in fields(cfg)}
+        assert not unknown, f"{cmd.name}: {unknown} are not fields of {cfg.__name__}"
+
+
 def test_edge_import_pulls_in_only_numpy_and_pillow():
     """The device runtime stays light to import: no third-party package but numpy and Pillow at import time (the
     inference backend loads when a model is opened). Checked by what is imported, not by a wall-clock limit, which
