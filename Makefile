@@ -10,7 +10,9 @@ MODEL   ?= efficientnet_lite0
 SHARED   = $(abspath ../shared)
 export EDGEFLOWER_DATA ?= $(if $(wildcard $(SHARED)/data/flower_photos),$(SHARED)/data/flower_photos,)
 export KERAS_HOME      ?= $(if $(wildcard $(SHARED)/keras/models),$(SHARED)/keras,$(HOME)/.keras)
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+# TensorFlow's C++ log: 3 hides INFO, WARNING and ERROR lines ("failed call to cuInit" is one), the level the CLI
+# itself sets without -v when the variable is unset (edgeflower/_quiet.py)
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: main test lint setup bench-study pi-check clean
 

@@ -35,10 +35,13 @@ def _handle_errors(fn):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgeflower")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True, help="More log output, TensorFlow's included (-vv for debug).")
 def main(verbose: int) -> None:
     """edgeflower: train an image classifier on your own classes (or flower_photos), export it to int8
     TFLite/ONNX with an accuracy gate, benchmark it, and run it on a Raspberry Pi."""
+    from edgeflower import _quiet
+
+    _quiet.configure(verbose)  # before any command imports TensorFlow
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 

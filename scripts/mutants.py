@@ -62,6 +62,10 @@ MUTANTS = {
                                 ["tests/test_own_photos.py", "-k", "train_to_bench"]),
     "mediapipe-normalization": ("edgeflower/export/tflite_metadata.py", "norm_std=[1.0]", "norm_std=[255.0]",
                                 ["tests/test_clients.py", "-k", "mediapipe"]),
+    "cli-not-quiet": ("edgeflower/cli.py", "    _quiet.configure(verbose)  # before any command imports TensorFlow\n",
+                      "", ["tests/test_cli_quiet.py", "-k", "eval_prints"]),
+    "quiet-fds-leaks": ("edgeflower/_quiet.py", "            os.dup2(tmp.fileno(), fd)\n", "            pass\n",
+                        ["tests/test_cli_quiet.py", "-k", "swallows"]),
 }
 
 
