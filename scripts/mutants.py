@@ -66,6 +66,8 @@ MUTANTS = {
                       "", ["tests/test_cli_quiet.py", "-k", "eval_prints"]),
     "quiet-fds-leaks": ("edgeflower/_quiet.py", "            os.dup2(tmp.fileno(), fd)\n", "            pass\n",
                         ["tests/test_cli_quiet.py", "-k", "swallows"]),
+    "missing-tensorflow-traceback": ("edgeflower/_deps.py", "        raise missing(module, purpose) from exc\n",
+                                     "        raise\n", ["tests/test_cli.py", "-k", "train_without_tensorflow"]),
 }
 
 
