@@ -68,6 +68,10 @@ MUTANTS = {
                         ["tests/test_cli_quiet.py", "-k", "swallows"]),
     "missing-tensorflow-traceback": ("edgeflower/_deps.py", "        raise missing(module, purpose) from exc\n",
                                      "        raise\n", ["tests/test_cli.py", "-k", "train_without_tensorflow"]),
+    "pi-camera-bgr": ("edgeflower/edge/sources.py", "np.ascontiguousarray(arr[:, :, :3])",
+                      "np.ascontiguousarray(arr[:, :, 2::-1])", ["tests/test_edge.py", "-k", "picamera2 or pi_camera"]),
+    "usb-camera-bgr": ("edgeflower/edge/sources.py", "self.cv2.cvtColor(bgr, self.cv2.COLOR_BGR2RGB)", "bgr",
+                       ["tests/test_edge.py", "-k", "usb_camera"]),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ from edgeflower.edge.loop import run
 from edgeflower.edge.sources import Frame, ImageSource, LatestFrame, OpenCVSource, Source
 from edgeflower.errors import BackendError, MissingDependencyError, SourceError
 
-from conftest import make_image, run_cli, without_metadata
+from conftest import COLOURS, make_image, run_cli, without_metadata
 
 
 def test_backend_chosen_by_file_type(tiny_export):
@@ -185,6 +186,10 @@ def test_latest_frame_drops_stale_frames():
     assert g.get(timeout=2) is None
 
 
+def _labels(buf) -> list[str]:
+    return [json.loads(ln)["label"] for ln in buf.getvalue().splitlines()]
+
+
 class _FakePicamera2:
     """The slice of picamera2.Picamera2 that PiCameraSource uses; tests override capture_array."""
 
@@ -206,6 +211,8 @@ class _FakePicamera2:
 
 
 def test_fake_picamera2(tiny_export, monkeypatch):
+    """A red frame as picamera2 delivers it ('BGR888': R, G, B, X in memory) is answered red; read in the other
+    channel order it would be blue."""
     calls = {"n": 0}
 
     class FakeCam(_FakePicamera2):
@@ -220,9 +227,10 @@ def test_fake_picamera2(tiny_export, monkeypatch):
     monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakeCam))
     from edgeflower.edge.sources import PiCameraSource
 
-    src = PiCameraSource((64, 48))
-    s = run(Classifier(tiny_export / "model_float.tflite", threshold=0.0), src, out=None)
+    src, buf = PiCameraSource((64, 48)), io.StringIO()
+    s = run(Classifier(tiny_export / "model_float.tflite", threshold=0.0, min_similarity=-1.0), src, out=buf)
     assert s.frames >= 1 and s.stopped_by == "source error" and "unplugged" in s.error
+    assert _labels(buf) == ["red"] * s.frames  # a live source: the loop may skip stale frames
 
 
 def test_missing_picamera2_and_opencv_messages(monkeypatch):
@@ -404,15 +412,17 @@ def test_reconnect_restarts_a_lost_pi_camera(tiny_export, monkeypatch):
             if self.generation == 1 and self.frames > 2:
                 raise RuntimeError("camera unplugged")
             w, h = self.size
-            return np.full((h, w, 3), 200, np.uint8)
+            return np.full((h, w, 3), COLOURS["blue"], np.uint8)  # RGB in memory, as 'BGR888' delivers it
 
     monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FlakyCam))
     monkeypatch.setattr(time, "sleep", lambda s: None)
     from edgeflower.edge.sources import PiCameraSource
 
-    s = run(Classifier(tiny_export / "model_float.tflite"), PiCameraSource((64, 48), reconnect=True), out=None,
-            max_frames=6)
-    assert starts["n"] == 2 and s.frames >= 1 and s.error == ""
+    buf = io.StringIO()
+    s = run(Classifier(tiny_export / "model_float.tflite", threshold=0.0, min_similarity=-1.0),
+            PiCameraSource((64, 48), reconnect=True), out=buf, max_frames=6)
+    assert starts["n"] == 2 and s.frames == 6 and s.error == ""
+    assert _labels(buf) == ["blue"] * 6  # before and after the restart
 
 
 def test_usb_camera_gets_the_resolution_asked_for(tiny_export, monkeypatch):
@@ -433,8 +443,8 @@ def test_usb_camera_gets_the_resolution_asked_for(tiny_export, monkeypatch):
             asked[prop] = value
             return True
 
-        def read(self):
-            return True, np.zeros((asked.get("h", 48), asked.get("w", 64), 3), np.uint8)
+        def read(self):  # OpenCV's byte order: B, G, R; the colour is red
+            return True, np.full((asked.get("h", 48), asked.get("w", 64), 3), COLOURS["red"][::-1], np.uint8)
 
         def release(self):
             pass
@@ -443,9 +453,11 @@ def test_usb_camera_gets_the_resolution_asked_for(tiny_export, monkeypatch):
                                  COLOR_BGR2RGB=4, cvtColor=lambda img, code: img[..., ::-1])
     monkeypatch.setitem(sys.modules, "cv2", fake)
     r = CliRunner().invoke(main, ["classify", str(tiny_export / "model_int8.tflite"), "--camera", "0",
-                                  "--resolution", "640x480", "--max-frames", "2", "--quiet"])
+                                  "--resolution", "640x480", "--max-frames", "2", "--quiet", "--threshold", "0",
+                                  "--min-similarity", "-1"])
     assert r.exit_code == 0, r.output
     assert asked == {"w": 640, "h": 480}
+    assert [json.loads(ln)["label"] for ln in r.stdout.splitlines()] == ["red", "red"]
 
 
 def test_live_page_encodes_only_for_viewers_and_at_its_rate():
