@@ -72,6 +72,12 @@ MUTANTS = {
                       "np.ascontiguousarray(arr[:, :, 2::-1])", ["tests/test_edge.py", "-k", "picamera2 or pi_camera"]),
     "usb-camera-bgr": ("edgeflower/edge/sources.py", "self.cv2.cvtColor(bgr, self.cv2.COLOR_BGR2RGB)", "bgr",
                        ["tests/test_edge.py", "-k", "usb_camera"]),
+    "pi-check-unmounts-in-order": ("scripts/pi-emulated-check.sh", "for (( i=${#MOUNTS[@]}-1; i>=0; i-- )); do",
+                                   "for (( i=0; i<${#MOUNTS[@]}; i++ )); do",
+                                   ["tests/test_scripts.py", "-k", "reverse_order"]),
+    "pi-check-any-cpu": ("scripts/pi-emulated-check.sh",
+                         '*) die "PI_CPU must be cortex-a72 or cortex-a76, got $PI_CPU";; esac',
+                         "*) PART=0xd08;; esac", ["tests/test_scripts.py", "-k", "known_cpu"]),
 }
 
 

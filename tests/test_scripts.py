@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -152,8 +153,72 @@ def test_fixture_is_reproducible(tmp_path):
     assert expected <= set(prints[0]["files"])
 
 
+PI_CHECK = ROOT / "scripts/pi-emulated-check.sh"
+
+
 def test_script_is_valid_bash():
-    assert subprocess.run(["bash", "-n", str(ROOT / "scripts/pi-emulated-check.sh")]).returncode == 0
+    assert subprocess.run(["bash", "-n", str(PI_CHECK)]).returncode == 0
+
+
+def _stubbed(tmp_path: Path, uid: int) -> dict:
+    """An environment in which the check runs as ``uid`` on x86_64 and every command that could change the machine
+    (apt-get, debootstrap, mount, chroot, ...) is a stub that logs its call and fails."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir(parents=True)
+    stubs = {"id": f"echo {uid}", "uname": "echo x86_64"}
+    for cmd in ("apt-get", "debootstrap", "mount", "umount", "chroot", "update-binfmts", "sudo", "qemu-aarch64-static"):
+        stubs[cmd] = f'echo "{cmd} $*" >> "{tmp_path}/calls"; exit 97'
+    for name, body in stubs.items():
+        (bin_ / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_ / name).chmod(0o755)
+    return {"PATH": f"{bin_}:{os.environ['PATH']}", "PYTHON": sys.executable, "PI_WORK": str(tmp_path / "work"),
+            "HOME": str(tmp_path)}
+
+
+def _pi_check(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(PI_CHECK)], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_pi_check_needs_root_and_a_known_cpu(tmp_path):
+    env = _stubbed(tmp_path, uid=1000)
+    r = _pi_check(env)
+    assert r.returncode == 1 and "[pi-check] FAIL: run as root" in r.stderr
+    env = _stubbed(tmp_path / "root", uid=0)
+    r = _pi_check({**env, "PI_CPU": "cortex-a53"})
+    assert r.returncode == 1, r.stderr
+    assert "[pi-check] FAIL: PI_CPU must be cortex-a72 or cortex-a76, got cortex-a53" in r.stderr
+    r = _pi_check({**env, "PYTHON": str(tmp_path / "no-python")})
+    assert r.returncode == 1 and "no host Python with edgeflower" in r.stderr
+    assert not (tmp_path / "root" / "calls").exists()  # it stopped before touching anything
+
+
+def _function(script: str, name: str) -> str:
+    """The text of the shell function ``name() { ... }`` in ``script`` (it ends at the first line that is "}")."""
+    lines = script.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"{name}() {{"))
+    end = next(i for i in range(start, len(lines)) if lines[i] == "}")
+    return "\n".join(lines[start:end + 1])
+
+
+def test_pi_check_unmounts_what_it_mounted_in_reverse_order(tmp_path):
+    """mnt remembers each mount and cleanup (the EXIT trap) unmounts them innermost first, lazily when a plain
+    unmount fails, and says which one it could not unmount."""
+    script = PI_CHECK.read_text()
+    calls = tmp_path / "calls"
+    code = "\n".join([
+        "set -euo pipefail", "MOUNTS=()",
+        f'mount() {{ echo "mount $*" >> {calls}; }}',
+        f'umount() {{ echo "umount $*" >> {calls}; case "$*" in /root/dev|*/root/sys) return 1;; esac; }}',
+        _function(script, "cleanup"), _function(script, "mnt"),
+        "mnt /root/proc -t proc proc", "mnt /root/sys --bind /sys", "mnt /root/dev --bind /dev",
+        "cleanup", 'echo "left: ${#MOUNTS[@]}"'])
+    r = subprocess.run(["bash", "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "left: 0"
+    assert calls.read_text().splitlines() == [
+        "mount -t proc proc /root/proc", "mount --bind /sys /root/sys", "mount --bind /dev /root/dev",
+        "umount /root/dev", "umount -l /root/dev", "umount /root/sys", "umount -l /root/sys", "umount /root/proc"]
+    assert r.stderr.strip() == "[pi-check] warning: could not unmount /root/sys"
 
 
 def test_per_class_similarities_are_each_within_one_step(tiny_export, tmp_path):
