@@ -117,9 +117,12 @@ class _TFLiteBackend(Backend):
         kwargs: dict[str, Any] = {"model_path": os.fspath(path)}
         if threads:
             kwargs["num_threads"] = int(threads)
+        from edgeflower._quiet import quiet_fds
+
         try:
-            self.interpreter = mod.Interpreter(**kwargs)
-            self.interpreter.allocate_tensors()
+            with quiet_fds():  # the XNNPACK delegate's INFO line, written by C++ (shown with -v)
+                self.interpreter = mod.Interpreter(**kwargs)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"{self.name} cannot load {path}: {str(exc).splitlines()[0]}") from exc
         inp = self.interpreter.get_input_details()[0]

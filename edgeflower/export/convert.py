@@ -21,9 +21,12 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """The converters print pages of signatures to stdout; keep them in the debug log instead."""
+    """The converters print pages of signatures to stdout; keep them in the debug log instead. Their C++ parts
+    (the quantizer's "fully_quantize: 0, ...") write to the file descriptors: hidden too, unless -v."""
+    from edgeflower._quiet import quiet_fds
+
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
+    with quiet_fds(), contextlib.redirect_stdout(buf):
         yield
     if buf.getvalue():
         log.debug("converter output:\n%s", buf.getvalue()[-4000:])
