@@ -175,3 +175,120 @@ def test_replayed_camera_answers_rejects_unknown_and_tells_the_sinks(imx_folder,
     # a live source may skip a stale frame, but every answer belongs to its own frame's outputs
     assert rows and all(r["label"] == EXPECTED[r["frame"]] for r in rows)
     assert sink.events == [r["label"] for r in rows]
+
+
+FAKE_PICAMERA2 = '''
+"""A stand-in for picamera2 with an AI Camera that replays the outputs in $FAKE_IMX500 (one frame every 20 ms)."""
+import json, os, time
+import numpy as np
+
+RECORDED = json.load(open(os.environ["FAKE_IMX500"]))
+
+
+class Picamera2:
+    def __init__(self, camera_num=0):
+        self.i = -1
+
+    def create_preview_configuration(self, main):
+        return main
+
+    def configure(self, cfg):
+        self.size = cfg["size"]
+
+    def start(self):
+        pass
+
+    def capture_request(self):
+        time.sleep(0.02)
+        self.i += 1
+        return _Request(self.i % len(RECORDED), self.size)
+
+    def stop(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class _Request:
+    def __init__(self, i, size):
+        self.i, self.size = i, size
+
+    def make_array(self, name):
+        return np.full((self.size[1], self.size[0], 4), 99, np.uint8)
+
+    def get_metadata(self):
+        return {"frame": self.i}
+
+    def release(self):
+        pass
+'''
+
+FAKE_DEVICES = '''
+from picamera2 import RECORDED
+
+
+class IMX500:
+    def __init__(self, rpk):
+        self.camera_num = 0
+
+    def set_auto_aspect_ratio(self):
+        pass
+
+    def get_outputs(self, metadata, add_batch=False):
+        out = RECORDED[metadata["frame"]]
+        return None if out is None else [__import__("numpy").array(o) for o in out]
+'''
+
+
+def test_classify_with_the_ai_camera_serves_the_page_and_runs_the_sinks(imx_folder, tmp_path):
+    """`edgeflower classify network.rpk --camera imx500` end to end in another process: the status page shows
+    the sensor's answer, the jsonl has one line per answered frame, and --exec runs on each label change."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    fakes = tmp_path / "fakes" / "picamera2"
+    (fakes / "devices").mkdir(parents=True)
+    (fakes / "__init__.py").write_text(FAKE_PICAMERA2)
+    (fakes / "devices" / "__init__.py").write_text(FAKE_DEVICES)
+    (tmp_path / "recorded.json").write_text(json.dumps(
+        [None if r is None else [o.tolist() for o in r] for r in RECORDED]))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**__import__("os").environ, "PYTHONPATH": str(fakes.parent), "FAKE_IMX500": str(tmp_path / "recorded.json")}
+    labels = tmp_path / "labels.txt"
+    cmd = [sys.executable, "-m", "edgeflower", "classify", str(imx_folder / "network.rpk"), "--camera", "imx500",
+           "--serve", str(port), "--jsonl", str(tmp_path / "out.jsonl"), "--max-frames", "60",
+           "--exec", f"sh -c 'echo $EDGEFLOWER_LABEL >> {labels}'", "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    seen = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            status = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=2).read())
+            seen.add(status.get("label"))
+        except OSError:
+            pass
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert seen & set(EXPECTED), seen  # the page showed the sensor's answers
+    rows = [json.loads(ln) for ln in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(rows) == 60 and {r["label"] for r in rows} <= set(EXPECTED) and UNKNOWN in {r["label"] for r in rows}
+    # each frame's own outputs decided its answer: the replay repeats green, unknown, blue (frame 0 has none)
+    assert all(r["label"] == EXPECTED[(r["frame"] % 3)] for r in rows), rows[:6]
+    changes = labels.read_text().split()
+    assert changes and set(changes) <= set(EXPECTED)
+
+
+def test_rpk_and_imx500_camera_go_together(imx_folder):
+    from edgeflower.edge.app import DeviceOptions
+    from edgeflower.errors import SourceError
+
+    with pytest.raises(SourceError, match="--camera imx500 needs MODEL to be the network.rpk"):
+        DeviceOptions(model="model_int8.tflite", camera="imx500")
+    with pytest.raises(SourceError, match="give its network.rpk as MODEL with --camera imx500"):
+        DeviceOptions(model=str(imx_folder / "network.rpk"), images="x")

@@ -24,7 +24,7 @@ from edgeflower.edge.loop import Summary, run
 from edgeflower.edge.sources import Source
 from edgeflower.errors import SourceError
 
-SOURCES = "--camera [N], --video PATH|URL or --images DIR|GLOB"
+SOURCES = "--camera [N|imx500], --video PATH|URL or --images DIR|GLOB"
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class DeviceOptions:
     """What `edgeflower classify` was asked to do (the CLI's options, one field each)."""
 
     model: str
-    camera: str | None = None  # "pi", or an OpenCV camera number as text
+    camera: str | None = None  # "pi", "imx500" (the AI Camera, MODEL its network.rpk), or an OpenCV camera number
     video: str | None = None
     images: str | None = None
     backend: str | None = None
@@ -67,6 +67,11 @@ class DeviceOptions:
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.camera, self.video, self.images)) != 1:
             raise SourceError(f"give exactly one source: {SOURCES}")
+        on_sensor = str(self.model).lower().endswith(".rpk")
+        if on_sensor != (self.camera == "imx500"):
+            raise SourceError("the AI Camera runs the network on the sensor: give its network.rpk as MODEL with "
+                              "--camera imx500" if on_sensor else
+                              "--camera imx500 needs MODEL to be the network.rpk of `export --formats imx500`")
         self.size  # noqa: B018 - parse --resolution now: a bad value is an error before anything starts
 
     @property
@@ -82,12 +87,13 @@ class DeviceOptions:
 
     @property
     def camera_index(self) -> int | None:
-        if self.camera is None or self.camera == "pi":
+        if self.camera is None or self.camera in ("pi", "imx500"):
             return None
         try:
             return int(self.camera)
         except ValueError as exc:
-            raise SourceError(f"--camera {self.camera!r}: expected a camera number (0, 1, ...) or no value") from exc
+            raise SourceError(f"--camera {self.camera!r}: expected a camera number (0, 1, ...), imx500 or no "
+                              "value") from exc
 
     @property
     def live(self) -> bool:
@@ -109,6 +115,10 @@ def open_source(opts: DeviceOptions, clf: Classifier) -> Source:
         return OpenCVSource(opts.video, reconnect=opts.reconnect, loop=opts.loop)
     if opts.camera == "pi":
         return PiCameraSource(opts.size, reconnect=opts.reconnect)
+    if opts.camera == "imx500":
+        from edgeflower.edge.imx500 import Imx500Source
+
+        return Imx500Source(opts.model, opts.size, reconnect=opts.reconnect)
     return OpenCVSource(opts.camera_index, reconnect=opts.reconnect, size=opts.size)
 
 
@@ -127,6 +137,8 @@ def check(opts: DeviceOptions) -> Classifier:
 
         if opts.camera == "pi":
             require("picamera2", "the Raspberry Pi camera")
+        elif opts.camera == "imx500":
+            require("picamera2.devices", "the Raspberry Pi AI Camera")
         else:
             require("cv2", "--video and --camera N")
     else:
