@@ -237,7 +237,7 @@ def eval_cmd(target: str, subset: str, split: str | None, data: str | None, json
 @click.option("--onnx/--no-onnx", default=True, show_default=True, help="Also write ONNX artifacts.")
 @click.option("--formats", default=None, metavar="LIST", callback=lambda ctx, param, v: _comma_list(v),
               help="The artifacts to write, comma-separated, instead of --int8/--onnx: tflite_float, tflite_fp16 "
-                   "(float16 weights), tflite_int8, onnx_float, onnx_int8.")
+                   "(float16 weights), tflite_int8, onnx_float, onnx_int8, imx500 (the AI Camera, docs/pi.md).")
 @click.option("--calibration", type=click.IntRange(min=1), default=300, show_default=True,
               help="Calibration images drawn (stratified) from the training split.")
 @click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
@@ -293,7 +293,8 @@ def export(**opts):
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--camera", is_flag=False, flag_value="pi", default=None, metavar="[N]",
-              help="--camera: the Raspberry Pi camera (picamera2); --camera N: OpenCV camera N (USB webcam).")
+              help="--camera: the Raspberry Pi camera (picamera2); --camera N: OpenCV camera N (USB webcam); "
+                   "--camera imx500: the AI Camera, which runs MODEL (its network.rpk) on the sensor.")
 @click.option("--video", default=None, metavar="PATH|URL", help="A video file or stream URL (RTSP/HTTP) via OpenCV.")
 @click.option("--images", default=None, metavar="DIR|GLOB", help="Still images: a folder or a glob.")
 @click.option("--backend", type=click.Choice(["litert", "tflite-runtime", "onnxruntime"]), default=None,
@@ -343,7 +344,7 @@ def export(**opts):
 @click.option("--quiet", is_flag=True, help="No status line.")
 @_handle_errors
 def classify(quiet, **opts):
-    """Classify camera frames, a video or still images with an exported MODEL (.tflite or .onnx)."""
+    """Classify camera frames, a video or still images with an exported MODEL (.tflite, .onnx, or .rpk)."""
     from edgeflower.edge.app import DeviceOptions, run_console
 
     def echo(text: str, warning: bool = False) -> None:

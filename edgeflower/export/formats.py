@@ -23,6 +23,7 @@ class Format(str, Enum):
     TFLITE_INT8 = "tflite_int8"
     ONNX_FLOAT = "onnx_float"
     ONNX_INT8 = "onnx_int8"
+    IMX500 = "imx500"  # the Raspberry Pi AI Camera: built and simulated in a side environment (export/imx500.py)
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,10 @@ def _onnx_int8_remedies(ctx: BuildContext) -> list[Candidate]:
     return out
 
 
+def _imx500(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
+    raise AssertionError("the IMX500 package is built and checked by pipeline._Checker.imx500")
+
+
 # ------------------------------------------------------------------ the table (in the reports' order)
 FORMATS: dict[Format, FormatSpec] = {s.fmt: s for s in (
     FormatSpec(Format.TFLITE_FLOAT, "model_float.tflite", "model_float.FAILED.tflite", "litert", False,
@@ -205,6 +210,8 @@ FORMATS: dict[Format, FormatSpec] = {s.fmt: s for s in (
     FormatSpec(Format.ONNX_FLOAT, "model.onnx", "model.FAILED.onnx", "onnxruntime", False, _onnx_float),
     FormatSpec(Format.ONNX_INT8, "model_int8.onnx", "model_int8.FAILED.onnx", "onnxruntime", True,
                _onnx_int8, needs=(Format.ONNX_FLOAT,), calibration=True, exact=False, remedies=_onnx_int8_remedies),
+    FormatSpec(Format.IMX500, "imx500/packerOut.zip", "imx500.FAILED/packerOut.zip", "imx500", True, _imx500,
+               calibration=True, exact=False),
 )}
 
 

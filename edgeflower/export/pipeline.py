@@ -168,6 +168,8 @@ class _Data:
     background: dict | None  # the run's background class (train --background)
     unknown: str  # "similarity" or "confidence"
     feature_layer: Any  # the model's pooled features (None without a global pooling layer)
+    bank: np.ndarray | None = None  # the similarity's normalized training features (the similarity rule)
+    bank_labels: np.ndarray | None = None  # their classes (the per-class score), else None
 
 
 @dataclass
@@ -281,6 +283,7 @@ def _with_unknown_output(cfg: ExportConfig, run: _Run, data: _Data, say: Callabl
     k = cfg.unknown_neighbours
     per_class = bool(cfg.unknown_per_class)
     model = ood.with_similarity(run.model, bank, k, train.y[flowers] if per_class else None)
+    data.bank, data.bank_labels = bank, (train.y[flowers] if per_class else None)
     of = " of the predicted class" if per_class else ""
     return model, {"method": ood.METHOD_PER_CLASS if per_class else ood.METHOD,
                    "feature_layer": data.feature_layer.name, "neighbours": k, "per_class": per_class,
@@ -326,6 +329,9 @@ def _build_and_check(cfg: ExportConfig, run: _Run, data: _Data, ref: _Reference,
                            val=data.val, ref_pred=ref.pred, ref_acc=ref.accuracy,
                            ref_val_pred=ref.val_probs.argmax(1), base_meta=base_meta, say=say)
         for spec, requested in steps:
+            if spec.fmt is Format.IMX500:  # built, simulated and converted in a side environment
+                results.append(checker.imx500(spec, run.model, data))
+                continue
             candidates = spec.remedies(build) if spec.remedies else [Candidate("default")]
             if requested:
                 res, raw = checker.search(spec, candidates, build)
@@ -489,13 +495,20 @@ class _Checker:
         size, digest = self._write_artifact(spec, raw, final, meta)
         if not passed:
             self.say(f"FAILED {spec.filename}: {reason} (kept as {final.name})")
+        return self._result(spec, final, size, digest, acc, pred, drop, verdict, reason, unknown, conf_thr, t0,
+                            options)
+
+    def _result(self, spec: FormatSpec, final: Path, size: int, digest: str, acc: float, pred: np.ndarray,
+                drop: float, verdict: Verdict, reason: str, unknown: dict, conf_thr: float, t0: float,
+                options: dict) -> ArtifactResult:
+        """An artifact's entry in the report: its figures on the test split beside the verdict on validation."""
         ref_pc = per_class_accuracy(self.ref_pred, self.test.y, self.classes)
         pc = per_class_accuracy(pred, self.test.y, self.classes)
         changed = [{"path": self.test.paths[i], "true": self.classes[self.test.y[i]],
                     "keras": self.classes[self.ref_pred[i]], "artifact": self.classes[pred[i]]}
                    for i in np.nonzero(pred != self.ref_pred)[0]]
         return ArtifactResult(
-            name=spec.filename, format=spec.fmt.value, path=str(final), passed=passed, size_bytes=size,
+            name=spec.filename, format=spec.fmt.value, path=str(final), passed=not reason, size_bytes=size,
             sha256=digest, accuracy=acc, reference_accuracy=self.ref_acc, drop_pts=drop,
             max_drop_pts=self.cfg.max_drop, argmax_agreement=float((pred == self.ref_pred).mean()),
             per_class_delta_pts={c: (pc[c] - ref_pc[c]) * 100 for c in self.classes}, changed=changed,
@@ -504,6 +517,66 @@ class _Checker:
             predictions={p: self.classes[int(i)] for p, i in zip(self.test.paths, pred)},
             gate=verdict.to_dict(),
         )
+
+    def imx500(self, spec: FormatSpec, model, data: _Data) -> ArtifactResult:
+        """The AI Camera's package: quantized by Sony's MCT and converted by the IMX500 converter in a side
+        environment (export/imx500.py). MCT's simulation of the quantized network on this machine is checked and
+        gated like every other artifact; it is a simulation of the chip, not bit-exact."""
+        from types import SimpleNamespace
+
+        from edgeflower.edge.classifier import select_similarity
+        from edgeflower.export import imx500
+
+        t0 = time.perf_counter()
+        similarity = data.bank is not None
+        self.say(f"imx500: quantizing (MCT) and converting (Sony's converter) in {imx500.env_dir()}; minutes")
+        res = imx500.run_worker(model, data.feature_layer.name if similarity else None, data.calib,
+                                {"test": self.test.x, "val": self.val.x}, self.tmp / "imx500", say=self.say,
+                                log_path=self.out / "imx500.log")
+        differ = int((res.rebuilt["test"][0].argmax(1) != self.ref_pred).sum())
+        if differ:
+            raise ExportError(f"imx500: the Keras 2 rebuild of the network disagrees with the trained model on "
+                              f"{differ} test photos")
+        (probs, *feats), (val_probs, *val_feats) = res.quantized["test"], res.quantized["val"]
+        sims = val_sims = None
+        if similarity:
+            k = self.base_meta["unknown"]["neighbours"]
+            sims = select_similarity(probs, imx500.similarity(feats[0], data.bank, data.bank_labels, k))
+            val_sims = select_similarity(val_probs, imx500.similarity(val_feats[0], data.bank, data.bank_labels, k))
+        pred = probs.argmax(1)
+        ev = Evaluation(probs=probs, pred=pred, accuracy=float((pred == self.test.y).mean()), val_probs=val_probs,
+                        sims=sims, val_sims=val_sims, clf=None)
+        verdict, reason = self.decide(spec, ev)
+        memory = imx500.memory_figures(res.memory)
+        if not memory.get("fits", False):
+            used = f"{memory['memory_used_mb']:.2f} MB of {memory['chip_mb']:g} MB" if memory else "no memory report"
+            reason = (reason + "; " if reason else "") + f"does not fit the IMX500 ({used})"
+        unknown, conf_thr = self._unknown(ev, SimpleNamespace(similarity_output=SimpleNamespace(name="similarity")))
+        if similarity:
+            unknown.update(bank="bank.npz", computed_on="the Pi, from the sensor's pooled features")
+        options = {"tool": "model-compression-toolkit PTQ, edge-mdt-tpc imx500 1.0, imxconv-tf",
+                   "requirement": imx500.REQUIREMENT, "calibration_images": len(data.calib), **res.info["steps"]}
+        meta = {**self.base_meta, "format": spec.fmt.value, "runtime": "imx500",
+                "input": {"name": "image", "size": [self.size, self.size], "shape": [1, self.size, self.size, 3],
+                          "dtype": "uint8", "layout": "NHWC", "quantization": None},
+                "output": {"name": "probs", "dtype": "float32", "kind": "probabilities", "quantization": None},
+                "sensor_outputs": ["probs", "features"] if similarity else ["probs"],
+                "quantized": True, "quantization_options": options, "simulated": True,
+                "test_accuracy": ev.accuracy, "test_images": len(self.test), "drop_pts": self._drop_pts(ev),
+                "passed_gate": not reason, "gate": verdict.to_dict(), "confidence_threshold": conf_thr,
+                "unknown": unknown, "imx500_memory": memory}
+        dest = self.out / Path(spec.filename if not reason else spec.failed_filename).parent
+        shutil.rmtree(self.out / Path(spec.failed_filename if not reason else spec.filename).parent,
+                      ignore_errors=True)  # a package of an earlier export under the other name
+        imx500.write_package(res, dest, meta, data.bank, data.bank_labels)
+        final = dest / "packerOut.zip"
+        if not reason:
+            self.say(f"imx500: {memory['memory_used_mb']:.2f} MB of the chip's {memory['chip_mb']:g} MB; package "
+                     f"it on the Pi with `imx500-package -i {final.name} -o .` in {dest}")
+        else:
+            self.say(f"FAILED imx500: {reason} (kept in {dest})")
+        return self._result(spec, final, final.stat().st_size, sha256_file(final), ev.accuracy, pred,
+                            self._drop_pts(ev), verdict, reason, unknown, conf_thr, t0, options)
 
     def _metadata(self, spec: FormatSpec, ev: Evaluation, options: dict, verdict: Verdict, passed: bool,
                   unknown: dict, conf_thr: float) -> dict:
