@@ -78,8 +78,20 @@ MUTANTS = {
     "pi-check-any-cpu": ("scripts/pi-emulated-check.sh",
                          '*) die "PI_CPU must be cortex-a72 or cortex-a76, got $PI_CPU";; esac',
                          "*) PART=0xd08;; esac", ["tests/test_scripts.py", "-k", "known_cpu"]),
+    "ratio-of-medians": ("edgeflower/timing.py", "return statistics.median(round_ratios(values, reference))",
+                         "return statistics.median(list(values)) / statistics.median(list(reference))",
+                         ["tests/test_timing.py", "-k", "ratio"]),
+    "sensor-outputs-not-fed": ("edgeflower/edge/loop.py", "                clf.backend.feed(frame.outputs)\n",
+                               "                pass\n", ["tests/test_imx500.py", "-k", "replayed"]),
+    "sensor-outputs-reused": ("edgeflower/edge/imx500.py",
+                              "        self._pending = None  # never reuse a frame's outputs for the next frame\n",
+                              "", ["tests/test_imx500.py", "-k", "per_class_similarity"]),
+    "sensor-nearest-not-kth": ("edgeflower/edge/imx500.py", "out.append(-np.partition(-cols, k - 1, axis=1)[:, k - 1])",
+                               "out.append(cols.max(axis=1))", ["tests/test_imx500.py", "-k", "kth or similarity"]),
+    "graph-nested-not-inlined": ("edgeflower/export/imx500.py", "                alias[name] = outs[0]\n",
+                                 "                alias[name] = ins[0]\n",
+                                 ["tests/test_imx500_export.py", "-k", "portable_graph"]),
 }
-
 
 def run(name: str) -> bool:
     """True when the tests caught the mutant."""
