@@ -23,7 +23,7 @@ from edgeflower._util import write_json
 from edgeflower.train.loop import TrainConfig, train
 
 STUDY = {"cnn": 0.7278, "mobilenet_v2": 0.9111, "resnet50": 0.9306}
-_HEAD = dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40)  # chosen by head_sweep.py
+_HEAD = dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40)  # docs/studies/training-recipe.md
 _FT_ALL = dict(_HEAD, fine_tune=154, fine_tune_epochs=20, fine_tune_lr=3e-5)
 _FT_ALL_COS = dict(_FT_ALL, fine_tune_lr=1e-4, fine_tune_schedule="cosine")
 _FT_ALL_240_COS_MIX = dict(_FT_ALL_COS, mixup=0.2, input_size=240)
@@ -33,7 +33,7 @@ CONFIGS = {
     "mobilenet_v2_aug": dict(model="mobilenet_v2", augment=True, label_smoothing=0.0, epochs=20),
     "cnn": dict(model="cnn", augment=False),
     "cnn_aug": dict(model="cnn", augment=True),
-    # head settings chosen on the validation split (benchmarks/head_sweep.py)
+    # head settings chosen on the validation split (docs/studies/training-recipe.md)
     "mobilenet_v2_aug_ls": _HEAD,
     # + fine-tuning the top of the backbone (BatchNorm frozen, in inference mode)
     "mobilenet_v2_ft": dict(_HEAD, fine_tune=54, fine_tune_epochs=10, fine_tune_lr=3e-5),

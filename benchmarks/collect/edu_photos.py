@@ -26,7 +26,7 @@ control, two cut-out roses.
 Every image's licence is read from its package's Debian copyright file (DEP-5; GCompris records one per photo, and
 the photos were converted from .jpg/.png to .webp when the package was built, so the copyright entry of the same
 name with another extension applies). The .deb files come from ``apt-get download`` or Debian's pool, checked against
-the sha256 below (benchmarks/negatives.py); about 205 MB downloaded once. Numpy and Pillow only.
+the sha256 below (benchmarks/collect/negatives.py); about 205 MB downloaded once. Numpy and Pillow only.
 """
 
 from __future__ import annotations

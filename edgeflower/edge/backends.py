@@ -202,7 +202,7 @@ class OnnxRuntimeBackend(Backend):
         # On x86 CPUs without VNNI, onnxruntime's uint8 x int8 kernels add pairs of products into int16 with
         # saturation (VPMADDUBSW) and compute something other than the QDQ graph (make main's MobileNetV2: 23 of
         # 360 labels changed). This option makes it use uint8 x uint8 kernels where a layer's int8 weights could
-        # saturate; it does nothing on ARM or VNNI CPUs (benchmarks/onnx_reduce_range.py, docs/pi.md).
+        # saturate; it does nothing on ARM or VNNI CPUs (docs/studies/onnx-reduce-range.md).
         opts.add_session_config_entry("session.x64quantprecision", "1")
         try:
             self.session = ort.InferenceSession(os.fspath(path), sess_options=opts,

@@ -182,7 +182,7 @@ class OnnxInt8Options:
     method: str = "minmax"  # or "percentile" / "entropy"
     # int8 weights, 8 bits. On x86 CPUs without VNNI, onnxruntime's uint8 x int8 kernels saturate; the edge
     # runtime turns on onnxruntime's session.x64quantprecision for that (edge/backends.py). The alternatives measured
-    # on make main's models (benchmarks/onnx_reduce_range.py): 7-bit weights (reduce_range) lose precision
+    # on make main's models (docs/studies/onnx-reduce-range.md): 7-bit weights (reduce_range) lose precision
     # (MobileNetV2 88.89% against 90.56% for 8 bits, exact QDQ graph); uint8 weights are exact but 9x slower
     # on x86 for EfficientNet-Lite0 (66 ms against 7 ms, one thread).
     weight_type: str = "int8"  # or "uint8"

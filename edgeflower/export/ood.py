@@ -17,7 +17,7 @@ By default the neighbours are looked for among the training photos of each class
 holds one value per class (N, C): the device reads the value of the class it predicts
 (``edgeflower.edge.classifier.select_similarity``), so a photo is kept when it is close to two training photos *of
 the class it is called*. Chosen on the development photos
-(benchmarks/unknown_scores.py, make main's Lite0 features): the highest AUROC of validation flowers against
+(docs/studies/unknown-scores.md, make main's Lite0 features): the highest AUROC of validation flowers against
 development photos of the scores compared, and it rejects more of the held-out photos than the k-th nearest among
 all training photos (``--unknown-any-class``, one value (N, 1)) at the same validation budget. The selection runs
 after the model, not in it: two near-tied classes may swap between int8 builds (host and device), and each value of

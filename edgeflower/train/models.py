@@ -183,7 +183,7 @@ def _head_study(l2: float | None = None):
 
 
 # The default recipe of every transfer model: augmentation, label smoothing 0.1, up to 40 epochs with early stopping
-# (make main's; chosen on the validation split by benchmarks/head_sweep.py). The study's recipe is
+# (make main's; chosen on the validation split in docs/studies/training-recipe.md). The study's recipe is
 # --no-augment --label-smoothing 0 --epochs 20.
 RECIPE = {"augment": True, "label_smoothing": 0.1, "epochs": 40}
 
