@@ -15,15 +15,13 @@ inside the model: the cosine to the k-th nearest training photo of each class.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from edgeflower.edge.backends import PROBS, SIMILARITY, Backend, TensorInfo
 from edgeflower.edge.metadata import read_metadata
-from edgeflower.edge.sources import Frame, Source
+from edgeflower.edge.sources import PiCameraSource
 from edgeflower.errors import BackendError, SourceError
 
 log = logging.getLogger(__name__)
@@ -113,14 +111,14 @@ class Imx500Backend(Backend):
         return self._y
 
 
-class Imx500Source(Source):
+class Imx500Source(PiCameraSource):
     """The AI Camera through picamera2 (apt install imx500-all python3-picamera2): frames with the sensor's outputs.
 
     ``crop``: the sensor squashes its whole field of view into the network's square input unless told to keep the
     aspect ratio (a centre crop), which matches edgeflower's preprocessing of files and other cameras."""
 
     name = "imx500"
-    live = True
+    what = "the AI Camera"
 
     def __init__(self, rpk: str | Path, size: tuple[int, int] = (640, 480), crop: bool = True,
                  reconnect: bool = False, retries: int = 10):
@@ -148,40 +146,14 @@ class Imx500Source(Source):
             raise SourceError(f"cannot start the AI Camera with {self.rpk.name} ({exc}): is it connected, and is "
                               "imx500-all installed?") from exc
 
-    def frames(self) -> Iterator[Frame]:
-        i, failures = 0, 0
-        while True:
-            try:
-                request = self.cam.capture_request()
-                try:
-                    arr = request.make_array("main")
-                    meta = request.get_metadata()
-                finally:
-                    request.release()
-                outputs = self.imx.get_outputs(meta, add_batch=True)
-            except Exception as exc:  # noqa: BLE001
-                failures += 1
-                if not self.reconnect or failures > self.retries:
-                    raise SourceError(f"the AI Camera stopped ({exc}); use --reconnect to retry") from exc
-                log.warning("AI Camera lost (%s); restarting (%d/%d)", exc, failures, self.retries)
-                self.close()
-                time.sleep(1.0)
-                try:
-                    self._start()
-                except SourceError:
-                    pass
-                continue
-            failures = 0
-            if outputs is None:  # the network's result for this frame has not arrived (the first frames)
-                continue
-            t, tn = time.time(), time.perf_counter_ns()
-            yield Frame(i, np.ascontiguousarray(arr[:, :, :3]), t, tn, f"frame{i}",
-                        outputs=[np.asarray(o) for o in outputs])
-            i += 1
-
-    def close(self) -> None:
+    def _capture(self) -> tuple[np.ndarray, list] | None:
+        request = self.cam.capture_request()
         try:
-            self.cam.stop()
-            self.cam.close()
-        except Exception:  # noqa: BLE001 - closing a dead camera must not mask the first error
-            pass
+            arr = request.make_array("main")
+            meta = request.get_metadata()
+        finally:
+            request.release()
+        outputs = self.imx.get_outputs(meta, add_batch=True)
+        if outputs is None:  # the network's result for this frame has not arrived (the first frames)
+            return None
+        return arr, [np.asarray(o) for o in outputs]

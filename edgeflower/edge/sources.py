@@ -180,15 +180,21 @@ class PiCameraSource(Source):
         except Exception as exc:  # noqa: BLE001 - libcamera raises RuntimeError/IndexError when no camera
             raise SourceError(f"cannot start the Raspberry Pi camera ({exc}): is it connected and enabled?") from exc
 
+    what = "the Raspberry Pi camera"
+
+    def _capture(self) -> tuple[np.ndarray, list | None] | None:
+        """One frame (RGBX or RGB) and the network's outputs computed on the sensor (None here); None: no frame."""
+        return self.cam.capture_array("main"), None
+
     def frames(self) -> Iterator[Frame]:
         i, failures = 0, 0
         while True:
             try:
-                arr = self.cam.capture_array("main")
+                got = self._capture()
             except Exception as exc:  # noqa: BLE001
                 failures += 1
                 if not self.reconnect or failures > self.retries:
-                    raise SourceError(f"the Raspberry Pi camera stopped ({exc}); use --reconnect to retry") from exc
+                    raise SourceError(f"{self.what} stopped ({exc}); use --reconnect to retry") from exc
                 log.warning("camera lost (%s); restarting (%d/%d)", exc, failures, self.retries)
                 self.close()
                 time.sleep(1.0)
@@ -198,8 +204,11 @@ class PiCameraSource(Source):
                     pass
                 continue
             failures = 0
+            if got is None:
+                continue
+            arr, outputs = got
             t, tn = time.time(), time.perf_counter_ns()
-            yield Frame(i, np.ascontiguousarray(arr[:, :, :3]), t, tn, f"frame{i}")
+            yield Frame(i, np.ascontiguousarray(arr[:, :, :3]), t, tn, f"frame{i}", outputs=outputs)
             i += 1
 
     def close(self) -> None:
