@@ -168,7 +168,10 @@ def test_replayed_camera_answers_rejects_unknown_and_tells_the_sinks(imx_folder,
     sink = Record()
     clf = Classifier(imx_folder / "network.rpk")
     src, buf = Imx500Source(imx_folder / "network.rpk", size=(40, 30)), io.StringIO()
-    assert src.imx.cropped  # the centre crop that matches edgeflower's preprocessing
+    # the whole field of view, squashed to the input, as edgeflower's preprocessing stretches photos
+    from edgeflower.edge.preprocess import PREPROCESSING
+
+    assert PREPROCESSING["aspect"] == "stretch" and not src.imx.cropped
     s = run(clf, src, out=buf, changes=LabelChanges([sink]))
     rows = [json.loads(ln) for ln in buf.getvalue().splitlines()]
     assert s.stopped_by == "source error" and "unplugged" in s.error

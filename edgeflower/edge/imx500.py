@@ -114,13 +114,15 @@ class Imx500Backend(Backend):
 class Imx500Source(PiCameraSource):
     """The AI Camera through picamera2 (apt install imx500-all python3-picamera2): frames with the sensor's outputs.
 
-    ``crop``: the sensor squashes its whole field of view into the network's square input unless told to keep the
-    aspect ratio (a centre crop), which matches edgeflower's preprocessing of files and other cameras."""
+    The sensor squashes its whole field of view into the network's square input, as edgeflower's preprocessing
+    stretches every photo and frame (``PREPROCESSING["aspect"] == "stretch"``), so the network sees what it was
+    trained on. ``crop`` asks the sensor to keep the aspect ratio instead (``set_auto_aspect_ratio``, a centre
+    crop): only for a network trained on such crops."""
 
     name = "imx500"
     what = "the AI Camera"
 
-    def __init__(self, rpk: str | Path, size: tuple[int, int] = (640, 480), crop: bool = True,
+    def __init__(self, rpk: str | Path, size: tuple[int, int] = (640, 480), crop: bool = False,
                  reconnect: bool = False, retries: int = 10):
         from edgeflower._deps import require
 
