@@ -34,10 +34,9 @@ class Step:
 
 INT8 = "{run}/export/model_int8.tflite"
 SUITES: dict[str, tuple[str, list[Step]]] = {
-    "training": ("the study's models trained on the full dataset; training memory; data cleaning", [
+    "training": ("the study's models trained on the full dataset; training memory", [
         Step("study", ("benchmarks.study",), "60-240", "study.json"),
         Step("memory", ("benchmarks.memory",), "25", "memory.json"),
-        Step("clean", ("benchmarks.clean",), "3", "clean.json"),
     ]),
     "export": ("export time and memory; the gate's error rates; other clients; backbones", [
         Step("export", ("benchmarks.export_bench", "{run}"), "4", "export.json"),
@@ -57,7 +56,6 @@ SUITES: dict[str, tuple[str, list[Step]]] = {
         Step("edu-photos", ("benchmarks.collect.edu_photos",), "3", "(photos in ~/.cache/edgeflower)"),
         Step("unknown", ("benchmarks.unknown", INT8, "--wallpapers", "--edu", "--results",
                          "benchmarks/results/unknown_edu.json"), "5", "unknown_edu.json"),
-        Step("scene-frames", ("benchmarks.scene", "frames"), "1", "(frames in runs/bench/scene_frames)"),
     ]),
 }
 

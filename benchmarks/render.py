@@ -210,27 +210,6 @@ def memory(results: Results) -> str:
         ["code", "dataset", "photos", "decoded images on disk", "peak RSS of train", "ratio to 1x"], "llrrrr", rows))
 
 
-def clean(results: Results) -> str:
-    d = results("clean.json")
-    fc = d["flagged_counts"]
-    rows = [["byte-identical groups", d["identical_duplicate_groups"]],
-            ["near-duplicate pairs", d["near_duplicate_pairs"]],
-            ["photos filed under two classes", len(d["cross_class"])],
-            *([f"flagged: {k}", v] for k, v in fc.items()),
-            ["flagged photos in the frozen test split (never excluded)", d["flagged_in_test"]],
-            ["train/val photos written to exclude.txt", d["excluded_from_training"]],
-            ["out-of-fold accuracy of the check", pct(d["out_of_fold_accuracy"], 1)]]
-    return with_caption(caption(d["command"], d), table(["finding", "photos"], "lr", rows))
-
-
-def clean_training(results: Results) -> str:
-    t = results("clean.json")["training"]
-    rows = [["all photos", "-", pct(t["baseline_val_accuracy"]), pct(t["baseline_test_accuracy"])],
-            ["without the photos in exclude.txt", f"{t['train_images']:,}", pct(t["val_accuracy"]),
-             pct(t["test_accuracy"])]]
-    return with_caption(caption(t["command"]), table(["training photos", "count", "val acc", "test acc"], "lrrr", rows))
-
-
 # ---------------------------------------------------------------------------------------------------- export
 
 
@@ -477,28 +456,15 @@ def unknown_categories(results: Results) -> str:
     return table(["int8 TFLite", *cats], "l" + "r" * len(cats), rows)
 
 
-def scene(results: Results) -> str:
-    sc = results("scene.json")
-    rows = []
-    for a in sc["artifacts"]:
-        per = ", ".join(f"{k.split('__')[-1].split('_by_')[0]} {v * 100:.0f}%" for k, v in a["by_scene"].items())
-        rows.append([f"{Path(sc['run']).name}/{a['artifact']}", f"**{pct(a['held_out_rejected'], 1)}** of "
-                     f"{a['held_out_frames']}", per, f"{pct(a['flower_test_accuracy_without_rejection'])} -> "
-                     f"{pct(a['flower_test_accuracy_with_rejection'])} (-{a['flower_test_drop_pts']:.2f})"])
-    return with_caption(caption([sc["frames"]["command"], sc["command"]], sc), table(
-        ["artifact", "held-out scene frames answered `unknown`", "per scene",
-         "flower test accuracy without -> with `unknown`"], "lrll", rows))
-
-
 # ---------------------------------------------------------------------------------------------------- documents
 
 Section = Callable[[Results], str]
 SECTIONS: dict[str, Section] = {
-    "summary": summary, "study": study, "memory": memory, "clean": clean, "clean_training": clean_training,
+    "summary": summary, "study": study, "memory": memory,
     "export": export, "gate": gate, "clients": clients, "backbones": backbones,
     "latency": latency, "latency_targets": latency_targets, "sinks": sinks,
     "soak_loop": soak_loop, "soak_classify": soak_classify, "soak_stills": soak_stills,
-    "unknown": unknown, "unknown_sets": unknown_sets, "unknown_categories": unknown_categories, "scene": scene,
+    "unknown": unknown, "unknown_sets": unknown_sets, "unknown_categories": unknown_categories,
 }
 
 

@@ -73,8 +73,8 @@ def test_a_marker_without_a_section_is_an_error(tmp_path):
 
 def test_a_section_without_a_marker_is_an_error(tmp_path):
     root = _root(tmp_path, "memory")
-    with pytest.raises(RenderError, match="no document has a marker for the section.* clean"):
-        render_docs(RESULTS, root, {"memory": SECTIONS["memory"], "clean": SECTIONS["clean"]})
+    with pytest.raises(RenderError, match="no document has a marker for the section.* study"):
+        render_docs(RESULTS, root, {"memory": SECTIONS["memory"], "study": SECTIONS["study"]})
 
 
 def test_an_unclosed_marker_is_an_error(tmp_path):
