@@ -38,11 +38,13 @@ SUITES: dict[str, tuple[str, list[Step]]] = {
         Step("study", ("benchmarks.study",), "60-240", "study.json"),
         Step("memory", ("benchmarks.memory",), "25", "memory.json"),
     ]),
-    "export": ("export time and memory; the gate's error rates; other clients; backbones", [
+    "export": ("export time and memory; the gate's error rates; other clients; backbones; the AI Camera", [
         Step("export", ("benchmarks.export_bench", "{run}"), "4", "export.json"),
         Step("gate", ("benchmarks.gate", "measure", "{run}"), "10", "gate.json"),
         Step("clients", ("benchmarks.clients", "{run}"), "5", "clients.json", "mediapipe (pip install mediapipe)"),
         Step("backbones", ("benchmarks.backbones", "--reference", "{run}", "{run}"), "15", "backbones.json"),
+        Step("imx500", ("benchmarks.imx500", "{run}"), "15", "imx500.json",
+             "the IMX500 side environment (made on first use) and Java 17"),
     ]),
     "device": ("the edge runtime: latency targets, sinks, long runs", [
         Step("edge", ("benchmarks.edge_bench", "{run}/export"), "3", "edge.json"),
