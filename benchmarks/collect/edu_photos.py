@@ -31,7 +31,6 @@ the sha256 below (benchmarks/collect/negatives.py); about 205 MB downloaded once
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import hashlib
 import io
@@ -39,6 +38,7 @@ import json
 import struct
 import sys
 import zlib
+from collections import Counter
 from pathlib import Path
 
 from benchmarks.collect import negatives
@@ -280,16 +280,11 @@ def images(role: str, out: Path | None = None, debs: str | None = None) -> list[
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--debs", help="folder with the .deb files (skips the download)")
-    ap.add_argument("--out", type=Path, default=default_dir())
-    args = ap.parse_args()
+    args = negatives.collector_args(__doc__, default_dir())
     index = build(args.out, args.debs)
     for role in ROLES:
         rows = [r for r in index["rows"] if r["role"] == role]
-        cats = {}
-        for r in rows:
-            cats[r["category"]] = cats.get(r["category"], 0) + 1
+        cats = dict(Counter(r["category"] for r in rows))
         print(f"{role}: {len(rows)} photos" + ("" if role.startswith(("near", "cutout")) else f" {cats}"))
     print(f"duplicates dropped: {len(index['duplicates_dropped'])}")
     for d in index["duplicates_dropped"]:

@@ -315,11 +315,16 @@ def role_images(out: Path, rows: list[dict], role: str) -> list[dict]:
             for r in rows if r["role"] == role]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def collector_args(doc: str, out: Path) -> argparse.Namespace:
+    """The collectors' command line: where the .deb files are (else downloaded) and where the photos go."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--debs", help="folder with the .deb files (skips the download)")
-    ap.add_argument("--out", type=Path, default=default_dir())
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=out)
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = collector_args(__doc__, default_dir())
     index = build(args.out, args.debs)
     for role in ROLES:
         n = sum(r["role"] == role for r in index["rows"])
