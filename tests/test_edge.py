@@ -40,7 +40,7 @@ def test_unloadable_models(tmp_path):
     with pytest.raises(BackendError, match="not found"):
         load_backend(tmp_path / "missing.tflite")
     (tmp_path / "m.pb").write_bytes(b"x")
-    with pytest.raises(BackendError, match="expected .tflite or .onnx"):
+    with pytest.raises(BackendError, match="expected .tflite, .onnx or .rpk"):
         load_backend(tmp_path / "m.pb")
 
 
