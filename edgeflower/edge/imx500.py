@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def per_class_kth(sims: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """(N, W): for each class 0..W-1 the k-th largest similarity among its rows of the bank; ``labels`` sorted."""
+    """(N, W): for each class 0..W-1, the k-th largest similarity among its rows of the bank (``labels``: each
+    row's class, in any order)."""
     out = []
     for c in range(int(labels.max()) + 1):
         cols = sims[:, labels == c]
