@@ -37,6 +37,18 @@ def per_class_kth(sims: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return np.stack(out, axis=1)
 
 
+def sensor_similarity(features: np.ndarray, bank: np.ndarray, bank_labels: np.ndarray | None, k: int) -> np.ndarray:
+    """The `unknown` similarity from the sensor's pooled features (N, D): the cosine to the k-th nearest row of the
+    normalized ``bank``, per class (N, W) with ``bank_labels``, else over all rows (N, 1). The export calibrates its
+    threshold with this same function."""
+    f = np.asarray(features, np.float32)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    sims = f @ np.asarray(bank, np.float32).T
+    if bank_labels is None:
+        return -np.partition(-sims, k - 1, axis=1)[:, k - 1:k]
+    return per_class_kth(sims, bank_labels, k)
+
+
 class Imx500Backend(Backend):
     """The sensor's outputs of one frame, given with ``feed``, as edgeflower's outputs (probs, similarity)."""
 
@@ -97,14 +109,7 @@ class Imx500Backend(Backend):
         probs = self._pending[0]
         self._y = [probs]
         if self.bank is not None:
-            f = self._pending[1]
-            f = f / max(float(np.linalg.norm(f)), 1e-12)
-            sims = f @ self.bank.T
-            if self.bank_labels is None:
-                sim = -np.partition(-sims, self.k - 1, axis=1)[:, self.k - 1:self.k]
-            else:
-                sim = per_class_kth(sims, self.bank_labels, self.k)
-            self._y.append(sim.astype(np.float32))
+            self._y.append(sensor_similarity(self._pending[1], self.bank, self.bank_labels, self.k))
         self._pending = None  # never reuse a frame's outputs for the next frame
 
     def run_all(self, x: np.ndarray) -> list[np.ndarray]:

@@ -262,12 +262,8 @@ def write_package(result: Imx500Result, dest: Path, metadata: dict, bank: np.nda
 
 
 def similarity(features: np.ndarray, bank: np.ndarray, bank_labels: np.ndarray | None, k: int) -> np.ndarray:
-    """What the Pi computes from the sensor's features (``edgeflower.edge.imx500``): (N, W) per class, or (N, 1)."""
-    from edgeflower.edge.imx500 import per_class_kth
+    """What the Pi computes from the sensor's features, with the bank as bank.npz stores it (float16)."""
+    from edgeflower.edge.imx500 import sensor_similarity
 
-    f = np.asarray(features, np.float32)
-    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    sims = f @ np.asarray(bank, np.float16).astype(np.float32).T  # the bank as stored on the Pi
-    if bank_labels is None:
-        return -np.partition(-sims, k - 1, axis=1)[:, k - 1:k]
-    return per_class_kth(sims, np.asarray(bank_labels), k)
+    return sensor_similarity(features, np.asarray(bank, np.float16), None if bank_labels is None
+                             else np.asarray(bank_labels), k)
