@@ -91,7 +91,7 @@ class Evaluation:
     val_probs: np.ndarray
     sims: np.ndarray | None  # test similarities (artifacts with the similarity output)
     val_sims: np.ndarray | None
-    clf: Classifier
+    clf: Classifier | None  # None for the AI Camera: its network is simulated in the side environment
 
 
 @dataclass
@@ -438,7 +438,7 @@ class _Checker:
         return Evaluation(probs=probs, pred=pred, accuracy=float((pred == self.test.y).mean()), val_probs=val_probs,
                           sims=sims, val_sims=val_sims, clf=clf)
 
-    def _unknown(self, ev: Evaluation, clf: Classifier) -> tuple[dict, float]:
+    def _unknown(self, ev: Evaluation, similarity_output: str | None) -> tuple[dict, float]:
         """The artifact's unknown rule: metadata entry and the confidence threshold the device should apply."""
         meta = dict(self.base_meta["unknown"])
         correct = ev.pred == self.test.y
@@ -468,7 +468,7 @@ class _Checker:
             cal["budget_asked"] = asked
             conf_thr = 0.0  # the similarity rule replaces the confidence one (--threshold adds it back)
             kept = ev.sims >= cal["threshold"]
-            meta.update(similarity_threshold=cal["threshold"], similarity_output=clf.similarity_output.name,
+            meta.update(similarity_threshold=cal["threshold"], similarity_output=similarity_output,
                         calibration=cal, confidence_threshold=conf_thr)
         right = np.where(bg_test, correct | ~kept, correct & kept)
         meta["test"] = {"accuracy_with_unknown": float(right.mean()),
@@ -487,7 +487,8 @@ class _Checker:
         """Write the kept candidate with its metadata under its final name (its FAILED name when it failed the
         gate); its result for the report."""
         passed = not reason
-        unknown, conf_thr = self._unknown(ev, ev.clf)
+        sim = ev.clf.similarity_output
+        unknown, conf_thr = self._unknown(ev, None if sim is None else sim.name)
         meta = self._metadata(spec, ev, options, verdict, passed, unknown, conf_thr)
         acc, pred, drop = ev.accuracy, ev.pred, self._drop_pts(ev)
         del ev  # release the interpreter before the file moves
@@ -522,8 +523,7 @@ class _Checker:
         """The AI Camera's package: quantized by Sony's MCT and converted by the IMX500 converter in a side
         environment (export/imx500.py). MCT's simulation of the quantized network on this machine is checked and
         gated like every other artifact; it is a simulation of the chip, not bit-exact."""
-        from types import SimpleNamespace
-
+        from edgeflower.edge.backends import SIMILARITY
         from edgeflower.edge.classifier import select_similarity
         from edgeflower.export import imx500
 
@@ -551,7 +551,7 @@ class _Checker:
         if not memory.get("fits", False):
             used = f"{memory['memory_used_mb']:.2f} MB of {memory['chip_mb']:g} MB" if memory else "no memory report"
             reason = (reason + "; " if reason else "") + f"does not fit the IMX500 ({used})"
-        unknown, conf_thr = self._unknown(ev, SimpleNamespace(similarity_output=SimpleNamespace(name="similarity")))
+        unknown, conf_thr = self._unknown(ev, SIMILARITY)
         if similarity:
             unknown.update(bank="bank.npz", computed_on="the Pi, from the sensor's pooled features")
         options = {"tool": "model-compression-toolkit PTQ, edge-mdt-tpc imx500 1.0, imxconv-tf",
