@@ -80,6 +80,7 @@ class Backend:
     outputs: list[TensorInfo]
     main: int = 0
     session: Any = None
+    on_sensor = False  # True: the network ran on the camera's sensor (the AI Camera); outputs come with each frame
 
     @property
     def output(self) -> TensorInfo:

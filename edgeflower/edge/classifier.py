@@ -156,7 +156,7 @@ class Classifier:
             if min_similarity is None:
                 min_similarity = unknown.get("similarity_threshold", 0.0)
             self.min_similarity = float(min_similarity)
-        if not getattr(self.backend, "on_sensor", False):  # the AI Camera checks each frame's outputs instead
+        if not self.backend.on_sensor:  # the AI Camera checks each frame's outputs instead
             self._check_probabilities()
 
     def _check_probabilities(self) -> None:
