@@ -105,6 +105,14 @@ def _batches(x: np.ndarray, size: int = 16):
         yield x[i:i + size].astype(np.float32)
 
 
+def save_outputs(model, evals: dict[str, np.ndarray], out: Path, prefix: str) -> None:
+    """Every output of ``model`` on each evaluation set, as PREFIX_NAME.npz (arr_0, arr_1, ... in output order)."""
+    for name, x in evals.items():
+        outs = [model.predict_on_batch(b) for b in _batches(x)]
+        outs = [o if isinstance(o, list) else [o] for o in outs]
+        np.savez(out / f"{prefix}_{name}.npz", *[np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))])
+
+
 def main() -> None:
     work = Path(sys.argv[1])
     convert = "--convert" in sys.argv[2:]
@@ -124,10 +132,7 @@ def main() -> None:
     evals = {p.stem[5:]: np.load(p) for p in sorted(work.glob("eval_*.npy"))}
     info = {"rebuilt_layers": len(model.layers), "steps": {}}
     # the rebuilt float model on the first evaluation set: proves the rebuild matches the trained model
-    for name, x in evals.items():
-        outs = [model.predict_on_batch(b) for b in _batches(x)]
-        outs = [o if isinstance(o, list) else [o] for o in outs]
-        np.savez(out / f"float_{name}.npz", *[np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))])
+    save_outputs(model, evals, out, "float")
     calib = np.load(work / "calibration.npy")
 
     def representative():
@@ -146,10 +151,7 @@ def main() -> None:
     step("simulating the quantized network on the evaluation photos")
     simulated = mct_quantizers.keras_load_quantized_model(str(path))
     t = time.perf_counter()
-    for name, x in evals.items():
-        outs = [simulated.predict_on_batch(b) for b in _batches(x)]
-        outs = [o if isinstance(o, list) else [o] for o in outs]
-        np.savez(out / f"quantized_{name}.npz", *[np.concatenate([o[i] for o in outs]) for i in range(len(outs[0]))])
+    save_outputs(simulated, evals, out, "quantized")
     info["steps"]["simulate_s"] = round(time.perf_counter() - t, 1)
     if convert:
         conv = out / "converted"
