@@ -40,6 +40,7 @@ from edgeflower._env import environment
 from edgeflower._util import write_json
 from edgeflower.edge import Classifier
 from edgeflower.edge.loop import run
+from edgeflower.edge.observers import Changes
 from edgeflower.edge.sinks import CommandSink, LabelChanges, MqttSink, WebhookSink
 from edgeflower.edge.sources import Frame, Source
 
@@ -132,7 +133,7 @@ def one(clf: Classifier, images: list[np.ndarray], n: int, make, change_every: i
     sinks = make()
     changes = LabelChanges(sinks, heartbeat_every=0) if sinks else None
     t, cpu = time.perf_counter(), _cpu_s()
-    s = run(clf, MemorySource(images, n, change_every), changes=changes)
+    s = run(clf, MemorySource(images, n, change_every), [Changes(changes)] if changes else [])
     loop_s = time.perf_counter() - t
     t = time.perf_counter()
     stats = changes.close() if changes else []

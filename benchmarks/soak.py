@@ -35,6 +35,7 @@ from benchmarks import RESULTS
 from edgeflower._util import write_json
 from edgeflower.edge.classifier import Prediction
 from edgeflower.edge.loop import run
+from edgeflower.edge.observers import Changes, JsonLines, LivePage, Saver
 from edgeflower.edge.sources import Frame, Source
 
 
@@ -121,13 +122,13 @@ for b in b"GET / HTTP/1.1\\r\\n" * 1000:
 
 def soak_loop(frames: int, every: int, config: str) -> dict:
     samples: list[dict] = []
-    extra, cleanup = {}, []
+    observers, cleanup = [JsonLines(open(os.devnull, "w"), own=True)], []
     if config.startswith("serve"):
         from edgeflower.edge.serve import LiveState, start_server
 
         state = LiveState()
         server = start_server("127.0.0.1:0", state)
-        extra["live_state"] = state
+        observers.append(LivePage(state, None, 0.0))
         cleanup.append(server.shutdown)
     if config == "serve+save+exec":
         from edgeflower.edge.saver import FrameSaver
@@ -137,7 +138,7 @@ def soak_loop(frames: int, every: int, config: str) -> dict:
         cleanup.append(tmp.cleanup)
         saver = FrameSaver(tmp.name, when="unknown", min_interval=0.5, max_mb=20)
         changes = LabelChanges([CommandSink("true")])
-        extra.update(saver=saver, changes=changes)
+        observers += [Saver(saver, tmp.name), Changes(changes)]
         cleanup[:0] = [lambda: saver.close(10), lambda: changes.close()]
     if config == "serve+idle-connections":
         n = min(1000, resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 50)
@@ -148,7 +149,7 @@ def soak_loop(frames: int, every: int, config: str) -> dict:
     else:
         extra_info = {}
     t = time.perf_counter()
-    s = run(StubClassifier(), SampledFrames(frames, every, samples), out=open(os.devnull, "w"), **extra)
+    s = run(StubClassifier(), SampledFrames(frames, every, samples), observers)
     seconds = time.perf_counter() - t
     samples.append({"frames": s.frames, "t": round(time.perf_counter(), 3), "fps": None, **proc_stats()})
     for c in cleanup:

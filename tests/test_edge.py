@@ -19,6 +19,7 @@ from edgeflower.edge import UNKNOWN, Classifier, Smoother, load_backend
 from edgeflower.edge.backends import TensorInfo
 from edgeflower.edge.classifier import dequantize, quantize
 from edgeflower.edge.loop import run
+from edgeflower.edge.observers import JsonLines
 from edgeflower.edge.sources import Frame, ImageSource, LatestFrame, OpenCVSource, Source
 from edgeflower.errors import BackendError, MissingDependencyError, SourceError
 
@@ -157,12 +158,46 @@ class _Flaky(Source):
         raise SourceError("camera 0 stopped delivering frames (disconnected?)")
 
 
+def test_loop_hands_every_record_to_each_observer_in_order(tiny_export):
+    """A consumer is one class with update(frame, record) and close(): the loop needs no edit for it."""
+    import inspect
+    import io
+
+    from edgeflower.edge.observers import LivePage, StatusLine
+
+    seen, lines, buf = [], [], io.StringIO()
+
+    class Recorder:
+        def __init__(self, tag):
+            self.tag = tag
+
+        def update(self, frame, record):
+            seen.append((self.tag, frame.index, "error" in record))
+
+        def close(self):
+            return [f"{self.tag} closed"]
+
+    class State:
+        def update(self, image, status):
+            lines.append(("page", status["frame"], status["label"], image.shape))
+
+    s = run(Classifier(tiny_export / "model_int8.tflite"), _Flaky(False),
+            [JsonLines(buf), Recorder("a"), StatusLine(lambda m: lines.append(("status", m)), every=0.0),
+             LivePage(State(), None, 0.0), Recorder("b")], max_frames=10)
+    assert s.frames == 3 and s.errors == 1
+    assert seen == [(t, i, i == 3) for i in range(4) for t in ("a", "b")]  # the unreadable frame too, in order
+    assert [r["frame"] for r in map(json.loads, buf.getvalue().splitlines())] == [0, 1, 2, 3]
+    assert [ln[0] for ln in lines] == ["status", "page"] * 3  # they skip the unreadable frame
+    assert lines[0][1].startswith("1 frames") and lines[1][3] == (40, 40, 3)
+    assert len(inspect.signature(run).parameters) <= 6
+
+
 @pytest.mark.parametrize("live", [False, True])
 def test_source_failing_mid_stream_stops_cleanly(tiny_export, live):
     import io
 
     buf = io.StringIO()
-    s = run(Classifier(tiny_export / "model_int8.tflite"), _Flaky(live), out=buf)
+    s = run(Classifier(tiny_export / "model_int8.tflite"), _Flaky(live), [JsonLines(buf)])
     assert s.stopped_by == "source error" and "disconnected" in s.error
     rows = [json.loads(ln) for ln in buf.getvalue().splitlines()]
     assert all(("label" in r) or ("error" in r) for r in rows)
@@ -228,7 +263,7 @@ def test_fake_picamera2(tiny_export, monkeypatch):
     from edgeflower.edge.sources import PiCameraSource
 
     src, buf = PiCameraSource((64, 48)), io.StringIO()
-    s = run(Classifier(tiny_export / "model_float.tflite", threshold=0.0, min_similarity=-1.0), src, out=buf)
+    s = run(Classifier(tiny_export / "model_float.tflite", threshold=0.0, min_similarity=-1.0), src, [JsonLines(buf)])
     assert s.frames >= 1 and s.stopped_by == "source error" and "unplugged" in s.error
     assert _labels(buf) == ["red"] * s.frames  # a live source: the loop may skip stale frames
 
@@ -420,7 +455,7 @@ def test_reconnect_restarts_a_lost_pi_camera(tiny_export, monkeypatch):
 
     buf = io.StringIO()
     s = run(Classifier(tiny_export / "model_float.tflite", threshold=0.0, min_similarity=-1.0),
-            PiCameraSource((64, 48), reconnect=True), out=buf, max_frames=6)
+            PiCameraSource((64, 48), reconnect=True), [JsonLines(buf)], max_frames=6)
     assert starts["n"] == 2 and s.frames == 6 and s.error == ""
     assert _labels(buf) == ["blue"] * 6  # before and after the restart
 

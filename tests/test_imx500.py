@@ -15,6 +15,7 @@ import pytest
 from edgeflower.edge.classifier import UNKNOWN, Classifier
 from edgeflower.edge.imx500 import Imx500Backend, per_class_kth
 from edgeflower.edge.loop import run
+from edgeflower.edge.observers import Changes, JsonLines
 from edgeflower.errors import BackendError
 
 LABELS = ["red", "green", "blue"]
@@ -172,7 +173,7 @@ def test_replayed_camera_answers_rejects_unknown_and_tells_the_sinks(imx_folder,
     from edgeflower.edge.preprocess import PREPROCESSING
 
     assert PREPROCESSING["aspect"] == "stretch" and not src.imx.cropped
-    s = run(clf, src, out=buf, changes=LabelChanges([sink]))
+    s = run(clf, src, [JsonLines(buf), Changes(LabelChanges([sink]))])
     rows = [json.loads(ln) for ln in buf.getvalue().splitlines()]
     assert s.stopped_by == "source error" and "unplugged" in s.error
     # a live source may skip a stale frame, but every answer belongs to its own frame's outputs

@@ -127,6 +127,7 @@ def test_live_page_serves_while_idle_sockets_and_a_slow_client_hold_on(tmp_path)
     """Row 2: ~1,000 idle connections and a client sending a byte a second. New requests are answered within a
     second, the process holds a bounded number of descriptors, the slow client is dropped, and the frame loop
     keeps its rate."""
+    from edgeflower.edge.observers import LivePage
     from edgeflower.edge.serve import LiveState, start_server
 
     ns: dict = {}
@@ -141,7 +142,7 @@ def test_live_page_serves_while_idle_sockets_and_a_slow_client_hold_on(tmp_path)
 
     def rate() -> float:  # frames per second of the loop with a 1 ms interpreter, over 400 frames
         t = time.perf_counter()
-        run(ns["Stub"](work=0.001), ns["Generated"](400), live_state=state)
+        run(ns["Stub"](work=0.001), ns["Generated"](400), [LivePage(state, None, 0.0)])
         return 400 / (time.perf_counter() - t)
 
     attacker = None

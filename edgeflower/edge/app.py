@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 
 from edgeflower.edge.classifier import Classifier
 from edgeflower.edge.loop import Summary, run
+from edgeflower.edge.observers import Changes, JsonLines, LivePage, Saver, StatusLine
 from edgeflower.edge.sources import Source
 from edgeflower.errors import SourceError
 
@@ -198,22 +199,22 @@ def run_device(opts: DeviceOptions, say: Callable[[str], None] = lambda m: None,
     With a live page (``serve``) and a stream that ended, the page stays up until Ctrl-C or SIGTERM unless
     ``keep_page`` is false. Sinks' and saver's counts go to ``say`` at the end."""
     with stop_on_sigterm():
-        saver = None
+        observers: list = []
         if opts.save_dir:  # before the model loads: a folder it cannot write is an error at start
             from edgeflower._util import sha256_file
             from edgeflower.edge.saver import FrameSaver
 
-            saver = FrameSaver(opts.save_dir, when=opts.save_when, min_interval=opts.save_min_interval,
-                               max_mb=opts.save_max_mb, confidence=opts.save_confidence,
-                               model_sha256=sha256_file(opts.model) if Path(opts.model).is_file() else None)
-        server = changes = out = None
+            observers.append(Saver(FrameSaver(
+                opts.save_dir, when=opts.save_when, min_interval=opts.save_min_interval, max_mb=opts.save_max_mb,
+                confidence=opts.save_confidence,
+                model_sha256=sha256_file(opts.model) if Path(opts.model).is_file() else None), opts.save_dir))
+        server = None
         try:
             try:
                 clf = load_classifier(opts)
                 if not clf.has_metadata:
                     say(f"warning: {opts.model} has no edgeflower metadata; labels are class_0.. and no unknown "
                         "threshold")
-                live_state = None
                 if opts.serve:
                     from edgeflower.edge.serve import LiveState, start_server
 
@@ -221,18 +222,22 @@ def run_device(opts: DeviceOptions, say: Callable[[str], None] = lambda m: None,
                     server = start_server(opts.serve, live_state)
                     host, port = server.server_address[:2]
                     say(f"live page: http://{host}:{port}/")
+                    observers.append(LivePage(live_state, clf.min_similarity, clf.threshold))
                 changes = _sinks(opts)
-                source = open_source(opts, clf)  # last: the loop closes it, whatever happens
+                if changes is not None:
+                    observers.append(Changes(changes))
+                source = open_source(opts, clf)  # the loop closes it, whatever happens
                 out = open(opts.jsonl, "w", encoding="utf-8") if opts.jsonl else sys.stdout
-                summary = run(clf, source, out=out, smooth=opts.smooth, status=status, live_state=live_state,
-                              max_frames=opts.max_frames, status_every=status_every, changes=changes, saver=saver)
+                # in the order they see each frame: the record first, then the person, then the rest
+                observers = [JsonLines(out, own=bool(opts.jsonl))] + ([StatusLine(status, status_every)] if status
+                                                                      else []) + observers
+                summary = run(clf, source, observers, smooth=opts.smooth, max_frames=opts.max_frames)
             finally:
                 with _no_stops():
-                    if out is not None and out is not sys.stdout:
-                        out.close()
-                    elif out is not None:
-                        out.flush()
-                    _close(saver, changes, opts, say)
+                    # the records' file first, then the saver (10 s), then the sinks together (5 s)
+                    for o in sorted(observers, key=_closing_order):
+                        for line in o.close():
+                            say(line)
             if server is not None and keep_page and summary.stopped_by.startswith("end of stream"):
                 say("the stream ended; the live page keeps showing the last frame until Ctrl-C or SIGTERM")
                 try:
@@ -290,16 +295,8 @@ def _sinks(opts: DeviceOptions):
     return LabelChanges(sinks, heartbeat_every=opts.mqtt_every)
 
 
-def _close(saver, changes, opts: DeviceOptions, say: Callable[[str], None]) -> None:
-    if saver is not None:
-        saver.close(timeout=10)
-        st = saver.stats()
-        say(f"saved {st['saved']} frames to {opts.save_dir}"
-            + (" (stopped: the size cap or a full disk)" if st["stopped"] else ""))
-    if changes is not None:
-        for st in changes.close():
-            say(f"{st['sink']}: {st['sent']} sent, {st['failed']} failed, {st['dropped']} dropped (queue full)"
-                + (f", {st['queued']} not sent at exit" if st["queued"] else ""))
+def _closing_order(o) -> int:
+    return {JsonLines: 0, Saver: 1, Changes: 2}.get(type(o), 3)
 
 
 def summary_line(summary: Summary) -> str:
