@@ -9,6 +9,7 @@ MODEL   ?= efficientnet_lite0
 # Offline on the development machines: use ../shared when it is there (a user's machine downloads instead).
 SHARED   = $(abspath ../shared)
 export EDGEFLOWER_DATA ?= $(if $(wildcard $(SHARED)/data/flower_photos),$(SHARED)/data/flower_photos,)
+export EDGEFLOWER_OUTLIERS ?= $(if $(wildcard $(SHARED)/data/outliers/MANIFEST.tsv),$(SHARED)/data/outliers,)
 export KERAS_HOME      ?= $(if $(wildcard $(SHARED)/keras/models),$(SHARED)/keras,$(HOME)/.keras)
 # TensorFlow's C++ log: 3 hides INFO, WARNING and ERROR lines ("failed call to cuInit" is one), the level the CLI
 # itself sets without -v when the variable is unset (edgeflower/_quiet.py)

@@ -56,8 +56,11 @@ def data_add(r, into) -> str:
 
 def train(model: str, r) -> str:
     m = r.metrics
+    o = r.config.get("outlier_photos")
     return (f"{model}: test accuracy {m['test']['accuracy'] * 100:.2f}% (val {m['val']['accuracy'] * 100:.2f}%, "
-            f"train {m['train']['accuracy'] * 100:.2f}%) in {r.config['train_seconds']:.0f} s -> {r.run_dir}")
+            f"train {m['train']['accuracy'] * 100:.2f}%) in {r.config['train_seconds']:.0f} s -> {r.run_dir}"
+            + (f"\noutlier photos in the background class: {o['train'] + o['val']} ({o['train']} train, {o['val']} "
+               "val)" if o else ""))
 
 
 def evaluation(m: dict, subset: str) -> str:

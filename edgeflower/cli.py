@@ -201,6 +201,12 @@ def _model_names() -> list[str]:
 @click.option("--background", type=click.Path(file_okay=False, exists=True), default=None,
               help="Folder of photos of the camera's scene without any of the classes (a few dozen, or video frames): "
                    "trained as one more class that the device answers 'unknown'.")
+@click.option("--outliers", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Folder of photos of none of the classes, trained into the background class that the device "
+                   "answers 'unknown' (default: edgeflower's licensed set of 2,175 photos: $EDGEFLOWER_OUTLIERS, "
+                   "the cache, else a verified download; docs/usage.md#outlier-photos).")
+@click.option("--no-outliers", "use_outliers", is_flag=True, flag_value=False, default=True,
+              help="Train without outlier photos.")
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @_handle_errors
 def train(**opts):

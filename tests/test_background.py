@@ -60,7 +60,10 @@ def test_background_is_one_more_class_in_the_run(bg_run):
     cfg = bg_run.config
     assert cfg["classes"] == ["blue", "green", "red", BACKGROUND]
     assert cfg["background"]["class"] == BACKGROUND
-    assert {k: len(v) for k, v in cfg["background"]["splits"].items()} == {"train": 18, "val": 6, "test": 6}
+    [scene_part] = cfg["background"]["parts"]  # the tests turn the default outlier photos off
+    assert scene_part["kind"] == "scene"
+    assert {k: len(v) for k, v in scene_part["splits"].items()} == {"train": 18, "val": 6, "test": 6}
+    assert cfg["outlier_photos"] is None
     assert cfg["counts"]["test"] == 18 + 6  # 6 per colour + 6 background frames
     assert BACKGROUND in bg_run.metrics["test"]["per_class"]
     assert bg_run.metrics["test"]["per_class"][BACKGROUND]["recall"] == 1.0
@@ -73,7 +76,7 @@ def test_export_and_device_answer_unknown_for_the_scene(bg_run, synth_data, scen
 
     report = export(ExportConfig(target=str(bg_run.run_dir), int8=True, onnx=False, calibration=30,
                                  data=str(synth_data), max_drop=100.0))
-    held_out = [scene / rel for rel, _ in bg_run.config["background"]["splits"]["test"]]
+    held_out = [scene / rel for rel, _ in bg_run.config["background"]["parts"][0]["splits"]["test"]]
     flowers = [sorted((synth_data / c).iterdir())[0] for c in ("blue", "green", "red")]
     for a in report["artifacts"]:
         assert a["unknown"]["test"]["background_answered_unknown"] == 1.0
@@ -103,7 +106,8 @@ def test_a_dataset_class_named_background_is_refused(synth_data, synth_split, sc
 
     a = SplitArrays(np.zeros((1, 8, 8, 3), np.uint8), np.zeros(1, np.int64), ["x"], [BACKGROUND])
     with pytest.raises(DataError, match="already has a class named 'background'"):
-        with_background({"train": a}, scene, split_background(scene), 8)
+        with_background({"train": a}, {"parts": [{"kind": "scene", "dir": scene, "splits": split_background(scene)}]},
+                        8)
 
 
 @pytest.mark.slow

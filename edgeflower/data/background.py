@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeflower._util import sha256_file
+from edgeflower._util import progress, sha256_file
 from edgeflower.data.arrays import SplitArrays
 from edgeflower.data.store import join_rows
 from edgeflower.edge.preprocess import image_files, preprocess
@@ -43,31 +43,51 @@ def split_background(folder: str | os.PathLike, seed: int = 1337) -> dict[str, l
 
 
 def load_background(folder: str | os.PathLike, items: list[tuple[str, str]] | list[list[str]], size: int,
-                    label: int, classes: list[str]) -> SplitArrays:
+                    label: int, classes: list[str], prefix: str = BACKGROUND) -> SplitArrays:
     """Decode one split of the background photos as class ``label``; a changed or missing file is an error."""
     root = Path(folder)
     x = np.empty((len(items), size, size, 3), np.uint8)
-    for i, (rel, digest) in enumerate(items):
+    for i, (rel, digest) in enumerate(progress(items, total=len(items), desc=f"decoding {prefix} photos")
+                                       if len(items) > 200 else items):
         p = root / rel
         if not p.is_file() or sha256_file(p) != digest:
             raise DataError(f"background photo {p} is missing or changed since training: restore it, or train again")
         x[i] = preprocess(p, size)
-    return SplitArrays(x, np.full(len(items), label, np.int64), [f"{BACKGROUND}:{rel}" for rel, _ in items], classes)
+    return SplitArrays(x, np.full(len(items), label, np.int64), [f"{prefix}:{rel}" for rel, _ in items], classes)
 
 
 def concat(a: SplitArrays, b: SplitArrays) -> SplitArrays:
     return SplitArrays(join_rows([a.x, b.x]), np.concatenate([a.y, b.y]), a.paths + b.paths, b.classes)
 
 
-def with_background(arrays: dict[str, SplitArrays], folder: str | os.PathLike,
-                    splits: dict[str, list], size: int) -> dict[str, SplitArrays]:
-    """Append the background photos of each split as one more class, after the dataset's classes."""
+def parts(background: dict) -> list[dict]:
+    """The folders a run's background class is made of, each ``{"kind", "dir", "splits"}``: the camera's scene
+    (``--background``) and the outlier photos (``--outliers``, edgeflower.data.outliers). A run written before the
+    outliers has the scene's ``dir`` and ``splits`` at the top level."""
+    if "parts" in background:
+        return background["parts"]
+    return [{"kind": "scene", "dir": background["dir"], "splits": background["splits"]}]
+
+
+def part(background: dict | None, kind: str) -> dict | None:
+    """The part of ``kind`` (scene or outliers), or None."""
+    return next((p for p in parts(background) if p["kind"] == kind), None) if background else None
+
+
+def with_background(arrays: dict[str, SplitArrays], background: dict, size: int) -> dict[str, SplitArrays]:
+    """Append the background photos of each split (every part's, in order) as one more class, after the
+    dataset's classes."""
     classes = list(next(iter(arrays.values())).classes)
     if BACKGROUND in classes:
         raise DataError(f"the dataset already has a class named {BACKGROUND!r}; --background adds that class itself")
     classes.append(BACKGROUND)
     out = {}
     for split, a in arrays.items():
-        bg = load_background(folder, splits[split], size, len(classes) - 1, classes)
-        out[split] = concat(SplitArrays(a.x, a.y, a.paths, classes), bg)
+        a = SplitArrays(a.x, a.y, a.paths, classes)
+        for p in parts(background):
+            items = p["splits"].get(split) or []
+            if items:
+                prefix = BACKGROUND if p["kind"] == "scene" else "outlier"
+                a = concat(a, load_background(p["dir"], items, size, len(classes) - 1, classes, prefix))
+        out[split] = a
     return out

@@ -57,6 +57,10 @@ class TrainConfig:
     split: str | None = None  # manifest path; None: the packaged flower_photos split
     exclude: str | None = None  # file listing relative paths to leave out of training (data clean)
     background: str | None = None  # folder of photos of the camera's scene without flowers: one more class
+    # photos of none of the classes, trained into the same class (edgeflower.data.outliers): a folder, or None for
+    # the default set ($EDGEFLOWER_OUTLIERS, the cache, else a download); use_outliers=False turns them off
+    outliers: str | None = None
+    use_outliers: bool = True
     force: bool = False
     verbose: int | None = None
 
@@ -127,15 +131,75 @@ def load_data(cfg: TrainConfig, size: int,
                                    exclude=exclude if split == "train" else None)
         if len(arrays[split]) == 0:
             raise DataError(f"the {split} split is empty after --limit-per-class/--exclude; use a larger limit")
-    background = None
-    if cfg.background:
-        from edgeflower.data.background import BACKGROUND, split_background, with_background
-
-        # what export and eval need to load the same background photos: the folder and its split
-        background = {"dir": str(Path(cfg.background).resolve()), "class": BACKGROUND,
-                      "splits": split_background(cfg.background)}
-        arrays = with_background(arrays, background["dir"], background["splits"], size)
+    background = _background(cfg, say)
+    if background and "background" in arrays["train"].classes:
+        raise DataError("the dataset already has a class named 'background'; --background and the outlier photos "
+                        "add that class themselves: rename the folder, or pass --no-outliers without --background")
     return root, manifest, arrays, background
+
+
+def _background(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> dict | None:
+    """The run's background class: the camera's scene (--background) and the outlier photos (--outliers or the
+    default set), each with the split it trains with (recorded in the config, so that export and eval load the
+    same photos). None when there is neither."""
+    from edgeflower.data import outliers
+    from edgeflower.data.background import BACKGROUND, split_background
+
+    found = []
+    if cfg.background:
+        found.append({"kind": "scene", "dir": str(Path(cfg.background).resolve()),
+                      "splits": split_background(cfg.background)})
+    folder = outliers.resolve(cfg.outliers, cfg.use_outliers, say=say)
+    if folder is not None:
+        sp = outliers.split_outliers(folder)
+        found.append({"kind": "outliers", "dir": str(Path(folder).resolve()), "splits": sp["splits"],
+                      "heldout": sp["heldout"], "manifest": sp["manifest"], "claimed": []})
+    return {"class": BACKGROUND, "parts": found} if found else None
+
+
+def _add_background(tf, built, arrays: dict[str, SplitArrays], background: dict, root: Path, size: int,
+                    say: Callable[[str], None]) -> dict[str, SplitArrays]:
+    """The background photos appended to every split as the last class. For a dataset that is not flower_photos,
+    outlier photos that the user's classes claim (edgeflower.data.claim) are listed and left out first: a generic
+    set may hold photos of the user's own classes."""
+    from edgeflower.data.background import load_background, part, with_background
+
+    out = part(background, "outliers")
+    if out is not None and not is_packaged_dataset(root):  # flower_photos' classes: the set was checked against them
+        from edgeflower.data.claim import claimed_outliers
+
+        n_classes = len(arrays["train"].classes)
+        if built.features is None:
+            say("the outlier photos are not checked against your classes: this model has no pretrained features "
+                "(a transfer model has; or pass --no-outliers if the set may hold photos of your classes)")
+        else:
+            both = {s: load_background(out["dir"], out["splits"][s], size, n_classes, arrays["train"].classes,
+                                       "outliers") for s in ("train", "val")}
+            claims = claimed_outliers(lambda x, desc: extract_features(tf, built.features, x, desc=desc),
+                                      arrays["train"], both)
+            if claims:
+                out["claimed"] = claims
+                drop = {c["path"].split(":", 1)[1] for c in claims}
+                out["splits"] = {s: [it for it in items if it[0] not in drop] for s, items in out["splits"].items()}
+                say(f"left out {len(claims)} outlier photos that your classes claim (as close to a class as its own "
+                    "photos are to each other); they are listed in the run's config.json under background")
+    arrays = with_background(arrays, background, size)
+    counts = _outlier_counts(background)
+    if counts:
+        say(f"outlier photos (answered unknown): {counts['train']} train, {counts['val']} val "
+            f"({counts['heldout']} held out by source for the unseen figure, {counts['claimed']} claimed by your "
+            "classes and left out)")
+    return arrays
+
+
+def _outlier_counts(background: dict | None) -> dict | None:
+    from edgeflower.data.background import part
+
+    out = part(background, "outliers")
+    if out is None:
+        return None
+    return {"train": len(out["splits"]["train"]), "val": len(out["splits"]["val"]), "heldout": out["heldout"],
+            "claimed": len(out.get("claimed") or []), "dir": out["dir"]}
 
 
 def augmenter(keras, seed: int):
@@ -272,9 +336,11 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResu
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
-    classes = list(arrays["train"].classes)  # the dataset's classes (+ background)
+    classes = list(arrays["train"].classes) + (["background"] if background else [])  # + the background class
     weights = None if (cfg.weights in (None, "none", "None")) else cfg.weights
     built = st.spec.build(len(classes), input_size=st.size, **({} if not st.spec.transfer else {"weights": weights}))
+    if background:
+        arrays = _add_background(tf, built, arrays, background, root, st.size, say)
     partial = prepare_run_dir(out, cfg.force)  # after the build: bad weights leave no half-written run
     split_path = _save_split(manifest, cfg.split, out, partial, say)
     _match_backup(resume_dir(out), cfg)
@@ -288,6 +354,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResu
         "epochs": st.epochs, "label_smoothing": st.label_smoothing,
         "weights": weights, "data_dir": str(Path(root).resolve()), "classes": classes,
         "background": background,
+        "outlier_photos": _outlier_counts(background),
         "split": split_path,
         "split_manifest": split_path or "packaged:flower_photos_split.json", "split_manifest_sha256": manifest.sha256,
         "counts": {k: len(v) for k, v in arrays.items()}, "versions": versions(), "train_seconds": train_seconds,
@@ -455,7 +522,7 @@ def evaluate(target: str, split: str = "test", data: str | None = None, manifest
     if cfg.get("background"):
         from edgeflower.data.background import with_background
 
-        a = with_background({split: a}, cfg["background"]["dir"], cfg["background"]["splits"], size)[split]
+        a = with_background({split: a}, cfg["background"], size)[split]
     probs = predict_probs(model, a.x)
     m = classification_metrics(probs, a.y, a.classes)
     m["model"] = str(model_path)

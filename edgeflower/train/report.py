@@ -92,6 +92,15 @@ def plot_misclassified(x: np.ndarray, y: np.ndarray, probs: np.ndarray, classes:
     return cases
 
 
+def outlier_line(counts: dict | None) -> str:
+    """What the background class learnt from the outlier photos (edgeflower.data.outliers), in one line."""
+    if not counts:
+        return "- outlier photos: none (trained without them: --no-outliers, $EDGEFLOWER_OUTLIERS=none or not found)"
+    return (f"- outlier photos (the background class, answered unknown): {counts['train']} train, {counts['val']} val "
+            f"from {counts['dir']}; {counts['heldout']} held out by source, {counts['claimed']} claimed by the "
+            "classes and left out")
+
+
 def write_markdown(run_dir: Path, config: dict, metrics: dict, misclassified: list[dict]) -> None:
     t = metrics["test"]
     lines = [
@@ -103,6 +112,7 @@ def write_markdown(run_dir: Path, config: dict, metrics: dict, misclassified: li
         f"- parameters: {metrics['params']['total']:,} ({metrics['params']['trainable']:,} trainable, "
         f"{metrics['params']['non_trainable']:,} non-trainable)",
         f"- training time: {config.get('train_seconds', float('nan')):.0f} s",
+        outlier_line(config.get("outlier_photos")),
         "",
         "| class | precision | recall | F1 | support |",
         "|---|---|---|---|---|",
