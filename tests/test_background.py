@@ -91,6 +91,7 @@ def test_export_and_device_answer_unknown_for_the_scene(bg_run, synth_data, scen
         assert [no_sim.classify(p).label for p in held_out] == ["unknown"] * len(held_out)
     md = (bg_run.run_dir / "export" / "export_report.md").read_text()
     assert "background photos answered unknown 100.0%" in md
+    assert "% taken by the background class)" in md
 
 
 def test_eval_includes_the_background(bg_run, synth_data):
@@ -120,3 +121,26 @@ def test_cli_train_takes_background(synth_data, synth_split, scene, tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["classes"][-1] == BACKGROUND
     bad = run_cli("train", "--model", "cnn", "--data", synth_data, "--background", tmp_path / "nope")
     assert bad.returncode == 2 and "--background" in bad.stderr
+
+
+def test_the_unknown_budget_counts_the_flowers_the_background_takes():
+    from edgeflower.export.pipeline import NEVER_KEPT, answer_without, similarity_with_background
+    from edgeflower.metrics import calibrate_scores
+
+    # 100 flowers of classes 0 and 1; class 2 is the background. Photo 0's top class is the background, but
+    # without it the answer is right (class 0): it counts as correct and as already answered unknown.
+    probs = np.tile([0.8, 0.1, 0.1], (100, 1))
+    probs[0] = [0.3, 0.1, 0.6]
+    y = np.zeros(100, np.int64)
+    sims = np.linspace(0.5, 0.9, 100)
+    assert answer_without(probs, 2)[0] == 0 and answer_without(probs, None)[0] == 2
+    scores = similarity_with_background(probs, sims, 2)
+    assert scores[0] == NEVER_KEPT and (scores[1:] == sims[1:]).all()
+    assert (similarity_with_background(probs, sims, None) == sims).all()
+    correct = answer_without(probs, 2) == y
+    # a 1-point budget is spent by the background's photo: the similarity rejects no other flower
+    cal = calibrate_scores(correct, scores, 0.01)
+    assert (sims[1:] >= cal["threshold"]).all() and cal["accuracy_with_rejection"] == 0.99
+    # a 2-point budget leaves one more flower to the similarity: the least similar of the rest
+    cal = calibrate_scores(correct, scores, 0.02)
+    assert (sims[1:] < cal["threshold"]).sum() == 1

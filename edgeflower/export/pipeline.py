@@ -240,7 +240,7 @@ def _load_data(cfg: ExportConfig, run: _Run, steps: list[tuple[FormatSpec, bool]
         from edgeflower.data.background import with_background
 
         parts = with_background({"test": test, "val": val, **({"train": train} if train is not None else {})},
-                                background["dir"], background["splits"], run.size)
+                                background, run.size)
         test, val, train = parts["test"], parts["val"], parts.get("train")
     if needs_calibration:
         calib = stratified_sample(train, cfg.calibration, cfg.calibration_seed)
@@ -365,6 +365,26 @@ def _write_report(cfg: ExportConfig, run: _Run, data: _Data, ref: _Reference, re
     return report
 
 
+# below every cosine similarity: a flower that the background class takes is answered unknown at any threshold
+NEVER_KEPT = -2.0
+
+
+def answer_without(probs: np.ndarray, background: int | None) -> np.ndarray:
+    """The top class of each row with the background class's score ignored: the answer without any unknown."""
+    if background is None:
+        return probs.argmax(1)
+    keep = np.array([i for i in range(probs.shape[1]) if i != background])
+    return keep[probs[:, keep].argmax(1)]
+
+
+def similarity_with_background(probs: np.ndarray, sims: np.ndarray, background: int | None) -> np.ndarray:
+    """The similarity as the unknown budget sees it: a photo whose top class is the background scores NEVER_KEPT,
+    so that calibrating the threshold at a budget counts the flowers the background takes as already spent."""
+    if background is None:
+        return sims
+    return np.where(probs.argmax(1) == background, NEVER_KEPT, sims)
+
+
 @dataclass
 class _Checker:
     """Checks each built artifact through the device runtime, gates it, writes it with its metadata."""
@@ -455,9 +475,13 @@ class _Checker:
             kept = ev.probs.max(1) >= conf_thr
             meta.update(confidence_threshold=conf_thr)
         else:
-            # the same rule as the confidence threshold, on the similarity score
-            val_correct = (ev.val_probs.argmax(1) == self.val.y)[flower_val]
-            val_sims, asked = ev.val_sims[flower_val], self.cfg.unknown_budget_pts / 100
+            # the same rule as the confidence threshold, on the similarity score. With a background class, the
+            # budget covers both rules: a flower whose top class is the background is answered unknown whatever its
+            # similarity (scored below any similarity), and "correct" is the top of the other classes
+            bg_index = self.classes.index(bg) if bg else None
+            val_correct = (answer_without(ev.val_probs, bg_index) == self.val.y)[flower_val]
+            val_sims = similarity_with_background(ev.val_probs, ev.val_sims, bg_index)[flower_val]
+            asked = self.cfg.unknown_budget_pts / 100
             # the budget holds on the validation photos; on new ones it is a median, with a spread measured on the
             # validation split alone (calibrated on one half, measured on the other). A small split spreads more:
             # its budget shrinks until new photos pay over 1 point as rarely as on flower_photos (holding_budget)
@@ -476,6 +500,13 @@ class _Checker:
                         "budget_pts": budget * 100}
         if bg:
             meta["test"]["background_answered_unknown"] = float(right[bg_test].mean()) if bg_test.any() else None
+            flowers = ~bg_test
+            # the flowers without any unknown answer (the top of the classes alone), and those the background took
+            meta["test"]["flower_accuracy_without_rejection"] = float(
+                (answer_without(ev.probs, self.classes.index(bg)) == self.test.y)[flowers].mean())
+            meta["test"]["flower_accuracy_with_unknown"] = float(right[flowers].mean())
+            meta["test"]["flowers_answered_background"] = float(
+                (ev.pred == self.classes.index(bg))[flowers].mean())
         return meta, conf_thr
 
     def _drop_pts(self, ev: Evaluation) -> float:
@@ -668,6 +699,11 @@ def _unknown_lines(a: dict) -> list[str]:
              f"{u['test']['accuracy_with_unknown'] * 100:.2f}%"
              + (f"; background photos answered unknown {u['test']['background_answered_unknown'] * 100:.1f}%"
                 if u["test"].get("background_answered_unknown") is not None else "")]
+    t = u["test"]
+    if t.get("flower_accuracy_without_rejection") is not None:
+        lines.append(f"  - the test photos of the classes: {t['flower_accuracy_without_rejection'] * 100:.2f}% without "
+                     f"any unknown answer -> {t['flower_accuracy_with_unknown'] * 100:.2f}% counting unknown as wrong "
+                     f"({t['flowers_answered_background'] * 100:.1f}% taken by the background class)")
     sh = (u.get("calibration") or {}).get("split_half")
     if sh:
         asked = (u.get("calibration") or {}).get("budget_asked")
