@@ -145,14 +145,14 @@ def measure(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool, data
         elif not items:
             res["accuracy"] = None
             res["accuracy_note"] = f"unavailable: {data_note}"
-        elif list(clf.labels) != list(manifest.classes):
+        elif [c for c in clf.labels if c != clf.background] != list(manifest.classes):
             res["accuracy"] = None
             res["accuracy_note"] = f"unavailable: the artifact's labels {clf.labels} are not the split's classes"
         else:
             y = np.array([lab for _, lab, _ in items])
             pred = np.array([int(np.argmax(clf.classify(root / rel).probs))
                              for rel, _, _ in progress(items, total=len(items), desc=f"{Path(path).name} accuracy")])
-            res["accuracy"] = float((pred == y).mean())
+            res["accuracy"] = float((pred == y).mean())  # a background class (the last label) counts as wrong
             res["per_class_accuracy"] = {c: float((pred[y == i] == i).mean()) for i, c in enumerate(manifest.classes)
                                          if (y == i).any()}
             res["test_images"] = len(items)

@@ -70,7 +70,7 @@ def test_background_is_one_more_class_in_the_run(bg_run):
 
 
 @pytest.mark.slow
-def test_export_and_device_answer_unknown_for_the_scene(bg_run, synth_data, scene):
+def test_export_and_device_answer_unknown_for_the_scene(bg_run, synth_data, synth_split, scene):
     from edgeflower.edge import Classifier
     from edgeflower.export.pipeline import ExportConfig, export
 
@@ -92,6 +92,13 @@ def test_export_and_device_answer_unknown_for_the_scene(bg_run, synth_data, scen
     md = (bg_run.run_dir / "export" / "export_report.md").read_text()
     assert "background photos answered unknown 100.0%" in md
     assert "% taken by the background class)" in md
+    # bench measures the accuracy of an artifact with a background class on the split's classes, as export does
+    from edgeflower.bench import BenchConfig, bench
+
+    int8 = next(a for a in report["artifacts"] if a["format"] == "tflite_int8")
+    b = bench(BenchConfig(artifacts=(int8["path"],), threads=(1,), runs=3, warmup=1, e2e_images=2,
+                          data=str(synth_data), split=str(synth_split)))
+    assert b["results"][0]["accuracy"] == pytest.approx(int8["accuracy"]), b["results"][0].get("accuracy_note")
 
 
 def test_eval_includes_the_background(bg_run, synth_data):
