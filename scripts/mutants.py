@@ -91,6 +91,19 @@ MUTANTS = {
     "graph-nested-not-inlined": ("edgeflower/export/imx500.py", "                alias[name] = outs[0]\n",
                                  "                alias[name] = ins[0]\n",
                                  ["tests/test_imx500_export.py", "-k", "portable_graph"]),
+    "outliers-held-out-trained": ("edgeflower/data/outliers.py", '            out[r.file] = "heldout"\n',
+                                  '            out[r.file] = "train"\n',
+                                  ["tests/test_outliers.py", "-k", "held_out or whole"]),
+    "outlier-download-unverified": ("edgeflower/data/outliers.py", "if digest != first.original_sha256:", "if False:",
+                                    ["tests/test_outliers.py", "-k", "wrong_checksum"]),
+    "outliers-never-claimed": ("edgeflower/data/claim.py", "claimed[:, j] = score[:, j] >= bar",
+                               "claimed[:, j] = False", ["tests/test_outliers.py", "-k", "claim"]),
+    "background-costs-nothing": ("edgeflower/export/pipeline.py",
+                                 "return np.where(probs.argmax(1) == background, NEVER_KEPT, sims)", "return sims",
+                                 ["tests/test_background.py", "-k", "budget"]),
+    "observer-misses-errors": ("edgeflower/edge/loop.py", "            for o in observers:\n",
+                               "            for o in (observers if frame.image is not None else []):\n",
+                               ["tests/test_edge.py", "-k", "observer"]),
 }
 
 def run(name: str) -> bool:
