@@ -53,11 +53,10 @@ SUITES: dict[str, tuple[str, list[Step]]] = {
         Step("soak-classify", ("benchmarks.soak", "classify", INT8), "30", "soak_classify.json"),
         Step("soak-stills", ("benchmarks.soak", "stills"), "1", "soak_stills.json"),
     ]),
-    "unknown": ("the `unknown` answer on photos without the run's classes", [
-        Step("wallpapers", ("benchmarks.collect.negatives",), "3", "(photos in ~/.cache/edgeflower)"),
-        Step("edu-photos", ("benchmarks.collect.edu_photos",), "3", "(photos in ~/.cache/edgeflower)"),
-        Step("unknown", ("benchmarks.unknown", INT8, "--wallpapers", "--edu", "--results",
-                         "benchmarks/results/unknown_edu.json"), "5", "unknown_edu.json"),
+    "unknown": ("the `unknown` answer on photos of kinds the run never saw", [
+        Step("outliers", ("benchmarks.outliers", INT8, "{run}/export/model_float.tflite",
+                          "{run}/export/model_int8.onnx"), "2", "outliers.json",
+             "the outlier set (../shared/data/outliers, $EDGEFLOWER_OUTLIERS or the cache)"),
     ]),
 }
 

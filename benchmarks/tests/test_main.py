@@ -24,7 +24,7 @@ def test_dry_run_of_all_prints_every_step_with_the_run(capsys):
     lines = capsys.readouterr().out.splitlines()
     n = sum(len(steps) for _, steps in SUITES.values())
     assert len(lines) == n and lines[0].startswith(f"[1/{n}] training/study")
-    assert any("benchmarks.unknown runs/x/train/export/model_int8.tflite" in ln for ln in lines)
+    assert any("benchmarks.outliers runs/x/train/export/model_int8.tflite" in ln for ln in lines)
     assert not any("{run}" in ln for ln in lines)
 
 
