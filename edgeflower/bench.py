@@ -247,12 +247,20 @@ def bench(cfg: BenchConfig, progress=None) -> dict:
         for i, th in enumerate(cfg.threads):
             say(f"bench {p.name} threads={th}")
             r = run_isolated(str(p), th, cfg, with_accuracy=(i == 0), data_note=data_note)
-            if "error" not in r:
-                r["sha256"] = sha256_file(p)
+            if "error" in r:  # an artifact that cannot load fails the same way at every thread count: said once
+                r["error"] = _without_name(r["error"], p.name)
+                results.append(r)
+                break
+            r["sha256"] = sha256_file(p)
             results.append(r)
     _relative_accuracy(results)
     return {"environment": environment(), "config": asdict(cfg), "results": results,
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _without_name(message: str, name: str) -> str:
+    """The error without a leading ``NAME: `` (the report and the CLI name the artifact themselves)."""
+    return message[len(name) + 2:] if message.startswith(f"{name}: ") else message
 
 
 def _relative_accuracy(results: list[dict]) -> None:

@@ -106,3 +106,18 @@ def test_bench_finds_the_runs_data_from_the_metadata(tmp_path):
         (tmp_path / "m.tflite.json").write_text(_json.dumps(meta))
         cfg = with_run_split(BenchConfig(artifacts=[str(art)]))
         assert (cfg.data, cfg.split) == want, meta
+
+
+def test_a_bad_artifact_is_one_error_line_with_its_fix(tmp_path):
+    """A file of another type, and a .tflite cut short: one line each however many thread counts, the name once,
+    and the fix named."""
+    txt = tmp_path / "x.txt"
+    txt.write_text("hello")
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(b"TFL3" + b"\0" * 60)
+    out = run_cli("bench", txt, cut, "--threads", "1,2,4", "--runs", 3, "--warmup", 1, "--no-accuracy")
+    assert out.returncode == 1
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 2, out.stderr
+    assert errors[0].startswith("error: x.txt: unknown model type '.txt'") and errors[0].count("x.txt") == 1
+    assert errors[1].startswith("error: cut.tflite:") and "export it again with `edgeflower export RUN`" in errors[1]

@@ -110,6 +110,11 @@ class Backend:
         return _pkg_version(self.dist)
 
 
+# the fix named by a load error: a file cut short by a copy, or not an exported model at all
+DAMAGED = ("the file is damaged or is not an exported model: copy it again, or export it again with "
+           "`edgeflower export RUN`")
+
+
 class _TFLiteBackend(Backend):
     module = ""
 
@@ -125,7 +130,7 @@ class _TFLiteBackend(Backend):
                 self.interpreter = mod.Interpreter(**kwargs)
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise BackendError(f"{self.name} cannot load {path}: {str(exc).splitlines()[0]}") from exc
+            raise BackendError(f"{self.name} cannot load {path}: {str(exc).splitlines()[0]}; {DAMAGED}") from exc
         inp = self.interpreter.get_input_details()[0]
         outs = self.interpreter.get_output_details()
         self.input = _tflite_info(inp)
@@ -209,7 +214,7 @@ class OnnxRuntimeBackend(Backend):
             self.session = ort.InferenceSession(os.fspath(path), sess_options=opts,
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception classes
-            raise BackendError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
+            raise BackendError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}; {DAMAGED}") from exc
         i = self.session.get_inputs()[0]
         self.input = TensorInfo(i.name, tuple(s if isinstance(s, int) else -1 for s in i.shape), _ort_dtype(i.type))
         self.outputs = [TensorInfo(o.name, tuple(s if isinstance(s, int) else -1 for s in o.shape), _ort_dtype(o.type))
