@@ -35,8 +35,8 @@ from edgeflower.bench import BenchConfig, bench
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import load_manifest, split_items
 from edgeflower.edge import Classifier, preprocess
-from edgeflower.edge.backends import load_backend
 from edgeflower.edge.classifier import quantize
+from edgeflower.edge.loader import load_backend
 
 NAMES = ["model_float.tflite", "model_int8.tflite", "model.onnx", "model_int8.onnx"]
 

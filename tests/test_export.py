@@ -267,7 +267,7 @@ def test_int8_onnx_computes_the_same_on_every_cpu(tiny_export, synth_data):
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    from edgeflower.edge.backends import load_backend
+    from edgeflower.edge.loader import load_backend
     from edgeflower.edge.preprocess import preprocess
 
     path = tiny_export / "model_int8.onnx"

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeflower.edge.backends import Backend, TensorInfo, load_backend, similarity_output
+from edgeflower.edge.backends import Backend, TensorInfo, similarity_output
+from edgeflower.edge.loader import load_backend
 from edgeflower.edge.metadata import read_metadata
 from edgeflower.edge.preprocess import ImageLike, preprocess
 from edgeflower.errors import BackendError

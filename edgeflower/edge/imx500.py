@@ -6,7 +6,7 @@ training photos' pooled features). The sensor outputs two tensors per frame: the
 pooled features. The Pi computes the `unknown` similarity from the features, as every other artifact computes it
 inside the model: the cosine to the k-th nearest training photo of each class.
 
-- ``Imx500Backend`` (``load_backend`` for ``.rpk`` files) turns one frame's sensor outputs into the outputs of an
+- ``Imx500Backend`` (``loader.load_backend`` for ``.rpk`` files) turns one frame's sensor outputs into the outputs of an
   edgeflower artifact, ``probs`` and ``similarity``, so that ``Classifier`` answers, smooths and rejects as with a
   .tflite model. It runs nothing on the pixels.
 - ``Imx500Source`` (``classify --camera imx500``) is a picamera2 source that yields each frame with its outputs.
