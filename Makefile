@@ -15,7 +15,7 @@ export KERAS_HOME      ?= $(if $(wildcard $(SHARED)/keras/models),$(SHARED)/kera
 # itself sets without -v when the variable is unset (edgeflower/_quiet.py)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: main test lint setup bench-study pi-check clean
+.PHONY: main test lint setup bench-study pi-check mutants clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+
+# break the code in each place a test must guard, one at a time (scripts/mutants.py; about 10 minutes)
+mutants: setup
+	$(BIN)/python scripts/mutants.py
 
 bench-study: setup
 	$(BIN)/python -m benchmarks.study
