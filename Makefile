@@ -17,7 +17,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: main test lint setup bench-study pi-check mutants clean
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[all,dev]"
@@ -35,7 +35,8 @@ main: setup
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# ruff (ruff.toml: pyflakes, pycodestyle, import order), then the import contracts in setup.cfg ([importlinter]):
+# ruff (pyproject.toml [tool.ruff]: pyflakes, pycodestyle, import order), then the import contracts
+# (pyproject.toml [tool.importlinter]):
 # layering, no TensorFlow on the device side, a light CLI
 lint: setup
 	$(BIN)/ruff check .

@@ -2,7 +2,7 @@
 level (inside a function is fine). `edgeflower --help` must start without loading TensorFlow, Keras or the
 runtime: the CLI imports its subcommands' packages only when a subcommand runs.
 
-Registered in setup.cfg's [importlinter] as ``contract_types = top_level_imports: scripts.import_contracts.
+Registered in pyproject.toml's [tool.importlinter] as ``contract_types = top_level_imports: scripts.import_contracts.
 TopLevelImportsContract`` (lint-imports puts the working directory on sys.path).
 """
 

@@ -291,11 +291,10 @@ def test_missing_backend_names_the_extra_that_holds_it(tiny_export, monkeypatch,
     msg = str(e.value)
     assert f'pip install "edgeflower[{extra}]"' in msg and "\n" not in msg
     # the extra named really installs the package
-    import configparser
+    import tomllib
 
-    cfg = configparser.ConfigParser()
-    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
-    assert _EXTRAS[module][0] in cfg["options.extras_require"][extra]
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert any(req.startswith(_EXTRAS[module][0]) for req in project["optional-dependencies"][extra])
 
 
 def test_bad_sources(tiny_export, tmp_path):
