@@ -477,6 +477,97 @@ def unknown_categories(results: Results) -> str:
     return table(["int8 TFLite", *cats], "l" + "r" * len(cats), rows)
 
 
+OUTLIERS = "outliers.json"  # the outlier set's held-out part (benchmarks/outliers.py)
+
+
+def _of(block: Result) -> str:
+    return "-" if block["unknown"] is None else f"{block['unknown'] * 100:.1f}% of {block['images']}"
+
+
+def _artifact_command(d: Result) -> str:
+    """The result's command with its artifact paths folded into ARTIFACT... (each is a row of the table)."""
+    paths = {a["artifact"] for a in d["artifacts"]}
+    words = d["command"].split()
+    kept = [w for w in words if w not in paths]
+    return " ".join(kept[:3] + ["ARTIFACT..."] + kept[3:]) if len(kept) < len(words) else d["command"]
+
+
+def run_name(artifact: str) -> str:
+    """runs/main/train/export/FILE -> main/FILE: the run folder, above train/ and export/."""
+    parts = [p for p in Path(artifact).parts[:-1] if p not in ("train", "export")]
+    return f"{parts[-1] if parts else '.'}/{Path(artifact).name}"
+
+
+def outliers(results: Results) -> str:
+    """Per artifact: the held-out part answered unknown (all, nature, unseen species), the flowers' cost."""
+    d = results(OUTLIERS)
+    rows = []
+    for a in d["artifacts"]:
+        h, f, ok = a["heldout"], a["flowers"], a["target_met"]
+        rows.append([run_name(a["artifact"]), f"**{_of(h['non_flower'])}**", _of(h["by_category"]["nature"]),
+                     _of(h["other_flowers_unseen_species"]), _of(a["val"]["non_flower"]),
+                     f"{pct(f['accuracy_without_rejection'])} -> {pct(f['accuracy_with_unknown'])} "
+                     f"(-{f['cost_pts']:.2f})", pct(f["answered_unknown_by_background"], 1),
+                     "met" if all(ok.values()) else "missed: " + ", ".join(k for k, v in ok.items() if not v)])
+    t = d["artifacts"][0]["targets"] if d["artifacts"] else {}
+    targets = (f"targets: held-out non-flower >= {t.get('non_flower', 0):.0%}, nature >= {t.get('nature', 0):.0%}, "
+               f"unseen species >= {t.get('unseen_species', 0):.0%}, cost <= {t.get('cost_pts', 0):g} point")
+    return with_caption(caption(_artifact_command(d), d, targets), table(
+        ["artifact", "held-out non-flower", "held-out nature", "other species never trained on",
+         "validation outliers (not unseen)", "flower test acc without -> with `unknown`", "flowers to background",
+         "target"], "lrrrrlrl", rows))
+
+
+def outliers_categories(results: Results) -> str:
+    """Per category of the held-out part (and the validation part beside, for the int8 TFLite rows)."""
+    d = results(OUTLIERS)
+    arts = [a for a in d["artifacts"] if a["artifact"].endswith(".tflite")]
+    cats = sorted({c for a in arts for c in a["heldout"]["by_category"]})
+    rows = []
+    for a in arts:
+        for part in ("heldout", "val"):
+            bc = a[part]["by_category"]
+            rows.append([run_name(a["artifact"]), {"heldout": "held out", "val": "validation"}[part],
+                         *(_of(bc[c]) if c in bc else "-" for c in cats)])
+    return table(["artifact", "part", *cats], "ll" + "r" * len(cats), rows)
+
+
+def outliers_species(results: Results) -> str:
+    """Other-species flowers of the held-out part, per species, for the int8 TFLite rows."""
+    d = results(OUTLIERS)
+    arts = [a for a in d["artifacts"] if a["artifact"].endswith("int8.tflite")]
+    seen = set(d["split"]["seen_species"])
+    species = sorted({s for a in arts for s in a["heldout"]["other_flowers_by_species"]})
+    rows = [[run_name(a["artifact"]), *(_of(a["heldout"]["other_flowers_by_species"][s])
+                                     if s in a["heldout"]["other_flowers_by_species"] else "-" for s in species)]
+            for a in arts]
+    return table(["int8 TFLite", *(s + ("" if s not in seen else " (seen)") for s in species)],
+                 "l" + "r" * len(species), rows)
+
+
+def outliers_split(results: Results) -> str:
+    d = results(OUTLIERS)
+    sp = d["split"]
+    c = sp["counts"]
+    return table(["part", "photos", "what"], "lrl", [
+        ["train", c["train"], "trains the background class"],
+        ["val", c["val"], "early stopping, the thresholds, every choice of method"],
+        ["held out", c["heldout"], "sources " + ", ".join(s.split("/")[0] for s in sp["held_out_sources"])
+         + "; Caltech categories " + ", ".join(sp["held_out_caltech_categories"])
+         + "; species " + ", ".join(sp["held_out_species"])]])
+
+
+def outlier_heads(results: Results) -> str:
+    """The head variants for the outlier photos, on validation (a settled study)."""
+    d = results("outlier_heads.json")
+    rows = [[name, ", ".join(f"{k} {v}" for k, v in v["options"].items()) or "make main's head",
+             pct(v["val_flower_accuracy"]), pct(v["val_flowers_to_background"]),
+             pct(v["val_outliers_to_background"], 1), len(v["seeds"])] for name, v in d["variants"].items()]
+    return with_caption(caption(d["command"], d), table(
+        ["variant", "options", "val flowers (top of the classes)", "val flowers to background",
+         "val outliers to background", "seeds"], "llrrrr", rows))
+
+
 # ---------------------------------------------------------------------------------------------------- documents
 
 Section = Callable[[Results], str]
@@ -487,6 +578,8 @@ SECTIONS: dict[str, Section] = {
     "latency": latency, "latency_targets": latency_targets, "sinks": sinks,
     "soak_loop": soak_loop, "soak_classify": soak_classify, "soak_stills": soak_stills,
     "unknown": unknown, "unknown_sets": unknown_sets, "unknown_categories": unknown_categories,
+    "outliers": outliers, "outliers_categories": outliers_categories, "outliers_species": outliers_species,
+    "outliers_split": outliers_split, "outlier_heads": outlier_heads,
 }
 
 

@@ -104,3 +104,20 @@ def test_the_figures_come_from_the_result_file(tmp_path, monkeypatch):
     assert render.main(["--results", str(results), "--root", str(root)]) == 0
     assert path.read_text() == text
     assert render.main(["--results", str(results), "--root", str(root), "--check"]) == 0
+
+
+def test_the_readme_quotes_the_held_out_unknown_figures():
+    """The README's sentence on `unknown` states make main's int8 TFLite figures on the held-out outlier photos."""
+    import re
+
+    d = json.loads((RESULTS / "outliers.json").read_text())
+    a = next(a for a in d["artifacts"] if a["artifact"].endswith("main/train/export/model_int8.tflite"))
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    m = re.search(r"make main's int8 model answers `unknown` for (\d+)% of the non-flower photos, (\d+)% of the nature "
+                  r"ones and (\d+)% of the flowers of other species .*? at a cost of ([\d.]+) points", readme)
+    assert m, "the README's sentence on the held-out figures is gone"
+    h = a["heldout"]
+    assert [int(v) for v in m.groups()[:3]] == [round(h["non_flower"]["unknown"] * 100),
+                                                round(h["by_category"]["nature"]["unknown"] * 100),
+                                                round(h["other_flowers_unseen_species"]["unknown"] * 100)]
+    assert float(m.group(4)) == round(a["flowers"]["cost_pts"], 1)
