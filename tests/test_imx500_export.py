@@ -68,3 +68,35 @@ def test_export_imx500_on_a_tiny_network(tiny_run, synth_data, synth_split, tmp_
     clf.backend.feed([np.eye(len(clf.labels))[0] * 0.9 + 0.1 / len(clf.labels), feats])
     probs, sims, _ = clf.raw_scores(np.zeros((1, *clf.input_size, 3), np.uint8))
     assert probs.shape == (1, len(clf.labels)) and sims.max() > 0.99  # a training photo's own features
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("EDGEFLOWER_TEST_IMX500") != "1",
+                    reason="opt-in (EDGEFLOWER_TEST_IMX500=1): creates the 2.3 GB IMX500 environment on first use")
+def test_export_imx500_keeps_the_background_class_and_its_unknown(synth_data, synth_split, tmp_path):
+    """A run trained with outlier photos (the background class) through the AI Camera's export: the gate, the
+    labels with the background last, and the unknown figures that count what the background takes."""
+    from edgeflower.export.pipeline import ExportConfig, export
+    from edgeflower.train.loop import TrainConfig, train
+
+    from conftest import make_image
+
+    outliers = tmp_path / "outliers"
+    outliers.mkdir()
+    for i in range(20):
+        make_image((230, 230, 230) if i % 2 else (200, 200, 30), seed=70_000 + i).save(outliers / f"o{i}.jpg")
+    r = train(TrainConfig(model="cnn", data=str(synth_data), split=str(synth_split), out=str(tmp_path / "run"),
+                          epochs=8, input_size=32, batch_size=8, learning_rate=3e-3, verbose=0, patience=8,
+                          outliers=str(outliers)))
+    assert r.config["classes"][-1] == "background"
+    out = tmp_path / "export"
+    report = export(ExportConfig(target=str(r.run_dir), formats=("imx500",), calibration=30, data=str(synth_data),
+                                 split=str(synth_split), out=str(out), max_drop=100.0))
+    art = report["artifacts"][0]
+    assert art["format"] == "imx500" and art["passed"], art["reason"]
+    meta = json.loads((out / "imx500" / "network.rpk.json").read_text())
+    assert meta["labels"][-1] == "background" and meta["background_class"] == "background"
+    t = meta["unknown"]["test"]
+    assert {"flower_accuracy_without_rejection", "flower_accuracy_with_unknown",
+            "flowers_answered_background"} <= set(t)
+    assert (out / "imx500" / "labels.txt").read_text().split()[-1] == "background"
