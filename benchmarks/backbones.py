@@ -26,8 +26,8 @@ from benchmarks import RESULTS
 from benchmarks.study import command
 from edgeflower import timing
 from edgeflower._env import environment
-from edgeflower._util import write_json
 from edgeflower.bench import BenchConfig, run_isolated
+from edgeflower.util.files import write_json
 
 
 def describe(run: Path) -> dict:

@@ -24,7 +24,8 @@ import numpy as np
 
 from benchmarks import RESULTS
 from edgeflower._env import environment
-from edgeflower._util import progress, write_json
+from edgeflower.util.files import write_json
+from edgeflower.util.progress import progress
 
 
 def _mediapipe(path: Path):

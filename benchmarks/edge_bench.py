@@ -30,13 +30,13 @@ import numpy as np
 from benchmarks import RESULTS
 from edgeflower import timing
 from edgeflower._env import environment
-from edgeflower._util import write_json
 from edgeflower.bench import BenchConfig, bench
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import load_manifest, split_items
 from edgeflower.edge import Classifier, preprocess
 from edgeflower.edge.classifier import quantize
 from edgeflower.edge.loader import load_backend
+from edgeflower.util.files import write_json
 
 NAMES = ["model_float.tflite", "model_int8.tflite", "model.onnx", "model_int8.onnx"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from benchmarks import RESULTS
 from edgeflower._env import environment
-from edgeflower._util import write_json
+from edgeflower.util.files import write_json
 
 
 def _peaks_by_step(phases: list[tuple[float, str]], rss: list[tuple[float, float]]) -> list[dict]:

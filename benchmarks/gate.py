@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import RESULTS
-from edgeflower._util import write_json
+from edgeflower.util.files import write_json
 
 SCENES_REPO = "afroozsheikh/Intel-Image-Classifier"
 SCENES_COMMIT = "268f8fc38fb3f7307c1861d619ee99ff4158a3f5"

@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmarks import RESULTS, command
 from edgeflower._env import environment
-from edgeflower._util import write_json
+from edgeflower.util.files import write_json
 
 
 def export(run: Path, out: Path) -> dict:

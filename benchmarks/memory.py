@@ -24,10 +24,10 @@ from pathlib import Path
 
 from benchmarks import RESULTS, ROOT
 from edgeflower._env import environment
-from edgeflower._util import write_json
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import class_folders
 from edgeflower.edge.preprocess import IMAGE_SUFFIXES
+from edgeflower.util.files import write_json
 
 TARGET = 1.3
 

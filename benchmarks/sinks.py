@@ -37,12 +37,12 @@ import numpy as np
 from benchmarks import RESULTS
 from edgeflower import timing
 from edgeflower._env import environment
-from edgeflower._util import write_json
 from edgeflower.edge import Classifier
 from edgeflower.edge.loop import run
 from edgeflower.edge.observers import Changes
 from edgeflower.edge.sinks import CommandSink, LabelChanges, MqttSink, WebhookSink
 from edgeflower.edge.sources import Frame, Source
+from edgeflower.util.files import write_json
 
 DEFAULT_MODEL = "runs/bench/efficientnet_lite0_make_main/export/model_int8.tflite"
 PHOTOS = ["daisy/100080576_f52e8ee070_n.jpg", "roses/10090824183_d02c613f10_m.jpg"]

@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import RESULTS
-from edgeflower._util import write_json
 from edgeflower.edge.classifier import Prediction
 from edgeflower.edge.loop import run
 from edgeflower.edge.observers import Changes, JsonLines, LivePage, Saver
 from edgeflower.edge.sources import Frame, Source
+from edgeflower.util.files import write_json
 
 
 def proc_stats(pid: int | str = "self") -> dict:

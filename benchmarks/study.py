@@ -19,8 +19,8 @@ from pathlib import Path
 
 from benchmarks import RESULTS
 from edgeflower._env import environment
-from edgeflower._util import write_json
 from edgeflower.train.loop import TrainConfig, train
+from edgeflower.util.files import write_json
 
 STUDY = {"cnn": 0.7278, "mobilenet_v2": 0.9111, "resnet50": 0.9306}
 _HEAD = dict(model="mobilenet_v2", augment=True, label_smoothing=0.1, epochs=40)  # docs/studies/training-recipe.md

@@ -43,11 +43,11 @@ import numpy as np
 
 from benchmarks import RESULTS
 from edgeflower._env import environment
-from edgeflower._util import cache_dir, write_json
 from edgeflower.data.arrays import load_split
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import load_manifest
 from edgeflower.edge import UNKNOWN, Classifier
+from edgeflower.util.files import cache_dir, write_json
 
 # images in these wheels that are photographs or renderings of something that is not a flower
 SKIMAGE = ["astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "clock_motion.png", "coffee.png",

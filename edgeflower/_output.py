@@ -74,7 +74,7 @@ def evaluation(m: dict, subset: str) -> str:
 def save_bench(report: dict, json_out: str | None, plot_out: str | None, plot: Callable[[dict, str], bool],
                say: Callable[[str], None]) -> None:
     """Write the bench report as JSON and its plot (by default beside the JSON); ``plot`` is ``bench.plot``."""
-    from edgeflower._util import write_json
+    from edgeflower.util.files import write_json
 
     if json_out:
         write_json(json_out, report)

@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeflower._env import environment
-from edgeflower._util import percentiles, progress, sha256_file
 from edgeflower.errors import BenchError, EdgeflowerError
+from edgeflower.util.files import sha256_file
+from edgeflower.util.progress import progress
+from edgeflower.util.stats import percentiles
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +314,7 @@ def plot(report: dict, path: str | Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    from edgeflower._util import atomic_path
+    from edgeflower.util.files import atomic_path
 
     pts = [r for r in report["results"] if "error" not in r and r.get("accuracy") is not None]
     if not pts:

@@ -67,9 +67,9 @@ def _split_opt(help: str, exists: bool = True):
 @_handle_errors
 def data_check(data: str | None, json_out: str | None) -> None:
     """Decode every image; report counts, unreadable files, duplicates and near-duplicates."""
-    from edgeflower._util import write_json
     from edgeflower.data.check import check_dataset
     from edgeflower.data.source import resolve_data_dir
+    from edgeflower.util.files import write_json
 
     root = resolve_data_dir(data)
     d = check_dataset(root).to_dict()
@@ -227,8 +227,8 @@ def train(**opts):
 @_handle_errors
 def eval_cmd(target: str, subset: str, split: str | None, data: str | None, json_out: str | None) -> None:
     """Recompute the metrics of a saved model (RUN_DIR or MODEL.keras) on one part of its split."""
-    from edgeflower._util import write_json
     from edgeflower.train.loop import evaluate
+    from edgeflower.util.files import write_json
 
     m = evaluate(target, split=subset, data=data, manifest_path=split)
     click.echo(_output.evaluation(m, subset))

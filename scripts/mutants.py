@@ -25,7 +25,7 @@ MUTANTS = {
                                      ["tests/test_gate.py", "-k", "many_changed"]),
     "budget-never-lowered": ("edgeflower/metrics.py", "        b *= 0.8\n", "        break\n",
                              ["tests/test_gate.py", "-k", "unknown_budget"]),
-    "loop-keeps-every-latency": ("edgeflower/_util.py", "if len(self._values) < self.size:", "if True:",
+    "loop-keeps-every-latency": ("edgeflower/util/stats.py", "if len(self._values) < self.size:", "if True:",
                                  ["tests/test_longrun.py", "-k", "memory or reservoir"]),
     "page-keeps-idle-sockets": ("edgeflower/edge/serve.py", "            if len(self._pending) >= self.max_pending:\n"
                                 "                self._drop(next(iter(self._pending)))  # the oldest waiting "

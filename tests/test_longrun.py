@@ -82,7 +82,7 @@ def test_loop_memory_does_not_grow_with_frames(tmp_path):
 
 
 def test_reservoir_keeps_a_bounded_uniform_sample():
-    from edgeflower._util import Reservoir, percentiles
+    from edgeflower.util.stats import Reservoir, percentiles
 
     r = Reservoir(size=1000, seed=3)
     for v in range(100_000):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from edgeflower._util import progress
+from edgeflower.util.progress import progress
 
 from conftest import run_cli
 

@@ -42,7 +42,7 @@ from collections import Counter
 from pathlib import Path
 
 from benchmarks.collect import negatives
-from edgeflower._util import cache_dir
+from edgeflower.util.files import cache_dir
 
 # package: (version, pool path, sha256 of the .deb) -- Debian 12 bookworm
 PACKAGES = {

@@ -36,7 +36,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from edgeflower._util import atomic_write_text, cache_dir
+from edgeflower.util.files import atomic_write_text, cache_dir
 
 POOL = "https://deb.debian.org/debian/"
 # package: (version, pool path, sha256 of the .deb) -- Debian 12 bookworm

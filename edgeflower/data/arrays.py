@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeflower._util import atomic_path, cache_dir, progress
 from edgeflower.data.split import Manifest, split_items, verify_files
 from edgeflower.data.store import ImageStore, write_npy
 from edgeflower.edge.preprocess import PREPROCESSING, preprocess
+from edgeflower.util.files import atomic_path, cache_dir
+from edgeflower.util.progress import progress
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeflower._util import progress, sha256_file
 from edgeflower.data.arrays import SplitArrays
 from edgeflower.data.store import join_rows
 from edgeflower.edge.preprocess import image_files, preprocess
 from edgeflower.errors import DataError
+from edgeflower.util.files import sha256_file
+from edgeflower.util.progress import progress
 
 BACKGROUND = "background"
 MIN_PHOTOS = 5  # at least one for each of val and test, and three to train on

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from edgeflower._util import progress, sha256_file
 from edgeflower.data.source import IMAGE_SUFFIXES, list_images
+from edgeflower.util.files import sha256_file
+from edgeflower.util.progress import progress
 
 #: Two photos are near-duplicates when their 64-bit dHashes differ in at most NEAR_DUP_BITS bits (a cheap
 #: candidate filter that alone has many false positives on flower close-ups) AND their normalised 32x32

@@ -43,9 +43,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from edgeflower._util import atomic_write_bytes, cache_dir, progress, sha256_file
 from edgeflower.edge.preprocess import image_files
 from edgeflower.errors import DataError, DownloadError
+from edgeflower.util.files import atomic_write_bytes, cache_dir, sha256_file
+from edgeflower.util.progress import progress
 
 log = logging.getLogger(__name__)
 

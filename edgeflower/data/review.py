@@ -18,10 +18,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from edgeflower._util import atomic_path, atomic_write_text, sha256_file
 from edgeflower.data.split import class_folders
 from edgeflower.edge.preprocess import IMAGE_SUFFIXES, open_image
 from edgeflower.errors import DataError, ImageError
+from edgeflower.util.files import atomic_path, atomic_write_text, sha256_file
 
 THUMB = 112
 

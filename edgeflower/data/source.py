@@ -12,8 +12,9 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from edgeflower._util import cache_dir, progress
 from edgeflower.errors import DataError, DownloadError
+from edgeflower.util.files import cache_dir
+from edgeflower.util.progress import progress
 
 log = logging.getLogger(__name__)
 

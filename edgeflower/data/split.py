@@ -15,10 +15,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeflower._util import atomic_write_text, sha256_file
 from edgeflower.data.check import NEAR_DUP_BITS, NEAR_DUP_CORR, near_duplicate_pairs, scan
 from edgeflower.data.source import IMAGE_SUFFIXES
 from edgeflower.errors import DataError
+from edgeflower.util.files import atomic_write_text, sha256_file
 
 TEST_SUPPORTS = {"daisy": 63, "dandelion": 90, "roses": 60, "sunflowers": 70, "tulips": 77}
 SEED = 1337

@@ -201,8 +201,8 @@ def run_device(opts: DeviceOptions, say: Callable[[str], None] = lambda m: None,
     with stop_on_sigterm():
         observers: list = []
         if opts.save_dir:  # before the model loads: a folder it cannot write is an error at start
-            from edgeflower._util import sha256_file
             from edgeflower.edge.saver import FrameSaver
+            from edgeflower.util.files import sha256_file
 
             observers.append(Saver(FrameSaver(
                 opts.save_dir, when=opts.save_when, min_interval=opts.save_min_interval, max_mb=opts.save_max_mb,

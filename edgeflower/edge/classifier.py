@@ -229,7 +229,7 @@ class Classifier:
         """(probabilities (N, C), similarities (N,) or None) of many preprocessed images; ``desc`` shows progress."""
         starts = range(0, len(images), batch)
         if desc:
-            from edgeflower._util import progress
+            from edgeflower.util.progress import progress
 
             starts = progress(starts, total=len(starts), desc=desc)
         out = [self.scores(images[s:s + batch]) for s in starts]

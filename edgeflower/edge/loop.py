@@ -8,11 +8,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edgeflower._util import Reservoir, percentiles
 from edgeflower.edge.classifier import Classifier, Smoother
 from edgeflower.edge.observers import Observer
 from edgeflower.edge.sources import LatestFrame, Source
 from edgeflower.errors import SourceError
+from edgeflower.util.stats import Reservoir, percentiles
 
 
 @dataclass

@@ -40,7 +40,7 @@ def env_dir() -> Path:
     custom = os.environ.get("EDGEFLOWER_IMX500_ENV")
     if custom:
         return Path(custom).expanduser()
-    from edgeflower._util import cache_dir
+    from edgeflower.util.files import cache_dir
 
     return cache_dir() / "imx500-env"
 
@@ -244,7 +244,7 @@ def write_package(result: Imx500Result, dest: Path, metadata: dict, bank: np.nda
     """The files the Pi needs, in ``dest``: packerOut.zip (for `imx500-package`), labels.txt, the metadata beside
     the network.rpk that `imx500-package -o DEST` will write (network.rpk.json), and the feature bank for `unknown`.
     Written to a sibling folder first and moved into place whole, so a failure leaves the previous package."""
-    from edgeflower._util import write_json
+    from edgeflower.util.files import write_json
 
     staging = dest.with_name(dest.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)

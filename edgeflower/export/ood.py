@@ -67,7 +67,7 @@ def features_model(model):
 
 def compute_bank(model, images: np.ndarray, batch: int = 16, desc: str = "unknown: training features") -> np.ndarray:
     """L2-normalized pooled features of ``images`` (uint8 N x H x W x 3), float32 (N, D)."""
-    from edgeflower._util import progress
+    from edgeflower.util.progress import progress
 
     feats = features_model(model)
     out = []

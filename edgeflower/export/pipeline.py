@@ -20,7 +20,6 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeflower import __version__
-from edgeflower._util import atomic_path, atomic_write_text, sha256_file, write_json
 from edgeflower.data.arrays import SplitArrays, load_split
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import Manifest, load_manifest
@@ -32,6 +31,7 @@ from edgeflower.export import convert, ood, tflite_metadata
 from edgeflower.export.formats import BuildContext, BuildOptions, Candidate, Format, FormatSpec, parse_formats, plan
 from edgeflower.export.gate import Verdict, judge
 from edgeflower.metrics import calibrate_scores, calibrate_threshold, holding_budget, per_class_accuracy
+from edgeflower.util.files import atomic_path, atomic_write_text, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 

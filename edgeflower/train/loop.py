@@ -21,7 +21,6 @@ import numpy as np
 
 from edgeflower import __version__
 from edgeflower._deps import require
-from edgeflower._util import atomic_path, atomic_write_text, write_json
 from edgeflower.data.arrays import SplitArrays, load_split
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import auto_split, is_packaged_dataset, load_manifest, manifest_from_dict, write_manifest
@@ -29,6 +28,7 @@ from edgeflower.errors import DataError, RunDirError
 from edgeflower.keras_io import load_keras_model, predict_probs, resolve_run  # noqa: F401 - also train's API
 from edgeflower.metrics import classification_metrics
 from edgeflower.train.models import ModelSpec, count_params, get_spec
+from edgeflower.util.files import atomic_path, atomic_write_text, write_json
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ def _verbose(cfg: TrainConfig) -> int:
 
 def extract_features(tf, features_model, x: np.ndarray, batch: int = 32, aug=None, desc: str = "") -> np.ndarray:
     """Pooled backbone features of every image (optionally of an augmented view), in compiled batches."""
-    from edgeflower._util import progress
+    from edgeflower.util.progress import progress
 
     out = []
     starts = range(0, len(x), batch)
