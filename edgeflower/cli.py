@@ -381,8 +381,8 @@ def service_install(model, user_unit, name, unit_dir, force, classify_args):
 
     Example: edgeflower service install export/model_int8.tflite --camera --smooth 5 --serve 0.0.0.0:8080"""
     from edgeflower.edge.app import DeviceOptions, check
+    from edgeflower.edge.service import ServiceError, install
     from edgeflower.errors import EdgeflowerError
-    from edgeflower.service import ServiceError, install
 
     try:  # the options are classify's: check them now, not at the first boot
         ctx = classify.make_context("classify", [model, *classify_args], resilient_parsing=False)
@@ -406,7 +406,7 @@ def service_install(model, user_unit, name, unit_dir, force, classify_args):
 @_handle_errors
 def service_uninstall(user_unit, name, unit_dir):
     """Remove the unit written by `service install`, and the links that enabled it at boot."""
-    from edgeflower.service import uninstall
+    from edgeflower.edge.service import uninstall
 
     ctl = "systemctl --user" if user_unit else "sudo systemctl"
     for p in uninstall(name, user_unit=user_unit, directory=unit_dir):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeflower.service import render_unit
+from edgeflower.edge.service import render_unit
 
 from conftest import run_cli
 
