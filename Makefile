@@ -12,7 +12,7 @@ export EDGEFLOWER_DATA ?= $(if $(wildcard $(SHARED)/data/flower_photos),$(SHARED
 export EDGEFLOWER_OUTLIERS ?= $(if $(wildcard $(SHARED)/data/outliers/MANIFEST.tsv),$(SHARED)/data/outliers,)
 export KERAS_HOME      ?= $(if $(wildcard $(SHARED)/keras/models),$(SHARED)/keras,$(HOME)/.keras)
 # TensorFlow's C++ log: 3 hides INFO, WARNING and ERROR lines ("failed call to cuInit" is one), the level the CLI
-# itself sets without -v when the variable is unset (edgeflower/_quiet.py)
+# itself sets without -v when the variable is unset (edgeflower/util/quiet.py)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: main test lint setup bench-study pi-check mutants clean

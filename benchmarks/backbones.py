@@ -24,9 +24,9 @@ from pathlib import Path
 
 from benchmarks import RESULTS
 from benchmarks.study import command
-from edgeflower import timing
-from edgeflower._env import environment
 from edgeflower.bench import BenchConfig, run_isolated
+from edgeflower.util import timing
+from edgeflower.util.env import environment
 from edgeflower.util.files import write_json
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import RESULTS
-from edgeflower._env import environment
+from edgeflower.util.env import environment
 from edgeflower.util.files import write_json
 from edgeflower.util.progress import progress
 

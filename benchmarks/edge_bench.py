@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import RESULTS
-from edgeflower import timing
-from edgeflower._env import environment
 from edgeflower.bench import BenchConfig, bench
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import load_manifest, split_items
 from edgeflower.edge import Classifier, preprocess
 from edgeflower.edge.classifier import quantize
 from edgeflower.edge.loader import load_backend
+from edgeflower.util import timing
+from edgeflower.util.env import environment
 from edgeflower.util.files import write_json
 
 NAMES = ["model_float.tflite", "model_int8.tflite", "model.onnx", "model_int8.onnx"]

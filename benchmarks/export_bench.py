@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from benchmarks import RESULTS
-from edgeflower._env import environment
+from edgeflower.util.env import environment
 from edgeflower.util.files import write_json
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import RESULTS, command
-from edgeflower._env import environment
+from edgeflower.util.env import environment
 from edgeflower.util.files import write_json
 
 

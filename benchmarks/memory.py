@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 from benchmarks import RESULTS, ROOT
-from edgeflower._env import environment
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import class_folders
 from edgeflower.edge.preprocess import IMAGE_SUFFIXES
+from edgeflower.util.env import environment
 from edgeflower.util.files import write_json
 
 TARGET = 1.3

@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import RESULTS, command
-from edgeflower._env import environment
 from edgeflower.data import outliers as od
 from edgeflower.data.arrays import load_split
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import load_manifest
 from edgeflower.edge import UNKNOWN, Classifier
 from edgeflower.edge.preprocess import preprocess
+from edgeflower.util.env import environment
 from edgeflower.util.files import write_json
 
 TARGETS = {"non_flower": 0.90, "nature": 0.85, "unseen_species": 0.50, "cost_pts": 1.0}

@@ -35,13 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import RESULTS
-from edgeflower import timing
-from edgeflower._env import environment
 from edgeflower.edge import Classifier
 from edgeflower.edge.loop import run
 from edgeflower.edge.observers import Changes
 from edgeflower.edge.sinks import CommandSink, LabelChanges, MqttSink, WebhookSink
 from edgeflower.edge.sources import Frame, Source
+from edgeflower.util import timing
+from edgeflower.util.env import environment
 from edgeflower.util.files import write_json
 
 DEFAULT_MODEL = "runs/bench/efficientnet_lite0_make_main/export/model_int8.tflite"

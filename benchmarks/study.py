@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from benchmarks import RESULTS
-from edgeflower._env import environment
 from edgeflower.train.loop import TrainConfig, train
+from edgeflower.util.env import environment
 from edgeflower.util.files import write_json
 
 STUDY = {"cnn": 0.7278, "mobilenet_v2": 0.9111, "resnet50": 0.9306}

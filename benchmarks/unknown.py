@@ -42,11 +42,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import RESULTS
-from edgeflower._env import environment
 from edgeflower.data.arrays import load_split
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import load_manifest
 from edgeflower.edge import UNKNOWN, Classifier
+from edgeflower.util.env import environment
 from edgeflower.util.files import cache_dir, write_json
 
 # images in these wheels that are photographs or renderings of something that is not a flower
@@ -165,7 +165,7 @@ def answers(clf: Classifier, split) -> tuple[np.ndarray, np.ndarray, np.ndarray 
 
 
 def measure_artifact(clf: Classifier, path: str, test, val, sets: dict[str, list[dict]]) -> dict:
-    from edgeflower.metrics import calibrate_scores, rejection_cost_pts
+    from edgeflower.util.metrics import calibrate_scores, rejection_cost_pts
 
     res = {"artifact": path, "rule": (clf.metadata.get("unknown") or {}).get("method", "confidence"),
            "similarity_threshold": clf.min_similarity, "confidence_threshold": clf.threshold}

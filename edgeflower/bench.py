@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeflower._env import environment
 from edgeflower.errors import BenchError, EdgeflowerError
+from edgeflower.util.env import environment
 from edgeflower.util.files import sha256_file
 from edgeflower.util.progress import progress
 from edgeflower.util.stats import percentiles

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeflower._deps import require
 from edgeflower.data.arrays import load_split
 from edgeflower.data.check import check_dataset
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import load_manifest
+from edgeflower.util.deps import require
 from edgeflower.util.files import atomic_path, atomic_write_text, write_json
 
 log = logging.getLogger(__name__)

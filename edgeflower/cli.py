@@ -39,7 +39,7 @@ def _handle_errors(fn):
 def main(verbose: int) -> None:
     """edgeflower: train an image classifier on your own classes (or flower_photos), export it to int8
     TFLite/ONNX with an accuracy gate, benchmark it, and run it on a Raspberry Pi."""
-    from edgeflower import _quiet
+    from edgeflower.util import quiet as _quiet
 
     _quiet.configure(verbose)  # before any command imports TensorFlow
     level = logging.WARNING - 10 * min(verbose, 2)

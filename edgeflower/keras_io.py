@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeflower._deps import require
 from edgeflower.errors import ModelError, RunDirError
+from edgeflower.util.deps import require
 
 
 def predict_probs(model, x: np.ndarray, batch: int = 16) -> np.ndarray:

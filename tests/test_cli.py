@@ -119,8 +119,8 @@ def test_python_dash_m_and_version():
 
 
 def test_require_names_the_extra(monkeypatch):
-    from edgeflower import _deps
     from edgeflower.errors import MissingDependencyError
+    from edgeflower.util import deps as _deps
 
     monkeypatch.setitem(_deps._EXTRAS, "definitely_missing_mod", ("definitely-missing", "train", ""))
     with pytest.raises(MissingDependencyError, match=r'pip install "edgeflower\[train\]"'):

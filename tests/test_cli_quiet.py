@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from edgeflower import _quiet
+from edgeflower.util import quiet as _quiet
 
 # the start-up lines of issue 29: absl's pre-init banner, absl/glog-style lines (I/W/E + date), the converter's
 NOISE = re.compile(r"absl::InitializeLog|^[IWE]\d{4} |cudart_stub|cuInit|oneDNN|XNNPACK|fully_quantize", re.M)
@@ -77,7 +77,7 @@ def test_first_tensorflow_import_is_quiet_unless_verbose(tmp_path, verbose):
     (tmp_path / "tensorflow").mkdir()
     (tmp_path / "tensorflow" / "__init__.py").write_text(FAKE_TENSORFLOW)
     code = textwrap.dedent(f"""
-        from edgeflower import _quiet
+        from edgeflower.util import quiet as _quiet
         _quiet.configure({verbose})
         import tensorflow
         print("level", tensorflow.LEVEL, type(tensorflow.__loader__).__name__)

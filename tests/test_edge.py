@@ -282,7 +282,7 @@ def test_missing_picamera2_and_opencv_messages(monkeypatch):
 @pytest.mark.parametrize("module, backend, extra", [("onnxruntime", "onnxruntime", "edge-onnx"),
                                                      ("ai_edge_litert.interpreter", "litert", "edge")])
 def test_missing_backend_names_the_extra_that_holds_it(tiny_export, monkeypatch, module, backend, extra):
-    from edgeflower._deps import _EXTRAS
+    from edgeflower.util.deps import _EXTRAS
 
     monkeypatch.setitem(sys.modules, module, None)
     name = "model_int8.onnx" if backend == "onnxruntime" else "model_int8.tflite"

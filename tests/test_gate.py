@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgeflower.export.gate import judge, wilson_lower
-from edgeflower.metrics import holding_budget
+from edgeflower.util.metrics import holding_budget
 
 
 def _answers(n: int, ref_right: int, lost: int, gained: int, changed_both_wrong: int = 0):

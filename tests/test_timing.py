@@ -1,10 +1,10 @@
-"""edgeflower.timing: the one latency method (alternating rounds, the median of per-round ratios)."""
+"""edgeflower.util.timing: the one latency method (alternating rounds, the median of per-round ratios)."""
 
 from __future__ import annotations
 
 import pytest
 
-from edgeflower import timing
+from edgeflower.util import timing
 
 
 def test_orders_alternate_and_rotate():

@@ -9,7 +9,7 @@ import pytest
 
 from edgeflower.edge import UNKNOWN, Classifier
 from edgeflower.edge.backends import TensorInfo, main_output
-from edgeflower.metrics import calibrate_scores, split_half_cost
+from edgeflower.util.metrics import calibrate_scores, split_half_cost
 
 from conftest import make_image, run_cli
 

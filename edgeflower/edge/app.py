@@ -134,7 +134,7 @@ def check(opts: DeviceOptions) -> Classifier:
     clf = load_classifier(opts)
     opts.camera_index  # noqa: B018 - a bad --camera value
     if opts.live:
-        from edgeflower._deps import require
+        from edgeflower.util.deps import require
 
         if opts.camera == "pi":
             require("picamera2", "the Raspberry Pi camera")

@@ -123,7 +123,7 @@ class _TFLiteBackend(Backend):
         kwargs: dict[str, Any] = {"model_path": os.fspath(path)}
         if threads:
             kwargs["num_threads"] = int(threads)
-        from edgeflower._quiet import quiet_fds
+        from edgeflower.util.quiet import quiet_fds
 
         try:
             with quiet_fds():  # the XNNPACK delegate's INFO line, written by C++ (shown with -v)
@@ -233,7 +233,7 @@ def _ort_dtype(t: str) -> np.dtype:
 
 
 def _import(module: str, dist: str):
-    from edgeflower._deps import require
+    from edgeflower.util.deps import require
 
     return require(module, f"the {dist} backend")
 

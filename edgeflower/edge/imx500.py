@@ -130,7 +130,7 @@ class Imx500Source(PiCameraSource):
 
     def __init__(self, rpk: str | Path, size: tuple[int, int] = (640, 480), crop: bool = False,
                  reconnect: bool = False, retries: int = 10):
-        from edgeflower._deps import require
+        from edgeflower.util.deps import require
 
         self.rpk = Path(rpk)
         if not self.rpk.is_file():

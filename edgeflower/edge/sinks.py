@@ -311,7 +311,7 @@ class MqttSink(Sink):
 
     def __init__(self, url: str, discovery: bool = False, node_id: str | None = None, wait: float = 2.0,
                  discovery_prefix: str = "homeassistant", **kw):
-        from edgeflower._deps import require
+        from edgeflower.util.deps import require
 
         mqtt = require("paho.mqtt.client", "--mqtt")
         self.cfg = parse_mqtt_url(url)

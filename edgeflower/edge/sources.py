@@ -75,7 +75,7 @@ class ImageSource(Source):
 
 
 def _cv2():
-    from edgeflower._deps import require
+    from edgeflower.util.deps import require
 
     return require("cv2", "--video and --camera N")
 
@@ -164,7 +164,7 @@ class PiCameraSource(Source):
     live = True
 
     def __init__(self, size: tuple[int, int] = (640, 480), reconnect: bool = False, retries: int = 10):
-        from edgeflower._deps import require
+        from edgeflower.util.deps import require
 
         self._cls = require("picamera2", "the Raspberry Pi camera").Picamera2
         self.size, self.reconnect, self.retries = size, reconnect, retries

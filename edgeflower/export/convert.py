@@ -13,8 +13,8 @@ from typing import Iterator
 
 import numpy as np
 
-from edgeflower._deps import require
 from edgeflower.errors import ExportError
+from edgeflower.util.deps import require
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def quiet() -> Iterator[None]:
     """The converters print pages of signatures to stdout; keep them in the debug log instead. Their C++ parts
     (the quantizer's "fully_quantize: 0, ...") write to the file descriptors: hidden too, unless -v."""
-    from edgeflower._quiet import quiet_fds
+    from edgeflower.util.quiet import quiet_fds
 
     buf = io.StringIO()
     with quiet_fds(), contextlib.redirect_stdout(buf):

@@ -30,8 +30,8 @@ from edgeflower.errors import AccuracyDropError, ExportError
 from edgeflower.export import convert, ood, tflite_metadata
 from edgeflower.export.formats import BuildContext, BuildOptions, Candidate, Format, FormatSpec, parse_formats, plan
 from edgeflower.export.gate import Verdict, judge
-from edgeflower.metrics import calibrate_scores, calibrate_threshold, holding_budget, per_class_accuracy
 from edgeflower.util.files import atomic_path, atomic_write_text, sha256_file, write_json
+from edgeflower.util.metrics import calibrate_scores, calibrate_threshold, holding_budget, per_class_accuracy
 
 log = logging.getLogger(__name__)
 

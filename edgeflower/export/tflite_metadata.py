@@ -24,9 +24,9 @@ import tempfile
 import types
 from pathlib import Path
 
-from edgeflower._deps import require
 from edgeflower.edge.metadata import EMBEDDED_FILE as METADATA_FILE
 from edgeflower.errors import ExportError
+from edgeflower.util.deps import require
 
 LABELS_FILE = "labels.txt"
 _NATIVE = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"

@@ -20,15 +20,15 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeflower import __version__
-from edgeflower._deps import require
 from edgeflower.data.arrays import SplitArrays, load_split
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import auto_split, is_packaged_dataset, load_manifest, manifest_from_dict, write_manifest
 from edgeflower.errors import DataError, RunDirError
 from edgeflower.keras_io import load_keras_model, predict_probs, resolve_run  # noqa: F401 - also train's API
-from edgeflower.metrics import classification_metrics
 from edgeflower.train.models import ModelSpec, count_params, get_spec
+from edgeflower.util.deps import require
 from edgeflower.util.files import atomic_path, atomic_write_text, write_json
+from edgeflower.util.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from edgeflower._deps import require
 from edgeflower.errors import ModelError
+from edgeflower.util.deps import require
 
 
 @dataclass

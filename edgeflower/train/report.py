@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeflower._deps import require
+from edgeflower.util.deps import require
 from edgeflower.util.files import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
