@@ -137,14 +137,41 @@ FAKE_CV2 = _dedent("""
 """)
 
 
+class FakePicamera2:
+    """The slice of picamera2.Picamera2 that edgeflower's camera sources use (PiCameraSource, Imx500Source), the
+    one stand-in of every test: a test subclasses it with the frames it wants (``capture_array`` or
+    ``capture_request``). Both configurations ask for 'BGR888', picamera2's name for RGB byte order in memory."""
+
+    def __init__(self, camera_num: int = 0):
+        self.camera_num = camera_num
+
+    def create_video_configuration(self, main):
+        assert main["format"] == "BGR888"
+        return main
+
+    create_preview_configuration = create_video_configuration
+
+    def configure(self, cfg):
+        self.size = cfg["size"]
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def close(self):
+        pass
+
+
 @pytest.fixture()
 def fake_camera_env(tmp_path) -> dict:
     """An environment whose Python finds stand-ins for OpenCV and picamera2 (this machine has no camera)."""
     d = tmp_path / "fakes"
     d.mkdir()
     (d / "cv2.py").write_text(FAKE_CV2)
-    (d / "picamera2.py").write_text("class Picamera2:\n    pass\n")
-    return {"PYTHONPATH": os.pathsep.join([str(d), os.environ.get("PYTHONPATH", "")])}
+    (d / "picamera2.py").write_text("from conftest import FakePicamera2 as Picamera2  # noqa: F401\n")
+    return {"PYTHONPATH": os.pathsep.join([str(d), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
 
 
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data/flower_photos not present")

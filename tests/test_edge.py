@@ -23,7 +23,7 @@ from edgeflower.edge.observers import JsonLines
 from edgeflower.edge.sources import Frame, ImageSource, LatestFrame, OpenCVSource, Source
 from edgeflower.errors import BackendError, MissingDependencyError, SourceError
 
-from conftest import COLOURS, make_image, run_cli, without_metadata
+from conftest import COLOURS, FakePicamera2, make_image, run_cli, without_metadata
 
 
 def test_backend_chosen_by_file_type(tiny_export):
@@ -225,32 +225,12 @@ def _labels(buf) -> list[str]:
     return [json.loads(ln)["label"] for ln in buf.getvalue().splitlines()]
 
 
-class _FakePicamera2:
-    """The slice of picamera2.Picamera2 that PiCameraSource uses; tests override capture_array."""
-
-    def create_video_configuration(self, main):
-        assert main["format"] == "BGR888"  # picamera2's name for RGB byte order in memory
-        return main
-
-    def configure(self, cfg):
-        self.size = cfg["size"]
-
-    def start(self):
-        pass
-
-    def stop(self):
-        pass
-
-    def close(self):
-        pass
-
-
 def test_fake_picamera2(tiny_export, monkeypatch):
     """A red frame as picamera2 delivers it ('BGR888': R, G, B, X in memory) is answered red; read in the other
     channel order it would be blue."""
     calls = {"n": 0}
 
-    class FakeCam(_FakePicamera2):
+    class FakeCam(FakePicamera2):
         def capture_array(self, name="main"):
             calls["n"] += 1
             if calls["n"] > 5:
@@ -435,7 +415,7 @@ def test_lookup_table_quantization_equals_the_arithmetic(dtype, scale, zp):
 def test_reconnect_restarts_a_lost_pi_camera(tiny_export, monkeypatch):
     starts = {"n": 0}
 
-    class FlakyCam(_FakePicamera2):
+    class FlakyCam(FakePicamera2):
         def __init__(self):
             starts["n"] += 1
             self.generation = starts["n"]

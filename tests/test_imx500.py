@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,8 @@ from edgeflower.edge.imx500 import Imx500Backend, per_class_kth
 from edgeflower.edge.loop import run
 from edgeflower.edge.observers import Changes, JsonLines
 from edgeflower.errors import BackendError
+
+from conftest import FakePicamera2
 
 LABELS = ["red", "green", "blue"]
 D = 8
@@ -96,19 +100,10 @@ def fake_picamera2(recorded, frames_seen, fail_after=None):
         def release(self):
             pass
 
-    class Picamera2:
+    class Picamera2(FakePicamera2):
         def __init__(self, camera_num):
             assert camera_num == 1  # the IMX500's camera, opened after the network was loaded
-
-        def create_preview_configuration(self, main):
-            assert main["format"] == "BGR888"
-            return main
-
-        def configure(self, cfg):
-            self.size = cfg["size"]
-
-        def start(self):
-            pass
+            super().__init__(camera_num)
 
         def capture_request(self):
             state["i"] += 1
@@ -116,12 +111,6 @@ def fake_picamera2(recorded, frames_seen, fail_after=None):
                 raise RuntimeError("camera unplugged")
             frames_seen.append(state["i"])
             return Request(state["i"], self.size)
-
-        def stop(self):
-            pass
-
-        def close(self):
-            pass
 
     devices = types.SimpleNamespace(IMX500=IMX500)
     return types.SimpleNamespace(Picamera2=Picamera2, devices=devices), devices
@@ -186,32 +175,20 @@ FAKE_PICAMERA2 = '''
 import json, os, time
 import numpy as np
 
+from conftest import FakePicamera2
+
 RECORDED = json.load(open(os.environ["FAKE_IMX500"]))
 
 
-class Picamera2:
+class Picamera2(FakePicamera2):
     def __init__(self, camera_num=0):
+        super().__init__(camera_num)
         self.i = -1
-
-    def create_preview_configuration(self, main):
-        return main
-
-    def configure(self, cfg):
-        self.size = cfg["size"]
-
-    def start(self):
-        pass
 
     def capture_request(self):
         time.sleep(0.02)
         self.i += 1
         return _Request(self.i % len(RECORDED), self.size)
-
-    def stop(self):
-        pass
-
-    def close(self):
-        pass
 
 
 class _Request:
@@ -262,7 +239,8 @@ def test_classify_with_the_ai_camera_serves_the_page_and_runs_the_sinks(imx_fold
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**__import__("os").environ, "PYTHONPATH": str(fakes.parent), "FAKE_IMX500": str(tmp_path / "recorded.json")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fakes.parent), str(Path(__file__).parent)]),
+           "FAKE_IMX500": str(tmp_path / "recorded.json")}
     labels = tmp_path / "labels.txt"
     cmd = [sys.executable, "-m", "edgeflower", "classify", str(imx_folder / "network.rpk"), "--camera", "imx500",
            "--serve", str(port), "--jsonl", str(tmp_path / "out.jsonl"), "--max-frames", "60",
