@@ -256,6 +256,7 @@ def bench(cfg: BenchConfig, progress=None) -> dict:
             r["sha256"] = sha256_file(p)
             results.append(r)
     _relative_accuracy(results)
+    _speedups(results)
     return {"environment": environment(), "config": asdict(cfg), "results": results,
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
@@ -265,12 +266,38 @@ def _without_name(message: str, name: str) -> str:
     return message[len(name) + 2:] if message.startswith(f"{name}: ") else message
 
 
+MIN_INT8_SPEEDUP = 1.3  # an int8 artifact slower than this against its float sibling buys size, not speed
+
+
+def _floats(results: list[dict]) -> list[dict]:
+    """The float32 artifacts (float16 weights are not a reference: they are measured against one)."""
+    return [r for r in results if r.get("format") in ("tflite_float", "onnx_float")
+            or (r.get("format") is None and not r.get("quantized"))]
+
+
+def _speedups(results: list[dict]) -> None:
+    """Each int8 artifact's speed-up against its float sibling of the same run (same source model, runtime and
+    thread count): p50 of the float over p50 of the int8, and a warning under MIN_INT8_SPEEDUP."""
+    ok = [r for r in results if "error" not in r and r.get("latency_ms")]
+    floats = _floats(ok)
+    for r in ok:
+        if not r.get("quantized") or r.get("format") == "tflite_fp16" or r in floats:
+            continue
+        sib = [f for f in floats if f.get("threads") == r.get("threads") and f.get("backend") == r.get("backend")
+               and f.get("source_model_sha256") == r.get("source_model_sha256")]
+        if not sib:
+            continue
+        speedup = sib[0]["latency_ms"]["p50"] / r["latency_ms"]["p50"]
+        r["float_sibling"], r["speedup_vs_float"] = sib[0]["name"], round(speedup, 3)
+        if speedup < MIN_INT8_SPEEDUP:
+            r["speed_warning"] = (f"{r['name']} is {speedup:.2f}x as fast as {sib[0]['name']} at {r['threads']} "
+                                  f"thread(s), under {MIN_INT8_SPEEDUP:g}x: on this machine int8 buys size, not speed")
+
+
 def _relative_accuracy(results: list[dict]) -> None:
     """Drop of each artifact against the float artifact of the same source model (same runtime preferred)."""
     acc = [r for r in results if r.get("accuracy") is not None]
-    # the float32 artifacts (float16 weights are not a reference: they are measured against one)
-    floats = [r for r in acc if r.get("format") in ("tflite_float", "onnx_float")
-              or (r.get("format") is None and not r.get("quantized"))]
+    floats = _floats(acc)
     for r in acc:
         same = [f for f in floats if f.get("source_model_sha256") == r.get("source_model_sha256")]
         pref = [f for f in same if f.get("backend") == r.get("backend")] or same
@@ -288,21 +315,24 @@ def _relative_accuracy(results: list[dict]) -> None:
 
 
 def render(report: dict) -> str:
-    lines = ["| artifact | backend | thr | p50 ms | p90 ms | p99 ms | e2e p50 ms | img/s | load ms | peak MB | "
-             "size KiB | accuracy | drop pts |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| artifact | backend | thr | p50 ms | x float | p90 ms | p99 ms | e2e p50 ms | img/s | load ms | "
+             "peak MB | size KiB | accuracy | drop pts |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
         if "error" in r:
-            lines.append(f"| {r['name']} | - | {r.get('threads', '-')} | error: {r['error']} |||||||||| ")
+            lines.append(f"| {r['name']} | - | {r.get('threads', '-')} | error: {r['error']} ||||||||||| ")
             continue
         lat, e2e = r["latency_ms"], r.get("e2e_ms")
         acc = f"{r['accuracy'] * 100:.2f}%" if r.get("accuracy") is not None else "n/a"
         drop = f"{r['drop_pts']:+.2f}" if r.get("drop_pts") is not None else "-"
-        lines.append(f"| {r['name']} | {r['backend']} | {r['threads']} | {lat['p50']:.2f} | {lat['p90']:.2f} | "
-                     f"{lat['p99']:.2f} | {e2e['p50'] if e2e else float('nan'):.2f} | {r['throughput_ips']:.0f} | "
+        speed = f"{r['speedup_vs_float']:.2f}x" if r.get("speedup_vs_float") else "-"
+        lines.append(f"| {r['name']} | {r['backend']} | {r['threads']} | {lat['p50']:.2f} | {speed} | "
+                     f"{lat['p90']:.2f} | {lat['p99']:.2f} | {e2e['p50'] if e2e else float('nan'):.2f} | "
+                     f"{r['throughput_ips']:.0f} | "
                      f"{r['load_ms']:.0f} | {r['peak_rss_mb']:.0f} | {r['size_bytes'] / 1024:,.0f} | {acc} | {drop} |")
     notes = sorted({r["accuracy_note"] for r in report["results"] if r.get("accuracy_note")})
-    return "\n".join(lines + [f"note: {n}" for n in notes]) + "\n"
+    warnings = [r["speed_warning"] for r in report["results"] if r.get("speed_warning")]
+    return "\n".join(lines + [f"note: {n}" for n in notes] + [f"warning: {w}" for w in warnings]) + "\n"
 
 
 def plot(report: dict, path: str | Path) -> bool:

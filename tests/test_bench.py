@@ -121,3 +121,41 @@ def test_a_bad_artifact_is_one_error_line_with_its_fix(tmp_path):
     assert len(errors) == 2, out.stderr
     assert errors[0].startswith("error: x.txt: unknown model type '.txt'") and errors[0].count("x.txt") == 1
     assert errors[1].startswith("error: cut.tflite:") and "export it again with `edgeflower export RUN`" in errors[1]
+
+
+def _row(name, fmt, quantized, p50, threads=1, backend="litert", src="a"):
+    return {"artifact": f"x/{name}", "name": name, "format": fmt, "quantized": quantized, "threads": threads,
+            "backend": backend, "source_model_sha256": src, "latency_ms": {"p50": p50}}
+
+
+def test_int8_speedup_against_its_float_sibling_and_the_not_faster_warning():
+    from edgeflower.bench import MIN_INT8_SPEEDUP, _speedups
+
+    rows = [_row("model_float.tflite", "tflite_float", False, 10.0),
+            _row("model_int8.tflite", "tflite_int8", True, 4.0),
+            _row("model_float.tflite", "tflite_float", False, 6.0, threads=2),
+            _row("model_int8.tflite", "tflite_int8", True, 5.0, threads=2),  # built slower: 1.2x at 2 threads
+            _row("model.onnx", "onnx_float", False, 10.0, backend="onnxruntime"),
+            _row("model_int8.onnx", "onnx_int8", True, 10.5, backend="onnxruntime"),  # slower than float
+            _row("other_int8.tflite", "tflite_int8", True, 1.0, src="b")]  # no float sibling of its source
+    _speedups(rows)
+    by = {(r["name"], r["threads"]): r for r in rows}
+    fast = by[("model_int8.tflite", 1)]
+    assert fast["speedup_vs_float"] == 2.5 and "speed_warning" not in fast
+    slow2 = by[("model_int8.tflite", 2)]
+    assert slow2["speedup_vs_float"] == 1.2 and slow2["float_sibling"] == "model_float.tflite"
+    assert slow2["speed_warning"].startswith("model_int8.tflite is 1.20x as fast as model_float.tflite at 2 thread")
+    onnx = by[("model_int8.onnx", 1)]
+    assert onnx["float_sibling"] == "model.onnx" and onnx["speedup_vs_float"] < 1 < MIN_INT8_SPEEDUP
+    assert "speedup_vs_float" not in by[("other_int8.tflite", 1)]
+    assert all("speedup_vs_float" not in r for r in rows if not r["quantized"])
+    text = render({"results": [dict(r, e2e_ms=None, throughput_ips=1, load_ms=1, peak_rss_mb=1, size_bytes=1,
+                                    latency_ms={"p50": r["latency_ms"]["p50"], "p90": 1, "p99": 1}) for r in rows]})
+    assert "| 2.50x |" in text and text.count("\nwarning: ") == 2
+
+
+def test_bench_report_has_the_speedup_of_each_int8_artifact(report):
+    int8 = [r for r in report["results"] if "error" not in r and r.get("format") in ("tflite_int8", "onnx_int8")]
+    assert len(int8) == 4 and all(r["speedup_vs_float"] > 0 for r in int8)
+    assert {r["float_sibling"] for r in int8} == {"model_float.tflite", "model.onnx"}
+    assert "x float" in render(report)
