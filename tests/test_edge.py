@@ -520,3 +520,31 @@ def test_live_page_encodes_only_for_viewers_and_at_its_rate():
         server.shutdown()
     assert elapsed >= 3 * 0.2 * 0.9  # 4 frames at 5 FPS: at least 3 intervals
     assert state.encoded <= 6  # one encode per frame sent, not one per camera frame (about 150 went by)
+
+
+def test_onnx_sessions_run_fast_kernels_only_where_int8_weights_cannot_saturate(tiny_export, tmp_path):
+    """The export's int8 ONNX has 7-bit weights: onnxruntime's fast x86 kernels compute its graph exactly, so the
+    session runs without x64quantprecision; an int8 ONNX without metadata (8-bit weights, for all we know) gets it."""
+    from edgeflower.edge.backends import weights_cannot_saturate
+
+    def precise(path):
+        opts = load_backend(path).session.get_session_options()
+        try:
+            return opts.get_session_config_entry("session.x64quantprecision") == "1"
+        except RuntimeError:  # onnxruntime: "does not have configuration with key"
+            return False
+
+    meta = json.loads((tiny_export / "model_int8.onnx.json").read_text())
+    assert meta["quantization_options"]["reduce_range"] is True  # the export's first candidate passed its gate
+    assert not precise(tiny_export / "model_int8.onnx") and not precise(tiny_export / "model.onnx")
+    bare = tmp_path / "bare_int8.onnx"
+    shutil.copyfile(tiny_export / "model_int8.onnx", bare)
+    import onnx
+
+    m = onnx.load(str(bare))
+    del m.metadata_props[:]
+    onnx.save(m, str(bare))
+    assert precise(bare)
+    assert weights_cannot_saturate({"quantized": True, "quantization_options": {"reduce_range": True}})
+    assert not weights_cannot_saturate({"quantized": True, "quantization_options": {"reduce_range": False}})
+    assert not weights_cannot_saturate(None) and weights_cannot_saturate({"quantized": False})

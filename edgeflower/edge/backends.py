@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeflower.edge.metadata import read_metadata
 from edgeflower.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -200,19 +201,10 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, path: str | Path, threads: int | None = None):
         ort = _import("onnxruntime", self.dist)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        # On x86 CPUs without VNNI, onnxruntime's uint8 x int8 kernels add pairs of products into int16 with
-        # saturation (VPMADDUBSW) and compute something other than the QDQ graph (make main's MobileNetV2: 23 of
-        # 360 labels changed). This option makes it use uint8 x uint8 kernels where a layer's int8 weights could
-        # saturate; it does nothing on ARM or VNNI CPUs (docs/studies/onnx-reduce-range.md).
-        opts.add_session_config_entry("session.x64quantprecision", "1")
         try:
-            self.session = ort.InferenceSession(os.fspath(path), sess_options=opts,
-                                                providers=["CPUExecutionProvider"])
+            self.session = _ort_session(ort, path, threads, precise=False)
+            if not weights_cannot_saturate(read_metadata(path, self.session)):
+                self.session = _ort_session(ort, path, threads, precise=True)
         except Exception as exc:  # onnxruntime raises its own exception classes
             raise BackendError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}; {DAMAGED}") from exc
         i = self.session.get_inputs()[0]
@@ -224,6 +216,31 @@ class OnnxRuntimeBackend(Backend):
 
     def run_all(self, x: np.ndarray) -> list[np.ndarray]:
         return self.session.run(self._out_names, {self.input.name: x})
+
+
+def weights_cannot_saturate(metadata: dict | None) -> bool:
+    """Whether an ONNX artifact's int8 weights are 7-bit (export's reduce_range) or absent, as its metadata says.
+    On x86 CPUs without VNNI, onnxruntime's fast uint8 x int8 kernels add pairs of products into int16 with
+    saturation (VPMADDUBSW): with 8-bit weights that computes something other than the QDQ graph (make main's
+    MobileNetV2: 23 of 360 labels changed), with 7-bit weights (|w| <= 64, 2 x 255 x 64 < 32768) it cannot."""
+    if metadata and metadata.get("quantized") is False:  # a float artifact: no int8 weights at all
+        return True
+    q = (metadata or {}).get("quantization_options") or {}
+    return q.get("reduce_range") is True
+
+
+def _ort_session(ort, path: str | Path, threads: int | None, precise: bool):
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    if precise:
+        # uint8 x uint8 kernels where a layer's 8-bit int8 weights could saturate: exact, and about 1.9x slower for
+        # EfficientNet-Lite0 on this x86 (10.4 against 5.6 ms); it does nothing on ARM or VNNI CPUs
+        # (docs/studies/onnx-reduce-range.md). Every artifact without 7-bit weights, or without metadata, gets it.
+        opts.add_session_config_entry("session.x64quantprecision", "1")
+    return ort.InferenceSession(os.fspath(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def _ort_dtype(t: str) -> np.dtype:

@@ -180,11 +180,11 @@ class OnnxInt8Options:
     per_channel: bool = True
     exclude_last: bool = False  # keep the final classifier layer in float
     method: str = "minmax"  # or "percentile" / "entropy"
-    # int8 weights, 8 bits. On x86 CPUs without VNNI, onnxruntime's uint8 x int8 kernels saturate; the edge
-    # runtime turns on onnxruntime's session.x64quantprecision for that (edge/backends.py). The alternatives measured
-    # on make main's models (docs/studies/onnx-reduce-range.md): 7-bit weights (reduce_range) lose precision
-    # (MobileNetV2 88.89% against 90.56% for 8 bits, exact QDQ graph); uint8 weights are exact but 9x slower
-    # on x86 for EfficientNet-Lite0 (66 ms against 7 ms, one thread).
+    # int8 weights. On x86 CPUs without VNNI, onnxruntime's uint8 x int8 kernels saturate with 8-bit weights; the
+    # edge runtime turns on session.x64quantprecision for those (exact, slower) and not for 7-bit weights
+    # (reduce_range), which cannot saturate: the export tries 7 bits first and keeps 8 when 7 lose the gate
+    # (formats._onnx_int8_remedies; docs/studies/onnx-reduce-range.md: MobileNetV2 88.89% with 7 bits against
+    # 90.56% with 8; uint8 weights are exact but 9x slower on x86 for EfficientNet-Lite0).
     weight_type: str = "int8"  # or "uint8"
     reduce_range: bool = False  # 7-bit weights
 
