@@ -18,20 +18,11 @@ from typing import Callable
 import numpy as np
 
 from edgeflower.data.arrays import SplitArrays
+from edgeflower.util.metrics import kth_largest, normalize
 
 NEIGHBOURS = 2
 QUANTILE = 10  # percent of a class's own photos that are less close to it than the bar
 MAX_PER_CLASS = 200  # training photos per class compared against (a seeded sample of larger classes)
-
-
-def _normalize(f: np.ndarray) -> np.ndarray:
-    f = np.asarray(f, np.float32)
-    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-
-
-def kth(sims: np.ndarray, k: int) -> np.ndarray:
-    """The k-th largest value of each row (k <= number of columns)."""
-    return -np.partition(-sims, k - 1, axis=1)[:, k - 1]
 
 
 def claims(class_feats: np.ndarray, class_labels: np.ndarray, outlier_feats: np.ndarray,
@@ -39,7 +30,7 @@ def claims(class_feats: np.ndarray, class_labels: np.ndarray, outlier_feats: np.
     """For each outlier row: (claimed?, the class with the highest k-th-nearest similarity, that similarity).
     Per class, the bar is the QUANTILE-th percentile over its photos of the similarity to their k-th nearest other
     photo."""
-    cf, of = _normalize(class_feats), _normalize(outlier_feats)
+    cf, of = normalize(class_feats), normalize(outlier_feats)
     labels = np.asarray(class_labels)
     classes = np.unique(labels)
     score = np.full((len(of), len(classes)), -np.inf, np.float32)
@@ -50,8 +41,8 @@ def claims(class_feats: np.ndarray, class_labels: np.ndarray, outlier_feats: np.
             continue
         own = members @ members.T
         np.fill_diagonal(own, -np.inf)
-        bar = float(np.percentile(kth(own, k), QUANTILE))
-        score[:, j] = kth(of @ members.T, k)
+        bar = float(np.percentile(kth_largest(own, k), QUANTILE))
+        score[:, j] = kth_largest(of @ members.T, k)
         claimed[:, j] = score[:, j] >= bar
     best = score.argmax(1) if len(classes) else np.zeros(len(of), int)
     return claimed.any(1), classes[best] if len(classes) else best, score.max(1) if len(classes) else score

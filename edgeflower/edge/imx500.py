@@ -23,6 +23,7 @@ from edgeflower.edge.backends import PROBS, SIMILARITY, Backend, TensorInfo
 from edgeflower.edge.metadata import read_metadata
 from edgeflower.edge.sources import PiCameraSource
 from edgeflower.errors import BackendError, SourceError
+from edgeflower.util.metrics import kth_largest, normalize
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def per_class_kth(sims: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     out = []
     for c in range(int(labels.max()) + 1):
         cols = sims[:, labels == c]
-        out.append(-np.partition(-cols, k - 1, axis=1)[:, k - 1])
+        out.append(kth_largest(cols, k))
     return np.stack(out, axis=1)
 
 
@@ -41,11 +42,9 @@ def sensor_similarity(features: np.ndarray, bank: np.ndarray, bank_labels: np.nd
     """The `unknown` similarity from the sensor's pooled features (N, D): the cosine to the k-th nearest row of the
     normalized ``bank``, per class (N, W) with ``bank_labels``, else over all rows (N, 1). The export calibrates its
     threshold with this same function."""
-    f = np.asarray(features, np.float32)
-    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    sims = f @ np.asarray(bank, np.float32).T
+    sims = normalize(features) @ np.asarray(bank, np.float32).T
     if bank_labels is None:
-        return -np.partition(-sims, k - 1, axis=1)[:, k - 1:k]
+        return kth_largest(sims, k)[:, None]
     return per_class_kth(sims, bank_labels, k)
 
 

@@ -36,6 +36,7 @@ import logging
 import numpy as np
 
 from edgeflower.errors import ExportError
+from edgeflower.util.metrics import normalize
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +79,8 @@ def compute_bank(model, images: np.ndarray, batch: int = 16, desc: str = "unknow
     return normalize(f)
 
 
-def normalize(f: np.ndarray) -> np.ndarray:
-    f = np.asarray(f, np.float32)
-    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-
-
 def ordinal(k: int) -> str:
     return {1: "nearest", 2: "second-nearest", 3: "third-nearest"}.get(k, f"{k}th-nearest")
-
-
-def kth_largest(sims: np.ndarray, k: int = DEFAULT_NEIGHBOURS) -> np.ndarray:
-    """The score in numpy: the k-th largest similarity of each row of ``sims`` (N, M)."""
-    return -np.partition(-np.asarray(sims), k - 1, axis=1)[:, k - 1]
 
 
 def with_similarity(model, bank: np.ndarray, neighbours: int = DEFAULT_NEIGHBOURS,

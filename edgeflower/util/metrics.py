@@ -5,6 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 
+def normalize(f: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32), so that a dot product is a cosine similarity."""
+    f = np.asarray(f, np.float32)
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def kth_largest(sims: np.ndarray, k: int) -> np.ndarray:
+    """The k-th largest value of each row of ``sims`` (N, M): the similarity to the k-th nearest neighbour."""
+    return -np.partition(-np.asarray(sims), k - 1, axis=1)[:, k - 1]
+
+
 def classification_metrics(probs: np.ndarray, y: np.ndarray, classes: list[str]) -> dict:
     """Accuracy, loss (cross-entropy of the probabilities), per-class P/R/F1/support and the confusion matrix."""
     probs = np.asarray(probs, dtype=np.float64)
