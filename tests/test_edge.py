@@ -545,6 +545,12 @@ def test_onnx_sessions_run_fast_kernels_only_where_int8_weights_cannot_saturate(
     del m.metadata_props[:]
     onnx.save(m, str(bare))
     assert precise(bare)
+    # an 8-bit artifact's sidecar asks for the option at the first load
+    eight = tmp_path / "eight_int8.onnx"
+    shutil.copyfile(tiny_export / "model_int8.onnx", eight)
+    meta["quantization_options"]["reduce_range"] = False
+    (tmp_path / "eight_int8.onnx.json").write_text(json.dumps(meta))
+    assert precise(eight)
     assert weights_cannot_saturate({"quantized": True, "quantization_options": {"reduce_range": True}})
     assert not weights_cannot_saturate({"quantized": True, "quantization_options": {"reduce_range": False}})
     assert not weights_cannot_saturate(None) and weights_cannot_saturate({"quantized": False})

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeflower.edge.metadata import read_metadata
+from edgeflower.edge.metadata import read_metadata, read_sidecar
 from edgeflower.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -202,8 +202,11 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, path: str | Path, threads: int | None = None):
         ort = _import("onnxruntime", self.dist)
         try:
-            self.session = _ort_session(ort, path, threads, precise=False)
-            if not weights_cannot_saturate(read_metadata(path, self.session)):
+            # the sidecar decides before the one load; without one, the metadata inside (a second load for 8 bits)
+            side = read_sidecar(path)
+            self.session = _ort_session(ort, path, threads, precise=side is not None
+                                        and not weights_cannot_saturate(side))
+            if side is None and not weights_cannot_saturate(read_metadata(path, self.session)):
                 self.session = _ort_session(ort, path, threads, precise=True)
         except Exception as exc:  # onnxruntime raises its own exception classes
             raise BackendError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}; {DAMAGED}") from exc

@@ -51,8 +51,11 @@ def read_metadata(artifact: str | Path, onnx_session: Any = None) -> dict | None
                 embedded = json.loads(props[METADATA_KEY])
             except json.JSONDecodeError:
                 embedded = None
-    if embedded is not None:
-        return embedded
+    return embedded if embedded is not None else read_sidecar(artifact)
+
+
+def read_sidecar(artifact: str | Path) -> dict | None:
+    """The sidecar JSON beside ``artifact``; None when there is none or it cannot be read."""
     side = sidecar_path(artifact)
     if side.is_file():
         try:
