@@ -98,12 +98,14 @@ MUTANTS = {
                                     ["tests/test_outliers.py", "-k", "wrong_checksum"]),
     "outliers-never-claimed": ("edgeflower/data/claim.py", "claimed[:, j] = score[:, j] >= bar",
                                "claimed[:, j] = False", ["tests/test_outliers.py", "-k", "claim"]),
-    "background-costs-nothing": ("edgeflower/export/pipeline.py",
+    "background-costs-nothing": ("edgeflower/export/unknown.py",
                                  "return np.where(probs.argmax(1) == background, NEVER_KEPT, sims)", "return sims",
                                  ["tests/test_background.py", "-k", "budget"]),
     "observer-misses-errors": ("edgeflower/edge/loop.py", "            for o in observers:\n",
                                "            for o in (observers if frame.image is not None else []):\n",
                                ["tests/test_edge.py", "-k", "observer"]),
+    "format-problems-ignored": ("edgeflower/export/pipeline.py", '"; ".join(reasons + ev.problems)',
+                                '"; ".join(reasons)', ["tests/test_export.py", "-k", "own_evaluation"]),
 }
 
 def run(name: str) -> bool:

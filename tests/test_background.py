@@ -131,7 +131,7 @@ def test_cli_train_takes_background(synth_data, synth_split, scene, tmp_path):
 
 
 def test_the_unknown_budget_counts_the_flowers_the_background_takes():
-    from edgeflower.export.pipeline import NEVER_KEPT, answer_without, similarity_with_background
+    from edgeflower.export.unknown import NEVER_KEPT, answer_without, similarity_with_background
     from edgeflower.util.metrics import calibrate_scores
 
     # 100 flowers of classes 0 and 1; class 2 is the background. Photo 0's top class is the background, but

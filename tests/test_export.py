@@ -338,6 +338,66 @@ def test_formats_choose_the_artifacts_and_fp16_passes_the_same_gate(tiny_export,
     assert probs.shape == (4, 3) and np.allclose(probs.sum(1), 1, atol=1e-3)
 
 
+def _tflite_dynamic(ctx, cand, path):
+    """docs/export.md#adding-a-format's example build: int8 weights, float activations."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(ctx.model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    path.write_bytes(convert.name_tensors(conv.convert(), len(ctx.model.outputs)))
+    return {"weights": "int8", "activations": "float32"}
+
+
+def test_a_format_is_one_table_entry_and_its_build(tiny_run, synth_data, synth_split, tmp_path, monkeypatch):
+    """docs/export.md's example: a table entry and a build; evaluation, gate, unknown rule, metadata, the atomic
+    write and the report row come from the shared steps."""
+    from edgeflower.export import formats
+    from edgeflower.export.formats import FORMATS, Format, FormatSpec
+
+    spec = FormatSpec(Format.TFLITE_FP16, "model_dynamic.tflite", "model_dynamic.FAILED.tflite", "litert", False,
+                      _tflite_dynamic, formats._write_file, exact=False)
+    monkeypatch.setitem(FORMATS, Format.TFLITE_FP16, spec)
+    out = tmp_path / "dyn"
+    rep = export(ExportConfig(target=str(tiny_run), formats=("tflite_fp16",), data=str(synth_data),
+                              split=str(synth_split), out=str(out), max_drop=100.0))
+    (art,) = rep["artifacts"]
+    assert art["name"] == "model_dynamic.tflite" and art["passed"] and art["options"]["weights"] == "int8"
+    meta = json.loads(sidecar_path(out / "model_dynamic.tflite").read_text())
+    assert meta["passed_gate"] and meta["input"]["dtype"] == "float32" and "similarity_threshold" in meta["unknown"]
+    assert meta["sha256"] == hashlib.sha256((out / "model_dynamic.tflite").read_bytes()).hexdigest()
+    assert "| model_dynamic.tflite | tflite_fp16 |" in (out / "export_report.md").read_text()
+    assert Classifier(out / "model_dynamic.tflite").labels == ["blue", "green", "red"]
+
+
+def test_a_format_with_its_own_evaluation_goes_through_the_same_gate(tiny_run, synth_data, synth_split, tmp_path,
+                                                                     monkeypatch):
+    """A format this machine cannot run (as the AI Camera's) supplies its evaluation; its own problems fail it
+    through the shared steps: the FAILED name, the reason in the report, the exit status."""
+    from edgeflower.export import formats
+    from edgeflower.export.formats import FORMATS, Evaluation, Format, FormatSpec
+
+    def simulated(ctx, path):
+        ev = formats.evaluate_on_device(ctx, path)  # stands in for a simulation of the device
+        return Evaluation(ev.probs, ev.val_probs, ev.sims, ev.val_sims, {**ev.tensors, "simulated": True},
+                          ev.similarity_output, problems=["does not fit the chip (9.00 MB of 8 MB)"],
+                          unknown={"computed_on": "the device"})
+
+    base = FORMATS[Format.TFLITE_FLOAT]
+    monkeypatch.setitem(FORMATS, Format.TFLITE_FLOAT, FormatSpec(
+        Format.TFLITE_FLOAT, base.filename, base.failed_filename, "litert", False, base.build, base.write,
+        evaluate=simulated))
+    out = tmp_path / "sim"
+    with pytest.raises(AccuracyDropError) as exc:
+        export(ExportConfig(target=str(tiny_run), formats=("tflite_float",), data=str(synth_data),
+                            split=str(synth_split), out=str(out), max_drop=100.0))
+    (art,) = exc.value.report["artifacts"]
+    assert not art["passed"] and art["reason"] == "does not fit the chip (9.00 MB of 8 MB)"
+    assert art["unknown"]["computed_on"] == "the device"
+    assert (out / "model_float.FAILED.tflite").is_file() and not (out / "model_float.tflite").exists()
+    meta = json.loads(sidecar_path(out / "model_float.FAILED.tflite").read_text())
+    assert meta["simulated"] and not meta["passed_gate"]
+
+
 def test_cli_rejects_an_unknown_format(tiny_run, tmp_path):
     out = run_cli("export", tiny_run, "--formats", "tflite_float,coreml", "--out", tmp_path / "x")
     assert out.returncode != 0 and "unknown export format 'coreml'" in out.stderr

@@ -1,8 +1,11 @@
 """The export formats as a table of steps: adding one is one entry and its build function.
 
-Each ``FormatSpec`` says what it needs (artifacts built before it, calibration images), how to build it, the
-runtime that checks it, and the remedies ``--auto`` may try. ``pipeline.export`` resolves the requested formats
-and their dependencies, runs the builds in order, and checks and gates every requested artifact the same way.
+Each ``FormatSpec`` says what it needs (artifacts built before it, calibration images), how to build it, how to
+write it with its metadata, the runtime that checks it, and the remedies ``--auto`` may try. A format whose
+artifact this machine cannot run (the AI Camera's, simulated by Sony's tools) also supplies its evaluation; every
+other one is evaluated by the edge runtime (``evaluate_on_device``). ``pipeline.export`` resolves the requested
+formats and their dependencies, runs the builds in order, and evaluates, gates, describes and writes every requested
+artifact through the same steps (docs/export.md#adding-a-format).
 """
 
 from __future__ import annotations
@@ -46,9 +49,9 @@ class BuildOptions:
 
 @dataclass
 class BuildContext:
-    """What a build may use: the model to convert, the export's options, a scratch folder, the calibration
-    images (a stratified sample of the training split; ``sample`` draws others) and the raw files of the
-    artifacts built before it."""
+    """What a build, an evaluation and a write may use: the model to convert, the export's options, a scratch folder
+    and the output folder, the calibration images (a stratified sample of the training split; ``sample`` draws
+    others), the raw files of the artifacts built before it, and the photos every artifact is evaluated on."""
     model: Any
     opts: BuildOptions
     tmp: Path
@@ -59,6 +62,21 @@ class BuildContext:
     val_x: Any = None  # the validation images and labels (the accuracy-controlled remedy's budget is on val)
     val_y: np.ndarray | None = None
     _float_val_probs: np.ndarray | None = None
+    out: Path | None = None  # the export's output folder
+    test_x: Any = None  # the test images
+    reference_test_pred: np.ndarray | None = None  # the Keras model's test answers
+    # the trained model without the similarity output, its pooled-features layer (None under the confidence rule)
+    # and the similarity's bank: what the AI Camera's build needs, which computes the similarity on the Pi
+    source_model: Any = None
+    feature_layer: str | None = None
+    bank: np.ndarray | None = None
+    bank_labels: np.ndarray | None = None
+    neighbours: int = 2
+
+    @property
+    def size(self) -> int:
+        """The model's input side in pixels."""
+        return int(np.shape(self.test_x)[1])
 
     def float_val_probs(self) -> np.ndarray:
         """The float model's class scores on the validation images: the float TFLite or ONNX built before (the
@@ -83,6 +101,28 @@ class Candidate:
     calib: np.ndarray | None = None
 
 
+@dataclass
+class Evaluation:
+    """An artifact's answers on the test and validation photos, and what it says about itself."""
+    probs: np.ndarray  # test probabilities (N, C)
+    val_probs: np.ndarray
+    sims: np.ndarray | None  # test similarities (artifacts with the similarity output)
+    val_sims: np.ndarray | None
+    tensors: dict  # the metadata's "input" and "output" entries (and any field the format adds)
+    similarity_output: str | None = None  # the similarity output's name, when there is one
+    problems: list[str] = field(default_factory=list)  # the format's own reasons to fail, besides the gate
+    unknown: dict = field(default_factory=dict)  # what the format adds to the unknown rule's metadata
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+
+Build = Callable[[BuildContext, Candidate, Path], dict]  # write the artifact to the path; its report options
+Evaluate = Callable[[BuildContext, Path], Evaluation]
+Write = Callable[[BuildContext, "FormatSpec", Path, Path, dict], tuple[int, str]]  # raw, final, meta -> size, sha256
+
+
 @dataclass(frozen=True)
 class FormatSpec:
     fmt: Format
@@ -90,11 +130,63 @@ class FormatSpec:
     failed_filename: str  # a failed artifact is kept under a name nobody mistakes for a passing one
     runtime: str
     quantized: bool  # int8 tensors (the device quantizes the input itself)
-    build: Callable[[BuildContext, Candidate, Path], dict]  # write the artifact to the path; its report options
+    build: Build
+    write: Write  # the raw file with its metadata under its final name, atomically
     needs: tuple[Format, ...] = ()  # built first; their raw files are in BuildContext.built
     calibration: bool = False  # needs calibration images
     exact: bool = True  # must agree with Keras on every test argmax (float32 arithmetic)
     remedies: Callable[[BuildContext], list[Candidate]] | None = None  # the candidates --auto tries, default first
+    evaluate: Evaluate | None = None  # None: the edge runtime on this machine (evaluate_on_device)
+
+    def evaluation(self, ctx: BuildContext, path: Path) -> Evaluation:
+        return (self.evaluate or evaluate_on_device)(ctx, path)
+
+
+# ------------------------------------------------------------------ the shared evaluation and writes
+def evaluate_on_device(ctx: BuildContext, path: Path) -> Evaluation:
+    """The artifact through the edge runtime (``Classifier``), as a device will run it."""
+    from edgeflower.edge.classifier import Classifier
+
+    ctx.say(f"checking {path.name} on the test and validation images")
+    clf = Classifier(path, threshold=0.0)
+    probs, sims = clf.score_batch(ctx.test_x, desc=f"{path.name} on the test images")
+    val_probs, val_sims = clf.score_batch(ctx.val_x, desc=f"{path.name} on the validation images")
+    inp, outp, sim = clf.backend.input, clf.backend.output, clf.similarity_output
+    tensors = {"input": _input_entry(ctx.size, inp.name, str(inp.dtype),
+                                     {"scale": inp.scale, "zero_point": inp.zero_point} if inp.quantized else None),
+               "output": {"name": outp.name, "dtype": str(outp.dtype), "kind": "probabilities",
+                          "quantization": ({"scale": outp.scale, "zero_point": outp.zero_point} if outp.quantized
+                                           else None)}}
+    return Evaluation(probs=probs, val_probs=val_probs, sims=sims, val_sims=val_sims, tensors=tensors,
+                      similarity_output=None if sim is None else sim.name)
+
+
+def _input_entry(size: int, name: str, dtype: str, quantization: dict | None) -> dict:
+    return {"name": name, "size": [size, size], "shape": [1, size, size, 3], "dtype": dtype, "layout": "NHWC",
+            "quantization": quantization}
+
+
+def _write_file(ctx: BuildContext, spec: FormatSpec, raw: Path, final: Path, meta: dict) -> tuple[int, str]:
+    """Embed the metadata into a staged copy of the raw file (TFLite Model Metadata, or ONNX metadata_props), then
+    write the sidecar and the artifact atomically. Returns the artifact's size and sha256 (also in the sidecar)."""
+    import shutil
+
+    from edgeflower.edge.metadata import sidecar_path
+    from edgeflower.export import convert, tflite_metadata
+    from edgeflower.util.files import atomic_path, sha256_file, write_json
+
+    staged = ctx.tmp / ("meta_" + spec.filename)
+    if spec.runtime == "onnxruntime":
+        convert.embed_onnx_metadata(raw, staged, meta)
+    else:  # standard TFLite Model Metadata, labels and edgeflower's fields inside the file
+        tflite_metadata.embed_tflite_metadata(raw, staged, meta)
+    size, digest = staged.stat().st_size, sha256_file(staged)
+    meta["sha256"], meta["size_bytes"] = digest, size
+    # sidecar first, then the artifact: a reader that finds the artifact also finds its metadata
+    write_json(sidecar_path(final), meta)
+    with atomic_path(final, suffix=final.suffix) as dst:
+        shutil.copyfile(staged, dst)
+    return size, digest
 
 
 # ------------------------------------------------------------------ builds
@@ -199,22 +291,86 @@ def _onnx_int8_remedies(ctx: BuildContext) -> list[Candidate]:
 
 
 def _imx500(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
-    raise AssertionError("the IMX500 package is built and checked by pipeline._Checker.imx500")
+    """Quantized by Sony's MCT and converted by the IMX500 converter in a side environment (export/imx500.py),
+    in the folder of ``path``."""
+    from edgeflower.export import imx500
+
+    ctx.say(f"imx500: quantizing (MCT) and converting (Sony's converter) in {imx500.env_dir()}; minutes")
+    res = imx500.run_worker(ctx.source_model, ctx.feature_layer, cand.calib, {"test": ctx.test_x, "val": ctx.val_x},
+                            path.parent, say=ctx.say, log_path=ctx.out / "imx500.log")
+    return {"tool": "model-compression-toolkit PTQ, edge-mdt-tpc imx500 1.0, imxconv-tf",
+            "requirement": imx500.REQUIREMENT, "calibration_images": len(cand.calib), **res.info["steps"]}
+
+
+def _imx500_evaluation(ctx: BuildContext, path: Path) -> Evaluation:
+    """MCT's simulation of the quantized network on this machine: a simulation of the chip, not bit-exact. The
+    similarity is what the Pi computes from the sensor's pooled features and the bank."""
+    from edgeflower.edge.backends import PROBS, SIMILARITY
+    from edgeflower.edge.classifier import select_similarity
+    from edgeflower.export import imx500
+
+    res = imx500.read_result(path.parent, ("test", "val"))
+    differ = int((res.rebuilt["test"][0].argmax(1) != ctx.reference_test_pred).sum())
+    if differ:
+        raise ExportError(f"imx500: the Keras 2 rebuild of the network disagrees with the trained model on "
+                          f"{differ} test photos")
+    (probs, *feats), (val_probs, *val_feats) = res.quantized["test"], res.quantized["val"]
+    similarity = ctx.bank is not None
+    sims = val_sims = None
+    if similarity:
+        def sim(p, f):
+            return select_similarity(p, imx500.similarity(f, ctx.bank, ctx.bank_labels, ctx.neighbours))
+
+        sims, val_sims = sim(probs, feats[0]), sim(val_probs, val_feats[0])
+    memory = imx500.memory_figures(res.memory)
+    problems = []
+    if not memory.get("fits", False):
+        used = f"{memory['memory_used_mb']:.2f} MB of {memory['chip_mb']:g} MB" if memory else "no memory report"
+        problems.append(f"does not fit the IMX500 ({used})")
+    tensors = {"input": _input_entry(ctx.size, "image", "uint8", None),
+               "output": {"name": PROBS, "dtype": "float32", "kind": "probabilities", "quantization": None},
+               "sensor_outputs": [PROBS, "features"] if similarity else [PROBS], "simulated": True,
+               "imx500_memory": memory}
+    return Evaluation(probs=probs, val_probs=val_probs, sims=sims, val_sims=val_sims, tensors=tensors,
+                      similarity_output=SIMILARITY if similarity else None, problems=problems,
+                      unknown={"bank": "bank.npz", "computed_on": "the Pi, from the sensor's pooled features"}
+                      if similarity else {})
+
+
+def _write_imx500(ctx: BuildContext, spec: FormatSpec, raw: Path, final: Path, meta: dict) -> tuple[int, str]:
+    """The package folder (packerOut.zip, labels, metadata, bank), moved into place whole; a package of an earlier
+    export under the other name (passed / FAILED) is removed."""
+    import shutil
+
+    from edgeflower.export import imx500
+    from edgeflower.util.files import sha256_file
+
+    dest = final.parent
+    for name in (spec.filename, spec.failed_filename):
+        if ctx.out / Path(name).parent != dest:
+            shutil.rmtree(ctx.out / Path(name).parent, ignore_errors=True)
+    imx500.write_package(raw.parent / "out", dest, meta, ctx.bank, ctx.bank_labels)
+    if meta["passed_gate"]:
+        memory = meta["imx500_memory"]
+        ctx.say(f"imx500: {memory['memory_used_mb']:.2f} MB of the chip's {memory['chip_mb']:g} MB; package it on "
+                f"the Pi with `imx500-package -i {final.name} -o .` in {dest}")
+    return final.stat().st_size, sha256_file(final)
 
 
 # ------------------------------------------------------------------ the table (in the reports' order)
 FORMATS: dict[Format, FormatSpec] = {s.fmt: s for s in (
     FormatSpec(Format.TFLITE_FLOAT, "model_float.tflite", "model_float.FAILED.tflite", "litert", False,
-               _tflite_float),
+               _tflite_float, _write_file),
     FormatSpec(Format.TFLITE_INT8, "model_int8.tflite", "model_int8.FAILED.tflite", "litert", True,
-               _tflite_int8, calibration=True, exact=False, remedies=_tflite_int8_remedies),
+               _tflite_int8, _write_file, calibration=True, exact=False, remedies=_tflite_int8_remedies),
     FormatSpec(Format.TFLITE_FP16, "model_fp16.tflite", "model_fp16.FAILED.tflite", "litert", False,
-               _tflite_fp16, exact=False),
-    FormatSpec(Format.ONNX_FLOAT, "model.onnx", "model.FAILED.onnx", "onnxruntime", False, _onnx_float),
+               _tflite_fp16, _write_file, exact=False),
+    FormatSpec(Format.ONNX_FLOAT, "model.onnx", "model.FAILED.onnx", "onnxruntime", False, _onnx_float, _write_file),
     FormatSpec(Format.ONNX_INT8, "model_int8.onnx", "model_int8.FAILED.onnx", "onnxruntime", True,
-               _onnx_int8, needs=(Format.ONNX_FLOAT,), calibration=True, exact=False, remedies=_onnx_int8_remedies),
+               _onnx_int8, _write_file, needs=(Format.ONNX_FLOAT,), calibration=True, exact=False,
+               remedies=_onnx_int8_remedies),
     FormatSpec(Format.IMX500, "imx500/packerOut.zip", "imx500.FAILED/packerOut.zip", "imx500", True, _imx500,
-               calibration=True, exact=False),
+               _write_imx500, calibration=True, exact=False, evaluate=_imx500_evaluation),
 )}
 
 

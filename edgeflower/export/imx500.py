@@ -202,6 +202,12 @@ def run_worker(model, feature_layer: str | None, calibration: np.ndarray, evals:
     if rc != 0:
         why = f"killed after {timeout:.0f} s" if rc < 0 else (lines[-1] if lines else f"exit {rc}")
         raise ExportError(f"imx500: the side environment failed ({why}); its log: {log_path}")
+    return read_result(work, tuple(evals), convert)
+
+
+def read_result(work: Path, evals: tuple[str, ...], convert: bool = True) -> Imx500Result:
+    """What the worker left in ``work``: the quantized and rebuilt networks' outputs on each evaluation set, its
+    step times, and the converter's memory report (a refused conversion raises, with the converter's first error)."""
     out = work / "out"
     info = json.loads((out / "info.json").read_text())
 
@@ -239,10 +245,11 @@ def memory_figures(memory: dict | None) -> dict:
             "runtime_mb": mb(memory["Runtime Memory Physical Size"]), "fits": bool(memory["Fit In Chip"])}
 
 
-def write_package(result: Imx500Result, dest: Path, metadata: dict, bank: np.ndarray | None,
+def write_package(files: Path, dest: Path, metadata: dict, bank: np.ndarray | None,
                   bank_labels: np.ndarray | None) -> list[str]:
-    """The files the Pi needs, in ``dest``: packerOut.zip (for `imx500-package`), labels.txt, the metadata beside
-    the network.rpk that `imx500-package -o DEST` will write (network.rpk.json), and the feature bank for `unknown`.
+    """The files the Pi needs, from the worker's output folder ``files`` into ``dest``: packerOut.zip (for
+    `imx500-package`), labels.txt, the metadata beside the network.rpk that `imx500-package -o DEST` will write
+    (network.rpk.json), and the feature bank for `unknown`.
     Written to a sibling folder first and moved into place whole, so a failure leaves the previous package."""
     from edgeflower.util.files import write_json
 
@@ -250,7 +257,7 @@ def write_package(result: Imx500Result, dest: Path, metadata: dict, bank: np.nda
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for name in ("packerOut.zip", "dnnParams.xml"):
-        shutil.copyfile(result.files / "converted" / name, staging / name)
+        shutil.copyfile(files / "converted" / name, staging / name)
     (staging / "labels.txt").write_text("\n".join(metadata["labels"]) + "\n")
     if bank is not None:
         np.savez_compressed(staging / "bank.npz", bank=np.asarray(bank, np.float16),

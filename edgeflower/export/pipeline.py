@@ -1,8 +1,9 @@
 """`edgeflower export`: convert, measure every artifact through the edge runtime, gate, and write atomically.
 
-Flow per artifact: convert into a temporary file beside the output -> evaluate it on the frozen test set
-(and the validation split, to calibrate the ``unknown`` threshold) with the edge Classifier -> embed
-metadata -> rename onto its final name (passing) or its FAILED name (over the accuracy budget).
+Flow per artifact, the same steps for every format of the table (export/formats.py): build into a scratch folder
+beside the output -> evaluate it on the frozen test set and the validation split (the edge Classifier, or the
+format's own evaluation) -> gate it on validation (gate.judge) -> calibrate its ``unknown`` rule (export/unknown.py)
+-> write it with its metadata under its final name (passing) or its FAILED name (over the accuracy budget).
 A crash at any point leaves earlier artifacts and any previous good export untouched.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,15 +23,24 @@ from edgeflower import __version__
 from edgeflower.data.arrays import SplitArrays, load_split
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import Manifest, load_manifest
-from edgeflower.edge.classifier import Classifier
-from edgeflower.edge.metadata import sidecar_path
 from edgeflower.edge.preprocess import PREPROCESSING
 from edgeflower.errors import AccuracyDropError, ExportError
-from edgeflower.export import convert, ood, tflite_metadata
-from edgeflower.export.formats import BuildContext, BuildOptions, Candidate, Format, FormatSpec, parse_formats, plan
+from edgeflower.export import ood, tflite_metadata
+from edgeflower.export.formats import (
+    BuildContext,
+    BuildOptions,
+    Candidate,
+    Evaluation,
+    Format,
+    FormatSpec,
+    parse_formats,
+    plan,
+)
 from edgeflower.export.gate import Verdict, judge
-from edgeflower.util.files import atomic_path, atomic_write_text, sha256_file, write_json
-from edgeflower.util.metrics import calibrate_scores, calibrate_threshold, holding_budget, per_class_accuracy
+from edgeflower.export.report import render_table
+from edgeflower.export.unknown import calibrate as calibrate_unknown
+from edgeflower.util.files import atomic_write_text, sha256_file, write_json
+from edgeflower.util.metrics import per_class_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +89,6 @@ def requested_formats(cfg: ExportConfig) -> list[Format]:
         if cfg.int8:
             out.append(Format.ONNX_INT8)
     return out
-
-
-@dataclass
-class Evaluation:
-    """An artifact run through the device runtime on the test and validation images."""
-    probs: np.ndarray  # test probabilities (N, C)
-    pred: np.ndarray  # test argmax
-    accuracy: float  # test accuracy, no unknown
-    val_probs: np.ndarray
-    sims: np.ndarray | None  # test similarities (artifacts with the similarity output)
-    val_sims: np.ndarray | None
-    clf: Classifier | None  # None for the AI Camera: its network is simulated in the side environment
 
 
 @dataclass
@@ -322,24 +319,23 @@ def _build_and_check(cfg: ExportConfig, run: _Run, data: _Data, ref: _Reference,
     train = data.train
     with tempfile.TemporaryDirectory(prefix=".export.", dir=run.out) as tmpdir:
         tmp = Path(tmpdir)
-        build = BuildContext(model=model, opts=BuildOptions.of(cfg), tmp=tmp, say=say, calib=data.calib,
-                             sample=lambda n, seed: stratified_sample(train, n, seed), val_x=data.val.x,
-                             val_y=data.val.y, _float_val_probs=ref.val_probs)
-        checker = _Checker(cfg=cfg, out=run.out, tmp=tmp, classes=run.classes, size=run.size, test=data.test,
-                           val=data.val, ref_pred=ref.pred, ref_acc=ref.accuracy,
-                           ref_val_pred=ref.val_probs.argmax(1), base_meta=base_meta, say=say)
+        ctx = BuildContext(model=model, opts=BuildOptions.of(cfg), tmp=tmp, say=say, calib=data.calib,
+                           sample=lambda n, seed: stratified_sample(train, n, seed), val_x=data.val.x,
+                           val_y=data.val.y, _float_val_probs=ref.val_probs, out=run.out, test_x=data.test.x,
+                           reference_test_pred=ref.pred, source_model=run.model,
+                           feature_layer=data.feature_layer.name if data.bank is not None else None,
+                           bank=data.bank, bank_labels=data.bank_labels, neighbours=cfg.unknown_neighbours)
+        gate = _Gate(cfg=cfg, run=run, data=data, ref=ref, base_meta=base_meta)
         for spec, requested in steps:
-            if spec.fmt is Format.IMX500:  # built, simulated and converted in a side environment
-                results.append(checker.imx500(spec, run.model, data))
-                continue
-            candidates = spec.remedies(build) if spec.remedies else [Candidate("default")]
+            default = Candidate("default", calib=data.calib if spec.calibration else None)
+            candidates = spec.remedies(ctx) if spec.remedies else [default]
             if requested:
-                res, raw = checker.search(spec, candidates, build)
+                res, raw = _search(gate, ctx, spec, candidates)
                 results.append(res)
             else:  # a dependency only (onnx_float for onnx_int8): built, neither checked nor written
-                raw = tmp / ("dep_" + spec.filename)
-                spec.build(build, candidates[0], raw)
-            build.built[spec.fmt] = raw
+                raw = _scratch(tmp, "dep", spec)
+                spec.build(ctx, candidates[0], raw)
+            ctx.built[spec.fmt] = raw
     return results
 
 
@@ -365,374 +361,104 @@ def _write_report(cfg: ExportConfig, run: _Run, data: _Data, ref: _Reference, re
     return report
 
 
-# below every cosine similarity: a flower that the background class takes is answered unknown at any threshold
-NEVER_KEPT = -2.0
-
-
-def answer_without(probs: np.ndarray, background: int | None) -> np.ndarray:
-    """The top class of each row with the background class's score ignored: the answer without any unknown."""
-    if background is None:
-        return probs.argmax(1)
-    keep = np.array([i for i in range(probs.shape[1]) if i != background])
-    return keep[probs[:, keep].argmax(1)]
-
-
-def similarity_with_background(probs: np.ndarray, sims: np.ndarray, background: int | None) -> np.ndarray:
-    """The similarity as the unknown budget sees it: a photo whose top class is the background scores NEVER_KEPT,
-    so that calibrating the threshold at a budget counts the flowers the background takes as already spent."""
-    if background is None:
-        return sims
-    return np.where(probs.argmax(1) == background, NEVER_KEPT, sims)
-
-
 @dataclass
-class _Checker:
-    """Checks each built artifact through the device runtime, gates it, writes it with its metadata."""
+class _Gate:
+    """What every artifact is checked against: the options, the run, its photos, the Keras model's answers and the
+    metadata every artifact shares."""
     cfg: ExportConfig
-    out: Path
-    tmp: Path
-    classes: list[str]
-    size: int
-    test: SplitArrays
-    val: SplitArrays
-    ref_pred: np.ndarray
-    ref_acc: float
-    ref_val_pred: np.ndarray
+    run: _Run
+    data: _Data
+    ref: _Reference
     base_meta: dict
-    say: Callable[[str], None]
 
-    def search(self, spec: FormatSpec, candidates: list[Candidate],
-               build: BuildContext) -> tuple[ArtifactResult, Path]:
-        """Build the candidates in order until one passes the rule (``decide``); keep the best on the validation
-        split if none does. Returns the result and the raw (metadata-free) file that later builds may read."""
-        attempts, best, best_path = [], None, None
-        for i, cand in enumerate(candidates):
-            if cand.calib is not None:
-                self.say(f"quantizing {spec.filename} ({cand.label}, {len(cand.calib)} calibration images)")
-            t = time.perf_counter()
-            path = self.tmp / f"try{i}_{spec.filename}"
-            options = spec.build(build, cand, path)
-            ev = self._evaluate(path)
-            verdict, reason = self.decide(spec, ev)
-            test_drop = self._drop_pts(ev)
-            if spec.remedies is not None:
-                attempts.append({"remedy": cand.label, "options": asdict(cand.options) if cand.options else {},
-                                 **({"float_layers": options["float_nodes"]} if "float_nodes" in options else {}),
-                                 "calibration_images": len(cand.calib) if cand.calib is not None else 0,
-                                 "val_accuracy": verdict.accuracy, "val_drop_pts": verdict.drop_pts,
-                                 "val_drop_lower_pts": verdict.drop_lower_pts, "agreement": verdict.agreement,
-                                 "accuracy": ev.accuracy, "drop_pts": test_drop, "passed": not reason,
-                                 "seconds": time.perf_counter() - t})
-            if not reason or best is None or verdict.accuracy > best[1][1].accuracy:
-                best, best_path = (options, (ev, verdict, reason), t, cand.label), path
-            if not reason:
-                break
-        options, (ev, verdict, reason), t, label = best
-        if label != "default" and not reason:
-            self.say(f"{spec.filename}: passed with the remedy '{label}'")
-        res = self._finish(spec, best_path, t, options, ev, verdict, reason)
-        res.remedy = label
-        res.attempts = attempts if (self.cfg.auto or self.cfg.mixed_precision) else []
-        return res, best_path
 
-    def decide(self, spec: FormatSpec, ev: Evaluation) -> tuple[Verdict, str]:
-        """The one rule (gate.judge) on the validation split, and for float artifacts agreement with Keras on
-        every test answer. Returns the verdict and the reason it fails ("" when it passes)."""
-        val_pred = ev.val_probs.argmax(1)
-        verdict = judge(self.ref_val_pred == self.val.y, val_pred == self.val.y, self.ref_val_pred, val_pred,
-                        self.cfg.max_drop)
-        reason = verdict.reason
-        if spec.exact and self.cfg.require_float_agreement:
-            differ = int((ev.pred != self.ref_pred).sum())
-            if differ:
-                reason = (reason + "; " if reason else "") + \
-                    f"float artifact disagrees with Keras on {differ} test images"
-        return verdict, reason
+def _scratch(tmp: Path, prefix: str, spec: FormatSpec) -> Path:
+    """A build's path in the scratch folder, in a folder of its own (a package's files stay together)."""
+    path = tmp / prefix / spec.filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
-    def _evaluate(self, path: Path) -> Evaluation:
-        self.say(f"checking {path.name} on the test and validation images")
-        clf = Classifier(path, threshold=0.0)
-        probs, sims = clf.score_batch(self.test.x, desc=f"{path.name} on the test images")
-        pred = probs.argmax(1)
-        val_probs, val_sims = clf.score_batch(self.val.x, desc=f"{path.name} on the validation images")
-        return Evaluation(probs=probs, pred=pred, accuracy=float((pred == self.test.y).mean()), val_probs=val_probs,
-                          sims=sims, val_sims=val_sims, clf=clf)
 
-    def _unknown(self, ev: Evaluation, similarity_output: str | None) -> tuple[dict, float]:
-        """The artifact's unknown rule: metadata entry and the confidence threshold the device should apply."""
-        meta = dict(self.base_meta["unknown"])
-        correct = ev.pred == self.test.y
-        # background photos (train --background) are right when answered unknown, by either rule; they take no part
-        # in calibrating the similarity threshold, which bounds what it costs on flowers
-        bg = self.base_meta.get("background_class")
-        bg_test = self.test.y == self.classes.index(bg) if bg else np.zeros(len(self.test), bool)
-        flower_val = self.val.y != self.classes.index(bg) if bg else np.ones(len(self.val), bool)
-        if ev.sims is None:
-            if meta.get("method") != "confidence":
-                raise ExportError("the converted artifact lost the similarity output")
-            budget = self.cfg.unknown_budget_pts / 100
-            conf_thr = calibrate_threshold(ev.val_probs, self.val.y, budget)["threshold"]
-            kept = ev.probs.max(1) >= conf_thr
-            meta.update(confidence_threshold=conf_thr)
-        else:
-            # the same rule as the confidence threshold, on the similarity score. With a background class, the
-            # budget covers both rules: a flower whose top class is the background is answered unknown whatever its
-            # similarity (scored below any similarity), and "correct" is the top of the other classes
-            bg_index = self.classes.index(bg) if bg else None
-            val_correct = (answer_without(ev.val_probs, bg_index) == self.val.y)[flower_val]
-            val_sims = similarity_with_background(ev.val_probs, ev.val_sims, bg_index)[flower_val]
-            asked = self.cfg.unknown_budget_pts / 100
-            # the budget holds on the validation photos; on new ones it is a median, with a spread measured on the
-            # validation split alone (calibrated on one half, measured on the other). A small split spreads more:
-            # its budget shrinks until new photos pay over 1 point as rarely as on flower_photos (holding_budget)
-            budget, spread = holding_budget(val_correct, val_sims, self.val.y[flower_val], asked,
-                                            max_share=self.cfg.unknown_max_share)
-            cal = calibrate_scores(val_correct, val_sims, budget)
-            cal["split_half"] = spread
-            cal["budget_asked"] = asked
-            conf_thr = 0.0  # the similarity rule replaces the confidence one (--threshold adds it back)
-            kept = ev.sims >= cal["threshold"]
-            meta.update(similarity_threshold=cal["threshold"], similarity_output=similarity_output,
-                        calibration=cal, confidence_threshold=conf_thr)
-        right = np.where(bg_test, correct | ~kept, correct & kept)
-        meta["test"] = {"accuracy_with_unknown": float(right.mean()),
-                        "answered_unknown": float((~kept)[~bg_test].mean()),
-                        "budget_pts": budget * 100}
-        if bg:
-            meta["test"]["background_answered_unknown"] = float(right[bg_test].mean()) if bg_test.any() else None
-            flowers = ~bg_test
-            # the flowers without any unknown answer (the top of the classes alone), and those the background took
-            meta["test"]["flower_accuracy_without_rejection"] = float(
-                (answer_without(ev.probs, self.classes.index(bg)) == self.test.y)[flowers].mean())
-            meta["test"]["flower_accuracy_with_unknown"] = float(right[flowers].mean())
-            meta["test"]["flowers_answered_background"] = float(
-                (ev.pred == self.classes.index(bg))[flowers].mean())
-        return meta, conf_thr
-
-    def _drop_pts(self, ev: Evaluation) -> float:
-        """The accuracy drop on the test split: reported, never decided on."""
-        return (self.ref_acc - ev.accuracy) * 100
-
-    def _finish(self, spec: FormatSpec, raw: Path, t0: float, options: dict, ev: Evaluation, verdict: Verdict,
-                reason: str) -> ArtifactResult:
-        """Write the kept candidate with its metadata under its final name (its FAILED name when it failed the
-        gate); its result for the report."""
-        passed = not reason
-        sim = ev.clf.similarity_output
-        unknown, conf_thr = self._unknown(ev, None if sim is None else sim.name)
-        meta = self._metadata(spec, ev, options, verdict, passed, unknown, conf_thr)
-        acc, pred, drop = ev.accuracy, ev.pred, self._drop_pts(ev)
-        del ev  # release the interpreter before the file moves
-        final = self.out / (spec.filename if passed else spec.failed_filename)
-        size, digest = self._write_artifact(spec, raw, final, meta)
-        if not passed:
-            self.say(f"FAILED {spec.filename}: {reason} (kept as {final.name})")
-        return self._result(spec, final, size, digest, acc, pred, drop, verdict, reason, unknown, conf_thr, t0,
-                            options)
-
-    def _result(self, spec: FormatSpec, final: Path, size: int, digest: str, acc: float, pred: np.ndarray,
-                drop: float, verdict: Verdict, reason: str, unknown: dict, conf_thr: float, t0: float,
-                options: dict) -> ArtifactResult:
-        """An artifact's entry in the report: its figures on the test split beside the verdict on validation."""
-        ref_pc = per_class_accuracy(self.ref_pred, self.test.y, self.classes)
-        pc = per_class_accuracy(pred, self.test.y, self.classes)
-        changed = [{"path": self.test.paths[i], "true": self.classes[self.test.y[i]],
-                    "keras": self.classes[self.ref_pred[i]], "artifact": self.classes[pred[i]]}
-                   for i in np.nonzero(pred != self.ref_pred)[0]]
-        return ArtifactResult(
-            name=spec.filename, format=spec.fmt.value, path=str(final), passed=not reason, size_bytes=size,
-            sha256=digest, accuracy=acc, reference_accuracy=self.ref_acc, drop_pts=drop,
-            max_drop_pts=self.cfg.max_drop, argmax_agreement=float((pred == self.ref_pred).mean()),
-            per_class_delta_pts={c: (pc[c] - ref_pc[c]) * 100 for c in self.classes}, changed=changed,
-            confidence_threshold=conf_thr, unknown=unknown, seconds=time.perf_counter() - t0, options=options,
-            reason=reason,
-            predictions={p: self.classes[int(i)] for p, i in zip(self.test.paths, pred)},
-            gate=verdict.to_dict(),
-        )
-
-    def imx500(self, spec: FormatSpec, model, data: _Data) -> ArtifactResult:
-        """The AI Camera's package: quantized by Sony's MCT and converted by the IMX500 converter in a side
-        environment (export/imx500.py). MCT's simulation of the quantized network on this machine is checked and
-        gated like every other artifact; it is a simulation of the chip, not bit-exact."""
-        from edgeflower.edge.backends import SIMILARITY
-        from edgeflower.edge.classifier import select_similarity
-        from edgeflower.export import imx500
-
-        t0 = time.perf_counter()
-        similarity = data.bank is not None
-        self.say(f"imx500: quantizing (MCT) and converting (Sony's converter) in {imx500.env_dir()}; minutes")
-        res = imx500.run_worker(model, data.feature_layer.name if similarity else None, data.calib,
-                                {"test": self.test.x, "val": self.val.x}, self.tmp / "imx500", say=self.say,
-                                log_path=self.out / "imx500.log")
-        differ = int((res.rebuilt["test"][0].argmax(1) != self.ref_pred).sum())
-        if differ:
-            raise ExportError(f"imx500: the Keras 2 rebuild of the network disagrees with the trained model on "
-                              f"{differ} test photos")
-        (probs, *feats), (val_probs, *val_feats) = res.quantized["test"], res.quantized["val"]
-        sims = val_sims = None
-        if similarity:
-            k = self.base_meta["unknown"]["neighbours"]
-            sims = select_similarity(probs, imx500.similarity(feats[0], data.bank, data.bank_labels, k))
-            val_sims = select_similarity(val_probs, imx500.similarity(val_feats[0], data.bank, data.bank_labels, k))
-        pred = probs.argmax(1)
-        ev = Evaluation(probs=probs, pred=pred, accuracy=float((pred == self.test.y).mean()), val_probs=val_probs,
-                        sims=sims, val_sims=val_sims, clf=None)
-        verdict, reason = self.decide(spec, ev)
-        memory = imx500.memory_figures(res.memory)
-        if not memory.get("fits", False):
-            used = f"{memory['memory_used_mb']:.2f} MB of {memory['chip_mb']:g} MB" if memory else "no memory report"
-            reason = (reason + "; " if reason else "") + f"does not fit the IMX500 ({used})"
-        unknown, conf_thr = self._unknown(ev, SIMILARITY)
-        if similarity:
-            unknown.update(bank="bank.npz", computed_on="the Pi, from the sensor's pooled features")
-        options = {"tool": "model-compression-toolkit PTQ, edge-mdt-tpc imx500 1.0, imxconv-tf",
-                   "requirement": imx500.REQUIREMENT, "calibration_images": len(data.calib), **res.info["steps"]}
-        meta = {**self.base_meta, "format": spec.fmt.value, "runtime": "imx500",
-                "input": {"name": "image", "size": [self.size, self.size], "shape": [1, self.size, self.size, 3],
-                          "dtype": "uint8", "layout": "NHWC", "quantization": None},
-                "output": {"name": "probs", "dtype": "float32", "kind": "probabilities", "quantization": None},
-                "sensor_outputs": ["probs", "features"] if similarity else ["probs"],
-                "quantized": True, "quantization_options": options, "simulated": True,
-                "test_accuracy": ev.accuracy, "test_images": len(self.test), "drop_pts": self._drop_pts(ev),
-                "passed_gate": not reason, "gate": verdict.to_dict(), "confidence_threshold": conf_thr,
-                "unknown": unknown, "imx500_memory": memory}
-        dest = self.out / Path(spec.filename if not reason else spec.failed_filename).parent
-        shutil.rmtree(self.out / Path(spec.failed_filename if not reason else spec.filename).parent,
-                      ignore_errors=True)  # a package of an earlier export under the other name
-        imx500.write_package(res, dest, meta, data.bank, data.bank_labels)
-        final = dest / "packerOut.zip"
+def _search(g: _Gate, ctx: BuildContext, spec: FormatSpec, candidates: list[Candidate]) -> tuple[ArtifactResult, Path]:
+    """Build and evaluate the candidates in order until one passes the rule (``_decide``); keep the best on the
+    validation split if none does. Returns the result and the raw (metadata-free) file that later builds may read."""
+    attempts, best = [], None
+    for i, cand in enumerate(candidates):
+        if cand.calib is not None and spec.remedies is not None:
+            ctx.say(f"quantizing {spec.filename} ({cand.label}, {len(cand.calib)} calibration images)")
+        t = time.perf_counter()
+        path = _scratch(ctx.tmp, f"try{i}", spec)
+        options = spec.build(ctx, cand, path)
+        ev = spec.evaluation(ctx, path)
+        verdict, reason = _decide(g, spec, ev)
+        if spec.remedies is not None:
+            attempts.append({"remedy": cand.label, "options": asdict(cand.options) if cand.options else {},
+                             **({"float_layers": options["float_nodes"]} if "float_nodes" in options else {}),
+                             "calibration_images": len(cand.calib) if cand.calib is not None else 0,
+                             "val_accuracy": verdict.accuracy, "val_drop_pts": verdict.drop_pts,
+                             "val_drop_lower_pts": verdict.drop_lower_pts, "agreement": verdict.agreement,
+                             "accuracy": _accuracy(g, ev), "drop_pts": _drop_pts(g, ev), "passed": not reason,
+                             "seconds": time.perf_counter() - t})
+        if not reason or best is None or verdict.accuracy > best[3].accuracy:
+            best = (path, t, options, verdict, reason, ev, cand.label)
         if not reason:
-            self.say(f"imx500: {memory['memory_used_mb']:.2f} MB of the chip's {memory['chip_mb']:g} MB; package "
-                     f"it on the Pi with `imx500-package -i {final.name} -o .` in {dest}")
-        else:
-            self.say(f"FAILED imx500: {reason} (kept in {dest})")
-        return self._result(spec, final, final.stat().st_size, sha256_file(final), ev.accuracy, pred,
-                            self._drop_pts(ev), verdict, reason, unknown, conf_thr, t0, options)
-
-    def _metadata(self, spec: FormatSpec, ev: Evaluation, options: dict, verdict: Verdict, passed: bool,
-                  unknown: dict, conf_thr: float) -> dict:
-        """What the artifact carries about itself: the export's shared fields, its tensors, its figures and rules."""
-        inp, outp = ev.clf.backend.input, ev.clf.backend.output
-        return {
-            **self.base_meta,
-            "format": spec.fmt.value,
-            "runtime": spec.runtime,
-            "input": {"name": inp.name, "size": [self.size, self.size], "shape": [1, self.size, self.size, 3],
-                      "dtype": str(inp.dtype), "layout": "NHWC",
-                      "quantization": {"scale": inp.scale, "zero_point": inp.zero_point} if inp.quantized else None},
-            "output": {"name": outp.name, "dtype": str(outp.dtype), "kind": "probabilities",
-                       "quantization": ({"scale": outp.scale, "zero_point": outp.zero_point} if outp.quantized
-                                        else None)},
-            "quantized": spec.quantized,
-            "quantization_options": options,
-            "test_accuracy": ev.accuracy,
-            "test_images": len(self.test),
-            "drop_pts": self._drop_pts(ev),
-            "passed_gate": passed,
-            "gate": verdict.to_dict(),
-            "confidence_threshold": conf_thr,
-            "unknown": unknown,
-        }
-
-    def _write_artifact(self, spec: FormatSpec, raw: Path, final: Path, meta: dict) -> tuple[int, str]:
-        """Embed the metadata into a staged copy of the raw file, then write the sidecar and the artifact
-        atomically. Returns the artifact's size and sha256 (also added to the sidecar)."""
-        staged = self.tmp / ("meta_" + spec.filename)
-        if spec.runtime == "onnxruntime":
-            convert.embed_onnx_metadata(raw, staged, meta)
-        else:  # standard TFLite Model Metadata, labels and edgeflower's fields inside the file
-            tflite_metadata.embed_tflite_metadata(raw, staged, meta)
-        size, digest = staged.stat().st_size, sha256_file(staged)
-        meta["sha256"], meta["size_bytes"] = digest, size
-        # sidecar first, then the artifact: a reader that finds the artifact also finds its metadata
-        write_json(sidecar_path(final), meta)
-        with atomic_path(final, suffix=final.suffix) as dst:
-            shutil.copyfile(staged, dst)
-        return size, digest
+            break
+    path, t, options, verdict, reason, ev, label = best
+    if label != "default" and not reason:
+        ctx.say(f"{spec.filename}: passed with the remedy '{label}'")
+    res = _finish(g, ctx, spec, path, t, options, ev, verdict, reason)
+    res.remedy = label
+    res.attempts = attempts if (g.cfg.auto or g.cfg.mixed_precision) else []
+    return res, path
 
 
-def render_table(report: dict) -> str:
-    """export_report.md: the gate's rule, one table row per artifact, then each one's unknown rule and details."""
-    lines = [
-        f"# Export report: {report['source']}",
-        "",
-        f"Keras float test accuracy: {report['keras_test_accuracy'] * 100:.2f}% on {report['test_images']} images. "
-        f"The gate decides on the {report.get('validation_images', '?')} validation images: an artifact fails when "
-        f"its drop is clearly over --max-drop {report['max_drop_pts']:g} (more than one standard error of the paired "
-        "drop over it) or it changes clearly over 10% of the answers; float artifacts must also agree with Keras "
-        "on every test answer. The test figures are reported, not decided on.",
-        "",
-        "| artifact | format | size (KiB) | val drop (pts) | less 1 s.e. | test acc | test drop (pts) | "
-        "test agree | passed |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    lines += [_table_row(a) for a in report["artifacts"]]
-    lines.append("")
-    for a in report["artifacts"]:
-        lines += _unknown_lines(a)
-    lines.append("")
-    for a in report["artifacts"]:
-        lines += _detail_lines(a)
-    return "\n".join(lines) + "\n"
+def _decide(g: _Gate, spec: FormatSpec, ev: Evaluation) -> tuple[Verdict, str]:
+    """The one rule (gate.judge) on the validation split; for float artifacts, agreement with Keras on every test
+    answer; and the format's own problems. Returns the verdict and the reason it fails ("" when it passes)."""
+    val, ref_val_pred = g.data.val, g.ref.val_probs.argmax(1)
+    val_pred = ev.val_probs.argmax(1)
+    verdict = judge(ref_val_pred == val.y, val_pred == val.y, ref_val_pred, val_pred, g.cfg.max_drop)
+    reasons = [verdict.reason] if verdict.reason else []
+    if spec.exact and g.cfg.require_float_agreement:
+        differ = int((ev.pred != g.ref.pred).sum())
+        if differ:
+            reasons.append(f"float artifact disagrees with Keras on {differ} test images")
+    return verdict, "; ".join(reasons + ev.problems)
 
 
-def _table_row(a: dict) -> str:
-    g = a.get("gate") or {}
-    remedy = "" if a.get("remedy", "default") == "default" else f" ({a['remedy']})"
-    return (f"| {Path(a['path']).name} | {a['format']} | {a['size_bytes'] / 1024:,.0f} | "
-            f"{g.get('drop_pts', float('nan')):+.2f} | {g.get('drop_lower_pts', float('nan')):+.2f} | "
-            f"{a['accuracy'] * 100:.2f}% | {a['drop_pts']:+.2f} | {a['argmax_agreement'] * 100:.2f}% | "
-            f"{'yes' + remedy if a['passed'] else 'NO: ' + a['reason']} |")
+def _accuracy(g: _Gate, ev: Evaluation) -> float:
+    return float((ev.pred == g.data.test.y).mean())
 
 
-def _unknown_lines(a: dict) -> list[str]:
-    """The artifact's unknown rule, what it does on the test photos, and its budget on new photos."""
-    u = a.get("unknown") or {}
-    if "test" not in u:
-        return []
-    rule = (f"similarity to the {ood.ordinal(u.get('neighbours', 1))} training photo"
-            f"{' of the predicted class' if u.get('per_class') else ''} "
-            f">= {u['similarity_threshold']:.4f}"
-            if "similarity_threshold" in u else f"confidence >= {u.get('confidence_threshold', 0):.4f}")
-    lines = [f"- unknown, {Path(a['path']).name}: {rule} (calibrated on val); test photos answered unknown "
-             f"{u['test']['answered_unknown'] * 100:.1f}%, test accuracy counting them wrong "
-             f"{u['test']['accuracy_with_unknown'] * 100:.2f}%"
-             + (f"; background photos answered unknown {u['test']['background_answered_unknown'] * 100:.1f}%"
-                if u["test"].get("background_answered_unknown") is not None else "")]
-    t = u["test"]
-    if t.get("flower_accuracy_without_rejection") is not None:
-        lines.append(f"  - the test photos of the classes: {t['flower_accuracy_without_rejection'] * 100:.2f}% without "
-                     f"any unknown answer -> {t['flower_accuracy_with_unknown'] * 100:.2f}% counting unknown as wrong "
-                     f"({t['flowers_answered_background'] * 100:.1f}% taken by the background class)")
-    sh = (u.get("calibration") or {}).get("split_half")
-    if sh:
-        asked = (u.get("calibration") or {}).get("budget_asked")
-        if asked is not None and abs(asked * 100 - sh["budget_pts"]) > 1e-9:
-            lines.append(f"  - the {asked * 100:g}-point budget was lowered to {sh['budget_pts']:.2g}: with "
-                         f"{u['calibration']['n']} validation photos, it went over {sh['limit_pts']:g} point "
-                         "on new photos too often")
-        lines.append(f"  - the {sh['budget_pts']:.2g}-point budget on new photos (validation split halves, "
-                     f"{sh['rounds']} splits): median {sh['median_pts']:.2f} points, 90th percentile "
-                     f"{sh['p90_pts']:.2f}; over {sh['limit_pts']:g} point in {sh['share_over_limit'] * 100:.0f}% "
-                     "of the splits")
-    return lines
+def _drop_pts(g: _Gate, ev: Evaluation) -> float:
+    """The accuracy drop on the test split: reported, never decided on."""
+    return (g.ref.accuracy - _accuracy(g, ev)) * 100
 
 
-def _detail_lines(a: dict) -> list[str]:
-    """The artifact's hash, per-class deltas, changed answers, the remedies tried and the float layers' costs."""
-    deltas = ", ".join(f"{c} {d:+.1f}" for c, d in a["per_class_delta_pts"].items())
-    lines = [f"- {Path(a['path']).name}: sha256 `{a['sha256'][:16]}...`, per-class delta (pts): {deltas}"]
-    for ch in a["changed"][:10]:
-        lines.append(f"  - changed: {ch['path']} (true {ch['true']}): Keras {ch['keras']} -> {ch['artifact']}")
-    for at in a.get("attempts", []):
-        lines.append(f"  - tried {at['remedy']}: validation drop {at['val_drop_pts']:+.2f} pts (less one s.e. "
-                     f"{at['val_drop_lower_pts']:+.2f}), test {at['accuracy'] * 100:.2f}% "
-                     f"({'pass' if at['passed'] else 'fail'})")
-    steps = (a.get("options") or {}).get("steps")
-    if steps:  # the accuracy-controlled remedy: what each layer returned to float bought and cost
-        base = steps[0]["p50_ms_1_thread"]
-        for st in steps[1:]:
-            lines.append(f"  - float layer {st['float_layers']}: `{st['layer']}`: validation drop "
-                         f"{st['val_drop_pts']:+.2f} pts, one-thread p50 {st['p50_ms_1_thread']:.2f} ms "
-                         f"({st['p50_ms_1_thread'] / base:.2f}x of all-int8)")
-    return lines
+def _finish(g: _Gate, ctx: BuildContext, spec: FormatSpec, raw: Path, t0: float, options: dict, ev: Evaluation,
+            verdict: Verdict, reason: str) -> ArtifactResult:
+    """Write the kept candidate with its metadata under its final name (its FAILED name when it failed the gate);
+    its result for the report."""
+    passed = not reason
+    unknown, conf_thr = calibrate_unknown(ev, g.data.test, g.data.val, g.run.classes, g.base_meta["unknown"],
+                                          g.base_meta.get("background_class"), g.cfg.unknown_budget_pts,
+                                          g.cfg.unknown_max_share)
+    meta = {**g.base_meta, "format": spec.fmt.value, "runtime": spec.runtime, **ev.tensors,
+            "quantized": spec.quantized, "quantization_options": options, "test_accuracy": _accuracy(g, ev),
+            "test_images": len(g.data.test), "drop_pts": _drop_pts(g, ev), "passed_gate": passed,
+            "gate": verdict.to_dict(), "confidence_threshold": conf_thr, "unknown": unknown}
+    final = g.run.out / (spec.filename if passed else spec.failed_filename)
+    size, digest = spec.write(ctx, spec, raw, final, meta)
+    if not passed:
+        ctx.say(f"FAILED {spec.filename}: {reason} (kept as {final.relative_to(g.run.out)})")
+    test, classes, ref_pred, pred = g.data.test, g.run.classes, g.ref.pred, ev.pred
+    ref_pc, pc = per_class_accuracy(ref_pred, test.y, classes), per_class_accuracy(pred, test.y, classes)
+    return ArtifactResult(
+        name=spec.filename, format=spec.fmt.value, path=str(final), passed=passed, size_bytes=size, sha256=digest,
+        accuracy=_accuracy(g, ev), reference_accuracy=g.ref.accuracy, drop_pts=_drop_pts(g, ev),
+        max_drop_pts=g.cfg.max_drop, argmax_agreement=float((pred == ref_pred).mean()),
+        per_class_delta_pts={c: (pc[c] - ref_pc[c]) * 100 for c in classes},
+        changed=[{"path": test.paths[i], "true": classes[test.y[i]], "keras": classes[ref_pred[i]],
+                  "artifact": classes[pred[i]]} for i in np.nonzero(pred != ref_pred)[0]],
+        confidence_threshold=conf_thr, unknown=unknown, seconds=time.perf_counter() - t0, options=options,
+        reason=reason, predictions={p: classes[int(i)] for p, i in zip(test.paths, pred)}, gate=verdict.to_dict())
