@@ -59,3 +59,12 @@ def test_no_import_cycle_in_the_package():
 
 def test_the_cycle_finder_finds_one():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c", "a"]]
+
+
+def test_the_root_shows_the_layers():
+    """The package root holds the entry points and the modules that are layers of their own (import contracts in
+    pyproject.toml); everything else lives in the sub-package of its layer."""
+    loose = sorted(p.stem for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert len(loose) <= 6, loose
+    subpackages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert {"cli", "data", "edge", "export", "train", "util"} <= subpackages

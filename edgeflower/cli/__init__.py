@@ -14,7 +14,8 @@ import sys
 
 import click
 
-from edgeflower import __version__, _output
+from edgeflower import __version__
+from edgeflower.cli import output as _output
 from edgeflower.errors import EdgeflowerError
 
 
@@ -280,7 +281,8 @@ def export(**opts):
     """Export RUN_DIR or MODEL.keras to TFLite/ONNX and gate every artifact against the float model on the
     validation photos (the test photos' figures are reported beside)."""
     from edgeflower.errors import AccuracyDropError
-    from edgeflower.export.pipeline import ExportConfig, export as run_export, render_table
+    from edgeflower.export.pipeline import ExportConfig, export as run_export
+    from edgeflower.export.report import render_table
 
     cfg = ExportConfig(**{k: v for k, v in opts.items() if v is not None})
     try:

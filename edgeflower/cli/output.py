@@ -1,6 +1,6 @@
 """What the commands print once the library has returned: one function per result, text in, text out.
 
-The CLI (edgeflower/cli.py) parses, calls one library function and echoes what these return, so the wording of
+The CLI (edgeflower/cli/__init__.py) parses, calls one library function and echoes what these return, so the wording of
 every report lives here and can be read, and tested, without click. Results are the library's plain dicts and
 dataclasses; nothing here imports a subpackage.
 """
