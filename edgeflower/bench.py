@@ -289,9 +289,46 @@ def _speedups(results: list[dict]) -> None:
             continue
         speedup = sib[0]["latency_ms"]["p50"] / r["latency_ms"]["p50"]
         r["float_sibling"], r["speedup_vs_float"] = sib[0]["name"], round(speedup, 3)
-        if speedup < MIN_INT8_SPEEDUP:
-            r["speed_warning"] = (f"{r['name']} is {speedup:.2f}x as fast as {sib[0]['name']} at {r['threads']} "
-                                  f"thread(s), under {MIN_INT8_SPEEDUP:g}x: on this machine int8 buys size, not speed")
+        warning = speed_warning(r["name"], sib[0]["name"], speedup, r["threads"])
+        if warning:
+            r["speed_warning"] = warning
+
+
+def speed_warning(name: str, sibling: str, speedup: float, threads: int) -> str | None:
+    """The warning for an int8 artifact under MIN_INT8_SPEEDUP against its float sibling (None: fast enough)."""
+    if speedup >= MIN_INT8_SPEEDUP:
+        return None
+    return (f"{name} is {speedup:.2f}x as fast as {sibling} at {threads} thread(s), under {MIN_INT8_SPEEDUP:g}x: "
+            "on this machine int8 buys size, not speed")
+
+
+def speedup(int8: str | Path, reference: str | Path, threads: int = 1, rounds: int = 9, invokes: int = 20) -> dict:
+    """How much faster ``int8`` runs than its float ``reference`` on this machine: both loaded side by side, timed
+    in alternating rounds of ``invokes`` calls each (edgeflower.util.timing), the median of the per-round ratios."""
+    import statistics
+
+    from edgeflower.edge.classifier import Classifier, quantize
+    from edgeflower.util import timing
+
+    def timer(path):
+        clf = Classifier(path, threads=threads, threshold=0.0)
+        b = clf.backend
+        b.set_input(quantize(np.full((1, *clf.input_size, 3), 128, np.uint8), b.input))
+        for _ in range(5):
+            b.invoke()
+
+        def per_call_ms() -> float:
+            t = time.perf_counter_ns()
+            for _ in range(invokes):
+                b.invoke()
+            return (time.perf_counter_ns() - t) / 1e6 / invokes
+        return per_call_ms
+
+    v = timing.interleaved({"int8": timer(int8), "float": timer(reference)}, rounds)
+    ratio = timing.median_ratio(v["float"], v["int8"])
+    return {"float_sibling": Path(reference).name, "threads": threads, "p50_ms": statistics.median(v["int8"]),
+            "float_p50_ms": statistics.median(v["float"]), "speedup_vs_float": round(ratio, 3), "rounds": rounds,
+            "invokes_per_round": invokes}
 
 
 def _relative_accuracy(results: list[dict]) -> None:

@@ -107,6 +107,10 @@ MUTANTS = {
                                ["tests/test_edge.py", "-k", "observer"]),
     "format-problems-ignored": ("edgeflower/export/pipeline.py", '"; ".join(reasons + ev.problems)',
                                 '"; ".join(reasons)', ["tests/test_export.py", "-k", "own_evaluation"]),
+    "int8-slowness-unsaid": ("edgeflower/bench.py", "    if speedup >= MIN_INT8_SPEEDUP:\n        return None\n",
+                             "    return None\n", ["tests/test_export.py", "-k", "not_faster"]),
+    "export-never-timed": ("edgeflower/export/pipeline.py", "    _speeds(results, say)\n", "",
+                           ["tests/test_export.py", "-k", "timed_against"]),
 }
 
 def run(name: str) -> bool:

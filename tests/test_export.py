@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -396,6 +397,41 @@ def test_a_format_with_its_own_evaluation_goes_through_the_same_gate(tiny_run, s
     assert (out / "model_float.FAILED.tflite").is_file() and not (out / "model_float.tflite").exists()
     meta = json.loads(sidecar_path(out / "model_float.FAILED.tflite").read_text())
     assert meta["simulated"] and not meta["passed_gate"]
+
+
+def test_each_int8_artifact_is_timed_against_its_float_sibling(tiny_export):
+    rep = json.loads((tiny_export / "export_report.json").read_text())
+    by = {a["name"]: a for a in rep["artifacts"]}
+    for int8, sibling in (("model_int8.tflite", "model_float.tflite"), ("model_int8.onnx", "model.onnx")):
+        sp = by[int8]["speed"]
+        assert sp["float_sibling"] == sibling and sp["threads"] == 1 and sp["p50_ms"] > 0 and sp["float_p50_ms"] > 0
+        assert sp["speedup_vs_float"] == pytest.approx(sp["float_p50_ms"] / sp["p50_ms"], rel=0.5)
+    assert by["model_float.tflite"]["speed"] == {} and by["model.onnx"]["speed"] == {}
+    md = (tiny_export / "export_report.md").read_text()
+    assert "| x float |" in md and f"| {by['model_int8.tflite']['speed']['speedup_vs_float']:.2f}x |" in md
+
+
+def test_an_int8_artifact_not_faster_than_float_is_warned_about(tiny_export, monkeypatch):
+    """The export's timing says int8 is slower (as Lite0's int8 ONNX was with 8-bit weights on x86): the result,
+    the progress and the Markdown report carry bench's warning."""
+    from edgeflower import bench
+    from edgeflower.export.pipeline import ArtifactResult, _speeds
+    from edgeflower.export.report import render_table
+
+    rep = json.loads((tiny_export / "export_report.json").read_text())
+    results = [ArtifactResult(**{**a, "speed": {}}) for a in rep["artifacts"]]
+    monkeypatch.setattr(bench, "speedup", lambda a, b, threads=1: {"float_sibling": os.path.basename(b),
+                                                                    "speedup_vs_float": 0.8 if "onnx" in a else 2.5})
+    said = []
+    _speeds(results, said.append)
+    by = {r.name: r for r in results}
+    assert "warning" not in by["model_int8.tflite"].speed
+    warning = by["model_int8.onnx"].speed["warning"]
+    assert warning.startswith("model_int8.onnx is 0.80x as fast as model.onnx at 1 thread")
+    assert "size, not speed" in warning
+    assert f"warning: {warning}" in said
+    md = render_table({**rep, "artifacts": [dataclasses.asdict(r) for r in results]})
+    assert f"warning: {warning}" in md and "| 0.80x |" in md and "| 2.50x |" in md
 
 
 def test_cli_rejects_an_unknown_format(tiny_run, tmp_path):

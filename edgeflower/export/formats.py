@@ -137,6 +137,7 @@ class FormatSpec:
     exact: bool = True  # must agree with Keras on every test argmax (float32 arithmetic)
     remedies: Callable[[BuildContext], list[Candidate]] | None = None  # the candidates --auto tries, default first
     evaluate: Evaluate | None = None  # None: the edge runtime on this machine (evaluate_on_device)
+    float_sibling: Format | None = None  # an int8 format: the float one it must be faster than (timed at export)
 
     def evaluation(self, ctx: BuildContext, path: Path) -> Evaluation:
         return (self.evaluate or evaluate_on_device)(ctx, path)
@@ -362,13 +363,14 @@ FORMATS: dict[Format, FormatSpec] = {s.fmt: s for s in (
     FormatSpec(Format.TFLITE_FLOAT, "model_float.tflite", "model_float.FAILED.tflite", "litert", False,
                _tflite_float, _write_file),
     FormatSpec(Format.TFLITE_INT8, "model_int8.tflite", "model_int8.FAILED.tflite", "litert", True,
-               _tflite_int8, _write_file, calibration=True, exact=False, remedies=_tflite_int8_remedies),
+               _tflite_int8, _write_file, calibration=True, exact=False, remedies=_tflite_int8_remedies,
+               float_sibling=Format.TFLITE_FLOAT),
     FormatSpec(Format.TFLITE_FP16, "model_fp16.tflite", "model_fp16.FAILED.tflite", "litert", False,
                _tflite_fp16, _write_file, exact=False),
     FormatSpec(Format.ONNX_FLOAT, "model.onnx", "model.FAILED.onnx", "onnxruntime", False, _onnx_float, _write_file),
     FormatSpec(Format.ONNX_INT8, "model_int8.onnx", "model_int8.FAILED.onnx", "onnxruntime", True,
                _onnx_int8, _write_file, needs=(Format.ONNX_FLOAT,), calibration=True, exact=False,
-               remedies=_onnx_int8_remedies),
+               remedies=_onnx_int8_remedies, float_sibling=Format.ONNX_FLOAT),
     FormatSpec(Format.IMX500, "imx500/packerOut.zip", "imx500.FAILED/packerOut.zip", "imx500", True, _imx500,
                _write_imx500, calibration=True, exact=False, evaluate=_imx500_evaluation),
 )}

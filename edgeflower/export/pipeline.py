@@ -27,6 +27,7 @@ from edgeflower.edge.preprocess import PREPROCESSING
 from edgeflower.errors import AccuracyDropError, ExportError
 from edgeflower.export import ood, tflite_metadata
 from edgeflower.export.formats import (
+    FORMATS,
     BuildContext,
     BuildOptions,
     Candidate,
@@ -115,6 +116,7 @@ class ArtifactResult:
     predictions: dict[str, str] = field(default_factory=dict)  # test image -> predicted class (no unknown)
     gate: dict = field(default_factory=dict)  # the decision on the validation split (gate.Verdict)
     remedy: str = "default"  # the candidate that was kept
+    speed: dict = field(default_factory=dict)  # an int8 artifact against its float sibling (bench.speedup)
 
 
 def _check_out_dir(out: Path) -> None:
@@ -189,6 +191,7 @@ def export(cfg: ExportConfig, progress: Callable[[str], None] | None = None) -> 
     model, unknown_meta = _with_unknown_output(cfg, run, data, say)
     base_meta = _base_meta(cfg, run, data, ref, unknown_meta)
     results = _build_and_check(cfg, run, data, ref, model, base_meta, steps, say)
+    _speeds(results, say)
     report = _write_report(cfg, run, data, ref, results, time.perf_counter() - t_start)
     failures = [asdict(r) for r in results if not r.passed]
     if failures:
@@ -337,6 +340,25 @@ def _build_and_check(cfg: ExportConfig, run: _Run, data: _Data, ref: _Reference,
                 spec.build(ctx, candidates[0], raw)
             ctx.built[spec.fmt] = raw
     return results
+
+
+def _speeds(results: list[ArtifactResult], say: Callable[[str], None]) -> None:
+    """Each int8 artifact against its float sibling of this export, timed here at one thread (bench.speedup), with
+    bench's warning when it is not MIN_INT8_SPEEDUP times faster: int8 that buys size and no speed is said."""
+    from edgeflower.bench import speed_warning, speedup
+
+    written = {r.format: r for r in results}
+    for r in results:
+        sibling = FORMATS[Format(r.format)].float_sibling
+        f = written.get(sibling.value) if sibling else None
+        if f is None:
+            continue
+        say(f"timing {r.name} against {f.name} (one thread)")
+        r.speed = speedup(r.path, f.path, threads=1)
+        warning = speed_warning(r.name, f.name, r.speed["speedup_vs_float"], 1)
+        if warning:
+            r.speed["warning"] = warning
+            say(f"warning: {warning}")
 
 
 def _write_report(cfg: ExportConfig, run: _Run, data: _Data, ref: _Reference, results: list[ArtifactResult],

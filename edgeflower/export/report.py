@@ -19,10 +19,12 @@ def render_table(report: dict) -> str:
         "on every test answer. The test figures are reported, not decided on.",
         "",
         "| artifact | format | size (KiB) | val drop (pts) | less 1 s.e. | test acc | test drop (pts) | "
-        "test agree | passed |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "test agree | x float | passed |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     lines += [_table_row(a) for a in report["artifacts"]]
+    lines += [f"warning: {a['speed']['warning']}" for a in report["artifacts"] if (a.get("speed") or {}).get("warning")]
+    lines.append("x float: an int8 artifact's speed-up over its float sibling, timed here at one thread")
     lines.append("")
     for a in report["artifacts"]:
         lines += _unknown_lines(a)
@@ -35,9 +37,11 @@ def render_table(report: dict) -> str:
 def _table_row(a: dict) -> str:
     g = a.get("gate") or {}
     remedy = "" if a.get("remedy", "default") == "default" else f" ({a['remedy']})"
+    speed = (a.get("speed") or {}).get("speedup_vs_float")
     return (f"| {Path(a['path']).name} | {a['format']} | {a['size_bytes'] / 1024:,.0f} | "
             f"{g.get('drop_pts', float('nan')):+.2f} | {g.get('drop_lower_pts', float('nan')):+.2f} | "
             f"{a['accuracy'] * 100:.2f}% | {a['drop_pts']:+.2f} | {a['argmax_agreement'] * 100:.2f}% | "
+            f"{f'{speed:.2f}x' if speed else '-'} | "
             f"{'yes' + remedy if a['passed'] else 'NO: ' + a['reason']} |")
 
 
