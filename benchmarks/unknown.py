@@ -10,13 +10,13 @@ Two non-flower sets, never used for training or for choosing a threshold:
 - held-out (looked at only to report): 31 photos and pictures from OpenCV's samples/data, shipped in the
   opencv-python 4.10.0.84 source distribution on PyPI (downloaded once, sha256-checked, cached; or
   --opencv-sdist PATH for a local copy).
-With --wallpapers, the photos of Debian's wallpaper packages join them (benchmarks/negatives.py: lxqt-themes' to the
-development set, lomiri-wallpapers' to the held-out set; mostly nature without flowers, the hard part), and their
-flowers of other species form a "near" set that is reported apart. With --edu, the photos of two Debian education
-packages join them too (benchmarks/edu_photos.py: GCompris' photos, about 180 to development and 110 to held-out, two
-of them to "near"; Tux Paint's flower cut-outs as "near_cutout", and its two roses as "cutout_control", the check that
-a cut-out on grey is not rejected for its background). Every photo has a category, and the results
-give the share rejected per category. Needs `pip install "edgeflower[bench]"` (scikit-image's photos).
+With --wallpapers, the photos of Debian's wallpaper packages join them (scripts/collect/negatives.py: lxqt-themes'
+to the development set, lomiri-wallpapers' to the held-out set; mostly nature without flowers, the hard part), and
+their flowers of other species form a "near" set that is reported apart. With --edu, the photos of two Debian
+education packages join them too (scripts/collect/edu_photos.py: GCompris' photos, about 180 to development and 110
+to held-out, two of them to "near"; Tux Paint's flower cut-outs as "near_cutout", and its two roses as
+"cutout_control", the check that a cut-out on grey is not rejected for its background). Every photo has a category,
+and the results give the share rejected per category. Needs `pip install "edgeflower[bench]"` (scikit-image's photos).
 Each artifact is measured with the rule and thresholds stored in it at export (calibrated on the VALIDATION
 split): share of non-flower photos answered `unknown`, and test accuracy counting an `unknown` flower as wrong.
 The comparison of candidate scores that chose the exports' method (the --keras-run option of earlier versions) is a
@@ -229,12 +229,12 @@ def non_flower_sets(opencv_sdist: str | None = None, wallpapers: bool = False, d
         sys.exit("scikit-image's sample photos (most of the development set) are missing: "
                  "pip install \"edgeflower[bench]\"")
     if wallpapers:  # Debian's wallpaper photos (benchmarks/negatives.py): mostly nature without flowers
-        from benchmarks.collect import negatives
+        from scripts.collect import negatives
 
         for name in ("development", "held_out", "near"):
             sets[name] = sets.get(name, []) + negatives.images(name, debs=debs)
     if edu:
-        from benchmarks.collect import edu_photos
+        from scripts.collect import edu_photos
 
         for name in edu_photos.ROLES:
             sets[name] = sets.get(name, []) + edu_photos.images(name, debs=debs)

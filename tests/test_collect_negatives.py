@@ -1,4 +1,4 @@
-"""benchmarks/collect/negatives.py: the .deb reader, the licence lookup and the roles, on a synthetic package."""
+"""scripts/collect/negatives.py: the .deb reader, the licence lookup and the roles, on a synthetic package."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.collect import negatives
+from scripts.collect import negatives
 
 COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 

@@ -1,7 +1,7 @@
 """Real photos without the five flowers, from Debian's wallpaper packages: for the `unknown` benchmark and for
 outlier exposure (a `background` class of real non-flower photos).
 
-    python -m benchmarks.collect.negatives [--debs DIR] [--out DIR]
+    python -m scripts.collect.negatives [--debs DIR] [--out DIR]
 
 Nature without flowers (grass, leaves, water, dunes, mountains, sky) is what gets through the `unknown` rule, and
 the photographs in desktop wallpaper packages are mostly that. Each package is used for one role only, so that no
@@ -272,7 +272,7 @@ def build(out: Path, debs: str | None = None, seed: int = 0) -> dict:
                 rel = f"{role}/{stem}{suffix}.jpg"
                 view.save(out / rel, quality=92)
                 rows.append(dict(base, file=rel, view="whole" if not suffix else suffix[1:]))
-    index = {"command": "python -m benchmarks.collect.negatives" + (f" --debs {debs}" if debs else ""),
+    index = {"command": "python -m scripts.collect.negatives" + (f" --debs {debs}" if debs else ""),
              "images": len(IMAGES), "rows": rows}
     publish(out, final, index)
     return index
@@ -309,7 +309,7 @@ def images(role: str, out: Path | None = None, debs: str | None = None) -> list[
 
 
 def role_images(out: Path, rows: list[dict], role: str) -> list[dict]:
-    """The index ``rows`` of one role as benchmarks/unknown.py's photos (also for benchmarks/edu_photos.py)."""
+    """The index ``rows`` of one role as benchmarks/unknown.py's photos (also for scripts/collect/edu_photos.py)."""
     return [{"path": str(out / r["file"]), "name": Path(r["file"]).name, "package": r["package"],
              "licence": r["licence"], "category": r["category"], "what": r["what"]}
             for r in rows if r["role"] == role]

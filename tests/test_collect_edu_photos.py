@@ -1,4 +1,4 @@
-"""benchmarks/collect/edu_photos.py: the Qt resource reader, the licence of a converted photo, duplicates across
+"""scripts/collect/edu_photos.py: the Qt resource reader, the licence of a converted photo, duplicates across
 roles and a whole build, on synthetic packages."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
+from test_collect_negatives import _deb, _jpeg
 
-from benchmarks.collect import edu_photos, negatives
-from benchmarks.tests.test_negatives import _deb, _jpeg
+from scripts.collect import edu_photos, negatives
 
 COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 

@@ -2,7 +2,7 @@
 (animals, people, objects, tools, buildings, underwater scenes, planets), 23 flowers of other species and, as a
 control, two cut-out roses.
 
-    python -m benchmarks.collect.edu_photos [--debs DIR] [--out DIR]
+    python -m scripts.collect.edu_photos [--debs DIR] [--out DIR]
 
 - gcompris-qt-data (GCompris 3.1, the children's activity suite): the photographs inside its Qt resource files
   (``.rcc``), read by this module. Each activity goes to one role only:
@@ -26,7 +26,7 @@ control, two cut-out roses.
 Every image's licence is read from its package's Debian copyright file (DEP-5; GCompris records one per photo, and
 the photos were converted from .jpg/.png to .webp when the package was built, so the copyright entry of the same
 name with another extension applies). The .deb files come from ``apt-get download`` or Debian's pool, checked against
-the sha256 below (benchmarks/collect/negatives.py); about 205 MB downloaded once. Numpy and Pillow only.
+the sha256 below (scripts/collect/negatives.py); about 205 MB downloaded once. Numpy and Pillow only.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.collect import negatives
 from edgeflower.util.files import cache_dir
+from scripts.collect import negatives
 
 # package: (version, pool path, sha256 of the .deb) -- Debian 12 bookworm
 PACKAGES = {
@@ -263,7 +263,7 @@ def build(out: Path, debs: str | None = None) -> dict:
         rows.append({"file": rel, "package": f"{package} {PACKAGES[package][0]}", "source": path, "what": what,
                      "category": what, "role": role, "licence": negatives.licence_of(path, stanzas),
                      "sha256": hashlib.sha256(files[path]).hexdigest()})
-    index = {"command": "python -m benchmarks.collect.edu_photos" + (f" --debs {debs}" if debs else ""),
+    index = {"command": "python -m scripts.collect.edu_photos" + (f" --debs {debs}" if debs else ""),
              "selection": selection, "duplicates_dropped": dropped, "rows": rows}
     negatives.publish(out, final, index)
     return index
