@@ -15,7 +15,7 @@ export KERAS_HOME      ?= $(if $(wildcard $(SHARED)/keras/models),$(SHARED)/kera
 # itself sets without -v when the variable is unset (edgeflower/util/quiet.py)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: main test lint setup bench-study pi-check mutants clean
+.PHONY: main test lint setup bench-study pi-check mutants api-docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -45,6 +45,10 @@ lint: setup
 # break the code in each place a test must guard, one at a time (scripts/mutants.py; about 10 minutes)
 mutants: setup
 	$(BIN)/python scripts/mutants.py
+
+# the API reference from the docstrings (pdoc) into build/api; fails on a reference that names nothing
+api-docs: setup
+	$(BIN)/python scripts/api_docs.py
 
 bench-study: setup
 	$(BIN)/python -m benchmarks.study

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchmarks import RESULTS
 from benchmarks.study import command
-from edgeflower.bench import BenchConfig, run_isolated
+from edgeflower.benchmarking import BenchConfig, run_isolated
 from edgeflower.util import timing
 from edgeflower.util.env import environment
 from edgeflower.util.files import write_json

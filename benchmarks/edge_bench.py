@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import RESULTS
-from edgeflower.bench import BenchConfig, bench
+from edgeflower.benchmarking import BenchConfig, bench
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import load_manifest, split_items
 from edgeflower.edge import Classifier, preprocess
@@ -61,7 +61,7 @@ def harness_overhead(path: Path, rounds: int = 16, n: int = 300) -> dict:
             interp.invoke()
         return (time.perf_counter_ns() - t) / 1e6 / n
 
-    def harness():  # the same loop as edgeflower.bench.measure
+    def harness():  # the same loop as edgeflower.benchmarking.measure
         invoke, clock = b.invoke, time.perf_counter_ns
         lat = [0.0] * n
         for i in range(n):

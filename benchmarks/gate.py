@@ -14,7 +14,7 @@ same on every machine; their sha256 are written beside them.
 
 ``measure`` runs each RUN's Keras model and its exported artifacts over the validation and test photos pooled,
 then resamples validation-sized sets from that pool (with replacement, stratified) and applies the rule
-(``edgeflower.export.gate``) to each:
+(``edgeflower.exporting.gate``) to each:
 - false fails: the real artifact, whose drop on the whole pool is within the budget, failed on a resampled set;
 - false passes: the artifact made clearly worse (its answers turned wrong on a random share of the photos, so
   that its drop on the pool is the budget plus 1 and plus 2 points), passed on a resampled set.
@@ -122,7 +122,7 @@ def resample_rates(y, ref, art, n: int, rounds: int, judge, seed: int = 0) -> fl
 
 def measure(runs: list[str], rounds: int, max_drop: float, zs: list[float]) -> dict:
     """False-fail and false-pass rates of the rule at each z in ``zs``, and of the old rule, per int8 artifact."""
-    from edgeflower.export.gate import judge
+    from edgeflower.exporting.gate import judge
 
     def old_rule(yy, rr, aa):
         return ((rr == yy).mean() - (aa == yy).mean()) * 100 <= max_drop + 1e-9

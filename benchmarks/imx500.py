@@ -58,8 +58,8 @@ def rejection(run: Path, out: Path, debs: str | None) -> dict:
     from edgeflower.data.split import load_manifest
     from edgeflower.edge.classifier import UNKNOWN, Classifier, select_similarity
     from edgeflower.edge.preprocess import preprocess
-    from edgeflower.export import imx500, ood
-    from edgeflower.export.pipeline import stratified_sample
+    from edgeflower.exporting import imx500, ood
+    from edgeflower.exporting.pipeline import stratified_sample
     from edgeflower.keras_io import load_keras_model
 
     meta = json.loads((out / "imx500" / "network.rpk.json").read_text())

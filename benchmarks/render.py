@@ -238,7 +238,7 @@ def export(results: Results) -> str:
 
 
 def gate(results: Results) -> str:
-    from edgeflower.export.gate import Z  # the margin the export ships with
+    from edgeflower.exporting.gate import Z  # the margin the export ships with
 
     g = results("gate.json")
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from benchmarks import RESULTS
-from edgeflower.train.loop import TrainConfig, train
+from edgeflower.training.loop import TrainConfig, train
 from edgeflower.util.env import environment
 from edgeflower.util.files import write_json
 

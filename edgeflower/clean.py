@@ -82,8 +82,8 @@ def pixel_features(x: np.ndarray, grid: int = 8, batch: int = 256) -> np.ndarray
 
 def clean(cfg: CleanConfig) -> dict:
     tf = require("tensorflow", "data clean")
-    from edgeflower.train.loop import extract_features
-    from edgeflower.train.models import get_spec
+    from edgeflower.training.loop import extract_features
+    from edgeflower.training.models import get_spec
 
     root = resolve_data_dir(cfg.data)
     manifest = load_manifest(cfg.split)

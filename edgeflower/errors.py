@@ -71,5 +71,9 @@ class SourceError(EdgeflowerError):
     """A frame source (camera, video, images) failed or is unavailable."""
 
 
+class ServiceError(EdgeflowerError):
+    """A systemd unit that cannot be written or removed, or classify options it would fail on."""
+
+
 class BenchError(EdgeflowerError):
     """A benchmark input is invalid."""

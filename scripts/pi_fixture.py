@@ -125,8 +125,8 @@ def main() -> None:
     from edgeflower.data.split import load_manifest, make_split, split_items, write_manifest
     from edgeflower.edge import Classifier
     from edgeflower.errors import DataError
-    from edgeflower.export.pipeline import ExportConfig, export
-    from edgeflower.train.loop import TrainConfig, train
+    from edgeflower.exporting.pipeline import ExportConfig, export
+    from edgeflower.training.loop import TrainConfig, train
 
     tf.config.experimental.enable_op_determinism()
 

@@ -75,7 +75,7 @@ def synth_split(synth_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(synth_data, synth_split, tmp_path_factory) -> Path:
     """The study's CNN at 32x32 trained for a few epochs on the synthetic colours."""
-    from edgeflower.train.loop import TrainConfig, train
+    from edgeflower.training.loop import TrainConfig, train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     r = train(TrainConfig(model="cnn", data=str(synth_data), split=str(synth_split), out=str(out), epochs=8,
@@ -85,7 +85,7 @@ def tiny_run(synth_data, synth_split, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run, synth_data, synth_split) -> Path:
-    from edgeflower.export.pipeline import ExportConfig, export
+    from edgeflower.exporting.pipeline import ExportConfig, export
 
     export(ExportConfig(target=str(tiny_run), int8=True, onnx=True, calibration=30, data=str(synth_data),
                         split=str(synth_split), max_drop=100.0))

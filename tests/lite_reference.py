@@ -2,7 +2,7 @@
 
 It follows the PyTorch reference implementation (``efficientnet_lite_pytorch``: static "same" padding with the
 extra pixel at the bottom and right, BatchNorm eps 1e-3, ReLU6, (x - 127) / 128) and derives the block structure
-from the state dict's tensor shapes, so it shares no code with ``edgeflower.train.efficientnet_lite``.
+from the state dict's tensor shapes, so it shares no code with ``edgeflower.training.efficientnet_lite``.
 """
 
 from __future__ import annotations

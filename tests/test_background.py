@@ -33,7 +33,7 @@ def scene(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bg_run(synth_data, synth_split, scene, tmp_path_factory):
-    from edgeflower.train.loop import TrainConfig, train
+    from edgeflower.training.loop import TrainConfig, train
 
     out = tmp_path_factory.mktemp("bgruns") / "bg"
     return train(TrainConfig(model="cnn", data=str(synth_data), split=str(synth_split), out=str(out), epochs=10,
@@ -72,7 +72,7 @@ def test_background_is_one_more_class_in_the_run(bg_run):
 @pytest.mark.slow
 def test_export_and_device_answer_unknown_for_the_scene(bg_run, synth_data, synth_split, scene):
     from edgeflower.edge import Classifier
-    from edgeflower.export.pipeline import ExportConfig, export
+    from edgeflower.exporting.pipeline import ExportConfig, export
 
     report = export(ExportConfig(target=str(bg_run.run_dir), int8=True, onnx=False, calibration=30,
                                  data=str(synth_data), max_drop=100.0))
@@ -93,7 +93,7 @@ def test_export_and_device_answer_unknown_for_the_scene(bg_run, synth_data, synt
     assert "background photos answered unknown 100.0%" in md
     assert "% taken by the background class)" in md
     # bench measures the accuracy of an artifact with a background class on the split's classes, as export does
-    from edgeflower.bench import BenchConfig, bench
+    from edgeflower.benchmarking import BenchConfig, bench
 
     int8 = next(a for a in report["artifacts"] if a["format"] == "tflite_int8")
     b = bench(BenchConfig(artifacts=(int8["path"],), threads=(1,), runs=3, warmup=1, e2e_images=2,
@@ -102,7 +102,7 @@ def test_export_and_device_answer_unknown_for_the_scene(bg_run, synth_data, synt
 
 
 def test_eval_includes_the_background(bg_run, synth_data):
-    from edgeflower.train.loop import evaluate
+    from edgeflower.training.loop import evaluate
 
     m = evaluate(str(bg_run.run_dir), "test", data=str(synth_data))
     assert BACKGROUND in m["per_class"] and m["per_class"][BACKGROUND]["support"] == 6
@@ -131,7 +131,7 @@ def test_cli_train_takes_background(synth_data, synth_split, scene, tmp_path):
 
 
 def test_the_unknown_budget_counts_the_flowers_the_background_takes():
-    from edgeflower.export.unknown import NEVER_KEPT, answer_without, similarity_with_background
+    from edgeflower.exporting.unknown import NEVER_KEPT, answer_without, similarity_with_background
     from edgeflower.util.metrics import calibrate_scores
 
     # 100 flowers of classes 0 and 1; class 2 is the background. Photo 0's top class is the background, but

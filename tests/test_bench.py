@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edgeflower.bench import BenchConfig, bench, render
+from edgeflower.benchmarking import BenchConfig, bench, render
 from edgeflower.errors import BenchError
 
 from conftest import run_cli, without_metadata
@@ -92,7 +92,7 @@ def test_bench_finds_the_runs_data_from_the_metadata(tmp_path):
     or, for flower_photos, the frozen one (split None)."""
     import json as _json
 
-    from edgeflower.bench import BenchConfig, with_run_split
+    from edgeflower.benchmarking import BenchConfig, with_run_split
 
     data = tmp_path / "photos"
     data.mkdir()
@@ -129,7 +129,7 @@ def _row(name, fmt, quantized, p50, threads=1, backend="litert", src="a"):
 
 
 def test_int8_speedup_against_its_float_sibling_and_the_not_faster_warning():
-    from edgeflower.bench import MIN_INT8_SPEEDUP, _speedups
+    from edgeflower.benchmarking import MIN_INT8_SPEEDUP, _speedups
 
     rows = [_row("model_float.tflite", "tflite_float", False, 10.0),
             _row("model_int8.tflite", "tflite_int8", True, 4.0),

@@ -80,11 +80,11 @@ def test_options_are_the_fields_of_the_config_they_fill():
     """train, export, data clean, bench and classify pass their options to the library's config by name."""
     from dataclasses import fields
 
-    from edgeflower.bench import BenchConfig
+    from edgeflower.benchmarking import BenchConfig
     from edgeflower.clean import CleanConfig
     from edgeflower.edge.app import DeviceOptions
-    from edgeflower.export.pipeline import ExportConfig
-    from edgeflower.train.loop import TrainConfig
+    from edgeflower.exporting.pipeline import ExportConfig
+    from edgeflower.training.loop import TrainConfig
 
     for cmd, cfg, own in [(main.commands["train"], TrainConfig, set()),
                           (main.commands["export"], ExportConfig, set()),

@@ -47,7 +47,7 @@ def test_outputs_are_named_probs_first(tiny_export):
 
 @pytest.mark.parametrize("name", ["model_float.tflite", "model_int8.tflite"])
 def test_tflite_carries_standard_metadata(tiny_export, tmp_path, name):
-    from edgeflower.export.tflite_metadata import _writers
+    from edgeflower.exporting.tflite_metadata import _writers
 
     _, metadata, _, _ = _writers()
     path = tiny_export / name
@@ -82,7 +82,7 @@ def test_tflite_carries_standard_metadata(tiny_export, tmp_path, name):
 def test_parser_version_follows_the_schema_history():
     import flatbuffers
 
-    from edgeflower.export.tflite_metadata import _parser_version, _writers
+    from edgeflower.exporting.tflite_metadata import _parser_version, _writers
 
     fb, metadata, _, _ = _writers()
 
@@ -179,8 +179,8 @@ def test_export_without_mediapipe_says_what_to_install(tiny_run, synth_data, syn
     import sys
 
     from edgeflower.errors import MissingDependencyError
-    from edgeflower.export import convert
-    from edgeflower.export.pipeline import ExportConfig, export
+    from edgeflower.exporting import convert
+    from edgeflower.exporting.pipeline import ExportConfig, export
 
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe now raises ImportError
 

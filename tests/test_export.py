@@ -13,8 +13,8 @@ from PIL import Image
 
 from edgeflower.edge import Classifier, sidecar_path
 from edgeflower.errors import AccuracyDropError, ExportError, ModelError
-from edgeflower.export import convert
-from edgeflower.export.pipeline import ExportConfig, export
+from edgeflower.exporting import convert
+from edgeflower.exporting.pipeline import ExportConfig, export
 
 from conftest import run_cli
 
@@ -87,7 +87,7 @@ def test_artifacts_match_keras(tiny_export, tiny_run, synth_data, synth_split):
 
 
 def test_gate_fails_with_broken_calibration(tiny_run, synth_data, synth_split, tmp_path, monkeypatch):
-    from edgeflower.export import pipeline
+    from edgeflower.exporting import pipeline
 
     # calibrating on black images squeezes every activation range to ~0: real photos then saturate
     monkeypatch.setattr(pipeline, "stratified_sample", lambda a, n, seed: np.zeros((8, 32, 32, 3), np.uint8))
@@ -105,7 +105,7 @@ def test_gate_fails_with_broken_calibration(tiny_run, synth_data, synth_split, t
 
 
 def test_auto_tries_remedies_and_reports_them(tiny_run, synth_data, synth_split, tmp_path, monkeypatch):
-    from edgeflower.export import pipeline
+    from edgeflower.exporting import pipeline
 
     real = pipeline.stratified_sample
     # the default calibration is broken; the remedies draw other images and succeed
@@ -132,7 +132,7 @@ def test_auto_exits_0_and_names_the_remedy(tiny_run, synth_data, synth_split, tm
     from click.testing import CliRunner
 
     from edgeflower.cli import main
-    from edgeflower.export import pipeline
+    from edgeflower.exporting import pipeline
 
     real = pipeline.stratified_sample
     calls = {"n": 0}
@@ -174,7 +174,7 @@ def test_failed_export_keeps_the_previous_good_files(tiny_export, tiny_run, synt
 
 @pytest.mark.slow
 def test_resnet50_exports_on_the_same_path(synth_data, synth_split, tmp_path):
-    from edgeflower.train.loop import TrainConfig, train
+    from edgeflower.training.loop import TrainConfig, train
 
     r = train(TrainConfig(model="resnet50", weights="none", input_size=32, data=str(synth_data),
                           split=str(synth_split), out=str(tmp_path / "r50"), epochs=1, augment=False, verbose=0))
@@ -242,7 +242,7 @@ def test_cli_export_reports_failure_with_exit_code(tiny_run, synth_data, synth_s
     from click.testing import CliRunner
 
     from edgeflower.cli import main
-    from edgeflower.export import pipeline
+    from edgeflower.exporting import pipeline
 
     monkeypatch.setattr(pipeline, "stratified_sample", lambda a, n, seed: np.zeros((8, 32, 32, 3), np.uint8))
     r = CliRunner().invoke(main, ["export", str(tiny_run), "--int8", "--no-onnx", "--data", str(synth_data),
@@ -292,7 +292,7 @@ def test_int8_onnx_computes_the_same_on_every_cpu(tiny_export, synth_data):
 
 # ---------------------------------------------------------------- the table of formats
 def test_plan_puts_dependencies_first_and_builds_them_only_as_intermediates():
-    from edgeflower.export.formats import FORMATS, Format, parse_formats, plan
+    from edgeflower.exporting.formats import FORMATS, Format, parse_formats, plan
 
     assert [(s.fmt, req) for s, req in plan([Format.ONNX_INT8])] == [(Format.ONNX_FLOAT, False),
                                                                      (Format.ONNX_INT8, True)]
@@ -310,7 +310,7 @@ def test_plan_puts_dependencies_first_and_builds_them_only_as_intermediates():
 
 
 def test_export_help_names_every_format():
-    from edgeflower.export.formats import FORMATS
+    from edgeflower.exporting.formats import FORMATS
 
     out = run_cli("export", "--help")
     assert out.returncode == 0
@@ -352,8 +352,8 @@ def _tflite_dynamic(ctx, cand, path):
 def test_a_format_is_one_table_entry_and_its_build(tiny_run, synth_data, synth_split, tmp_path, monkeypatch):
     """docs/export.md's example: a table entry and a build; evaluation, gate, unknown rule, metadata, the atomic
     write and the report row come from the shared steps."""
-    from edgeflower.export import formats
-    from edgeflower.export.formats import FORMATS, Format, FormatSpec
+    from edgeflower.exporting import formats
+    from edgeflower.exporting.formats import FORMATS, Format, FormatSpec
 
     spec = FormatSpec(Format.TFLITE_FP16, "model_dynamic.tflite", "model_dynamic.FAILED.tflite", "litert", False,
                       _tflite_dynamic, formats._write_file, exact=False)
@@ -374,8 +374,8 @@ def test_a_format_with_its_own_evaluation_goes_through_the_same_gate(tiny_run, s
                                                                      monkeypatch):
     """A format this machine cannot run (as the AI Camera's) supplies its evaluation; its own problems fail it
     through the shared steps: the FAILED name, the reason in the report, the exit status."""
-    from edgeflower.export import formats
-    from edgeflower.export.formats import FORMATS, Evaluation, Format, FormatSpec
+    from edgeflower.exporting import formats
+    from edgeflower.exporting.formats import FORMATS, Evaluation, Format, FormatSpec
 
     def simulated(ctx, path):
         ev = formats.evaluate_on_device(ctx, path)  # stands in for a simulation of the device
@@ -414,9 +414,9 @@ def test_each_int8_artifact_is_timed_against_its_float_sibling(tiny_export):
 def test_an_int8_artifact_not_faster_than_float_is_warned_about(tiny_export, monkeypatch):
     """The export's timing says int8 is slower (as Lite0's int8 ONNX was with 8-bit weights on x86): the result,
     the progress and the Markdown report carry bench's warning."""
-    from edgeflower import bench
-    from edgeflower.export.pipeline import ArtifactResult, _speeds
-    from edgeflower.export.report import render_table
+    from edgeflower import benchmarking as bench
+    from edgeflower.exporting.pipeline import ArtifactResult, _speeds
+    from edgeflower.exporting.report import render_table
 
     rep = json.loads((tiny_export / "export_report.json").read_text())
     results = [ArtifactResult(**{**a, "speed": {}}) for a in rep["artifacts"]]

@@ -1,4 +1,4 @@
-"""The export's one decision rule (edgeflower.export.gate): within the noise of its photos an artifact passes,
+"""The export's one decision rule (edgeflower.exporting.gate): within the noise of its photos an artifact passes,
 clearly worse it fails; the gate, --auto and --mixed-precision decide on the same (validation) photos."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeflower.export.gate import judge, wilson_lower
+from edgeflower.exporting.gate import judge, wilson_lower
 from edgeflower.util.metrics import holding_budget
 
 

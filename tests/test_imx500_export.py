@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgeflower.edge.classifier import Classifier
-from edgeflower.export.imx500 import memory_figures, portable_graph
+from edgeflower.exporting.imx500 import memory_figures, portable_graph
 
 
 def test_portable_graph_inlines_nested_models_and_keeps_every_weight():
@@ -48,7 +48,7 @@ def test_memory_report_figures():
 @pytest.mark.skipif(os.environ.get("EDGEFLOWER_TEST_IMX500") != "1",
                     reason="opt-in (EDGEFLOWER_TEST_IMX500=1): creates the 2.3 GB IMX500 environment on first use")
 def test_export_imx500_on_a_tiny_network(tiny_run, synth_data, synth_split, tmp_path):
-    from edgeflower.export.pipeline import ExportConfig, export
+    from edgeflower.exporting.pipeline import ExportConfig, export
 
     out = tmp_path / "export"
     report = export(ExportConfig(target=str(tiny_run), formats=("imx500",), calibration=30, data=str(synth_data),
@@ -76,8 +76,8 @@ def test_export_imx500_on_a_tiny_network(tiny_run, synth_data, synth_split, tmp_
 def test_export_imx500_keeps_the_background_class_and_its_unknown(synth_data, synth_split, tmp_path):
     """A run trained with outlier photos (the background class) through the AI Camera's export: the gate, the
     labels with the background last, and the unknown figures that count what the background takes."""
-    from edgeflower.export.pipeline import ExportConfig, export
-    from edgeflower.train.loop import TrainConfig, train
+    from edgeflower.exporting.pipeline import ExportConfig, export
+    from edgeflower.training.loop import TrainConfig, train
 
     from conftest import make_image
 

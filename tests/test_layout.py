@@ -67,4 +67,4 @@ def test_the_root_shows_the_layers():
     loose = sorted(p.stem for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
     assert len(loose) <= 6, loose
     subpackages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
-    assert {"cli", "data", "edge", "export", "train", "util"} <= subpackages
+    assert {"cli", "data", "edge", "exporting", "training", "util"} <= subpackages

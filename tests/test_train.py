@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edgeflower.errors import DataError, RunDirError
-from edgeflower.train.loop import TrainConfig, evaluate, train
+from edgeflower.training.loop import TrainConfig, evaluate, train
 
 from conftest import SHARED_DATA, needs_shared, run_cli
 
@@ -101,7 +101,7 @@ def test_mixup_blends_images_and_labels_alike():
     import numpy as np
     import tensorflow as tf
 
-    from edgeflower.train.loop import mixup_batch
+    from edgeflower.training.loop import mixup_batch
 
     n = 8  # image i is the constant i and has class i: a mixed image must equal its label's expected class
     xb = tf.constant(np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1) * np.ones((1, 4, 4, 3), np.float32))
@@ -145,7 +145,7 @@ def test_interrupted_fine_tuning_resumes_from_the_last_epoch(synth_data, synth_s
     """A run stopped after fine-tuning epoch 1 of 3 continues at epoch 2 when the same command runs again."""
     import keras
 
-    from edgeflower.train import loop
+    from edgeflower.training import loop
 
     cfg = TrainConfig(model="mobilenet_v2", weights="none", input_size=32, data=str(synth_data),
                       split=str(synth_split), out=str(tmp_path / "ft"), epochs=2, augment=False, fine_tune=10,
@@ -177,7 +177,7 @@ def test_interrupted_fine_tuning_resumes_from_the_last_epoch(synth_data, synth_s
 @pytest.mark.slow
 def test_default_recipe_is_the_recommended_one(synth_data, synth_split, tmp_path):
     """`edgeflower train --model X` with no recipe flags trains make main's recipe, not the study's weaker one."""
-    from edgeflower.train.models import MODELS
+    from edgeflower.training.models import MODELS
 
     out = run_cli("train", "--model", "mobilenet_v2", "--weights", "none", "--input-size", 32, "--aug-views", 1,
                   "--data", synth_data, "--split", synth_split, "--out", tmp_path / "run")

@@ -19,8 +19,8 @@ def _keras_similarities(tiny_run, synth_data, synth_split, images):
     images' ones, and M."""
     from edgeflower.data.arrays import load_split
     from edgeflower.data.split import load_manifest
-    from edgeflower.export import ood
-    from edgeflower.train.loop import load_keras_model
+    from edgeflower.exporting import ood
+    from edgeflower.training.loop import load_keras_model
 
     model = load_keras_model(tiny_run / "model.keras")
     train = load_split(synth_data, load_manifest(synth_split), "train", 32)
@@ -146,7 +146,7 @@ def test_far_photo_is_unknown_and_near_one_is_not(tiny_export, test_images):
 
 
 def test_confidence_rule_still_exports_single_output(tiny_run, synth_data, synth_split, tmp_path):
-    from edgeflower.export.pipeline import ExportConfig, export
+    from edgeflower.exporting.pipeline import ExportConfig, export
 
     rep = export(ExportConfig(target=str(tiny_run), out=str(tmp_path / "e"), onnx=False, data=str(synth_data),
                               split=str(synth_split), max_drop=100.0, unknown="confidence"))
@@ -203,7 +203,7 @@ def test_split_half_cost_measures_the_budget_on_the_other_half():
 def test_onnx_final_layer_exclusion_finds_the_classifier(tiny_export):
     import onnx
 
-    from edgeflower.export.convert import _classifier_layer
+    from edgeflower.exporting.convert import _classifier_layer
 
     model = onnx.load(str(tiny_export / "model.onnx"))
     names = _classifier_layer(model)

@@ -14,9 +14,15 @@ import sys
 
 import click
 
-from edgeflower import __version__
+from edgeflower import api
 from edgeflower.cli import output as _output
-from edgeflower.errors import EdgeflowerError
+from edgeflower.errors import EdgeflowerError, ServiceError
+from edgeflower.util.version import __version__
+
+
+def _say(msg: str) -> None:
+    """The library's progress messages, on stderr (stdout holds the results)."""
+    click.echo(msg, err=True)
 
 
 def _handle_errors(fn):
@@ -68,13 +74,10 @@ def _split_opt(help: str, exists: bool = True):
 @_handle_errors
 def data_check(data: str | None, json_out: str | None) -> None:
     """Decode every image; report counts, unreadable files, duplicates and near-duplicates."""
-    from edgeflower.data.check import check_dataset
-    from edgeflower.data.source import resolve_data_dir
     from edgeflower.util.files import write_json
 
-    root = resolve_data_dir(data)
-    d = check_dataset(root).to_dict()
-    click.echo(_output.data_check(root, d))
+    d = api.check_data(data, progress=_say)
+    click.echo(_output.data_check(d["root"], d))
     if d["empty_classes"]:
         click.secho("classes with no readable images: " + ", ".join(d["empty_classes"]), fg="yellow")
     if json_out:
@@ -89,23 +92,7 @@ def data_check(data: str | None, json_out: str | None) -> None:
 @_handle_errors
 def data_split(data: str | None, seed: int | None, out: str | None) -> None:
     """Regenerate the split from the data and verify it equals the packaged frozen one."""
-    from edgeflower.data.source import resolve_data_dir
-    from edgeflower.data.split import SEED, diff_manifests, load_manifest, make_split, write_manifest
-
-    root = resolve_data_dir(data)
-    m = make_split(root, seed=SEED if seed is None else seed)
-    click.echo("regenerated split: " + ", ".join(f"{k} {v}" for k, v in m["counts"].items())
-               + f"; excluded {len(m['excluded'])}")
-    if out:
-        write_manifest(m, out)
-        click.echo(f"manifest written to {out}")
-        return
-    frozen = load_manifest()
-    diffs = diff_manifests(m, frozen.raw)
-    if diffs:
-        raise EdgeflowerError("the regenerated split differs from the frozen one: " + "; ".join(diffs)
-                              + ". Your data differs from flower_photos; use --out to make your own manifest")
-    click.echo(f"identical to the frozen split (manifest sha256 {frozen.sha256[:16]}...)")
+    click.echo(_output.data_split(api.split_data(data, seed=seed, out=out)))
 
 
 @data.command("clean")
@@ -124,9 +111,7 @@ def data_split(data: str | None, seed: int | None, out: str | None) -> None:
 def data_clean(out, **opts):
     """Flag duplicates, photos filed under two classes, likely mislabeled and off-topic photos; write a report,
     a contact sheet and an exclusion list (`train --exclude`). Never deletes or moves files."""
-    from edgeflower.clean import CleanConfig, clean
-
-    click.echo(_output.data_clean(clean(CleanConfig(out=out, **opts)), out))
+    click.echo(_output.data_clean(api.clean_data(out, progress=_say, **opts), out))
 
 
 @data.command("review")
@@ -134,9 +119,7 @@ def data_clean(out, **opts):
 @_handle_errors
 def data_review(saved):
     """Contact sheet (review.html and review.png) of the frames `classify --save SAVED` kept, grouped by answer."""
-    from edgeflower.data.review import review
-
-    click.echo(_output.data_review(review(saved), saved))
+    click.echo(_output.data_review(api.review(saved), saved))
 
 
 @data.command("add")
@@ -147,9 +130,7 @@ def data_review(saved):
 def data_add(saved, into):
     """Copy the frames sorted into SAVED/<class>/ into the dataset's class folders (never overwriting; photos the
     dataset already has are reported and skipped)."""
-    from edgeflower.data.review import add
-
-    click.echo(_output.data_add(add(saved, into), into))
+    click.echo(_output.data_add(api.add_photos(saved, into), into))
 
 
 def _comma_list(value: str | None) -> tuple[str, ...] | None:
@@ -157,15 +138,8 @@ def _comma_list(value: str | None) -> tuple[str, ...] | None:
 
 
 # ---------------------------------------------------------------- train / eval
-def _model_names() -> list[str]:
-    # The registry module imports TensorFlow only inside build functions.
-    from edgeflower.train.models import MODELS
-
-    return list(MODELS)
-
-
 @main.command()
-@click.option("--model", type=click.Choice(_model_names()), default="efficientnet_lite0", show_default=True,
+@click.option("--model", type=click.Choice(api.model_names()), default="efficientnet_lite0", show_default=True,
               help="Network to train. The default is the backbone best on the validation split among those that "
                    "train in make main's budget (docs/results.md).")
 @_data_opt
@@ -212,9 +186,7 @@ def _model_names() -> list[str]:
 @_handle_errors
 def train(**opts):
     """Train a model on the frozen split and write a run directory with metrics and a report."""
-    from edgeflower.train.loop import TrainConfig, train as run_train
-
-    r = run_train(TrainConfig(**opts), say=lambda msg: click.echo(msg, err=True))
+    r = api.train(progress=_say, **opts)
     click.echo(_output.train(opts["model"], r))
 
 
@@ -228,10 +200,9 @@ def train(**opts):
 @_handle_errors
 def eval_cmd(target: str, subset: str, split: str | None, data: str | None, json_out: str | None) -> None:
     """Recompute the metrics of a saved model (RUN_DIR or MODEL.keras) on one part of its split."""
-    from edgeflower.train.loop import evaluate
     from edgeflower.util.files import write_json
 
-    m = evaluate(target, split=subset, data=data, manifest_path=split)
+    m = api.evaluate(target, subset=subset, data=data, split=split)
     click.echo(_output.evaluation(m, subset))
     if json_out:
         write_json(json_out, m)
@@ -281,20 +252,16 @@ def export(**opts):
     """Export RUN_DIR or MODEL.keras to TFLite/ONNX and gate every artifact against the float model on the
     validation photos (the test photos' figures are reported beside)."""
     from edgeflower.errors import AccuracyDropError
-    from edgeflower.export.pipeline import ExportConfig, export as run_export
-    from edgeflower.export.report import render_table
 
-    cfg = ExportConfig(**{k: v for k, v in opts.items() if v is not None})
     try:
-        report = run_export(cfg, progress=lambda m: click.echo(f"... {m}", err=True))
+        report = api.export(progress=lambda m: click.echo(f"... {m}", err=True), **opts)
     except AccuracyDropError as exc:
         # show the table with the failing rows before the one-line error
-        if exc.report is not None:
-            click.echo(render_table(exc.report))
+        if exc.export_report is not None:
+            click.echo(exc.export_report.render())
         raise
-    click.echo(render_table(report))
-    click.echo(f"all {len(report['artifacts'])} artifacts passed; written to {report['out']} "
-               f"in {report['seconds']:.0f} s")
+    click.echo(report.render())
+    click.echo(f"all {len(report.artifacts)} artifacts passed; written to {report.out} in {report.seconds:.0f} s")
 
 
 # ---------------------------------------------------------------- classify (edge: never imports TensorFlow)
@@ -353,12 +320,10 @@ def export(**opts):
 @_handle_errors
 def classify(quiet, **opts):
     """Classify camera frames, a video or still images with an exported MODEL (.tflite, .onnx, or .rpk)."""
-    from edgeflower.edge.app import DeviceOptions, run_console
-
     def echo(text: str, warning: bool = False) -> None:
         click.secho(text, nl=False, err=True, fg="yellow" if warning else None)
 
-    run_console(DeviceOptions.from_params(opts), echo, tty=sys.stderr.isatty(), quiet=quiet)
+    api.classify_stream(opts, echo, tty=sys.stderr.isatty(), quiet=quiet)
 
 
 # ---------------------------------------------------------------- service (systemd)
@@ -382,19 +347,16 @@ def service_install(model, user_unit, name, unit_dir, force, classify_args):
     """Write a systemd unit that runs `edgeflower classify MODEL CLASSIFY_ARGS...` from this environment.
 
     Example: edgeflower service install export/model_int8.tflite --camera --smooth 5 --serve 0.0.0.0:8080"""
-    from edgeflower.edge.app import DeviceOptions, check
-    from edgeflower.edge.service import ServiceError, install
-    from edgeflower.errors import EdgeflowerError
-
     try:  # the options are classify's: check them now, not at the first boot
         ctx = classify.make_context("classify", [model, *classify_args], resilient_parsing=False)
     except click.ClickException as exc:
         raise ServiceError(f"classify options: {exc.format_message()}") from None
     try:  # what classify would refuse at boot: the model, still images and video files, the sinks' addresses
-        check(DeviceOptions.from_params(ctx.params))
+        api.check_device_options(ctx.params)
     except EdgeflowerError as exc:
         raise ServiceError(f"classify would fail at start: {exc}") from None
-    unit = install(model, list(classify_args), name=name, user_unit=user_unit, directory=unit_dir, force=force)
+    unit = api.install_service(model, list(classify_args), name=name, user_unit=user_unit, directory=unit_dir,
+                               force=force)
     enable, logs = unit.commands()
     click.echo(f"wrote {unit.path}")
     click.echo(f"start it now and at every boot:  {enable}")
@@ -408,10 +370,8 @@ def service_install(model, user_unit, name, unit_dir, force, classify_args):
 @_handle_errors
 def service_uninstall(user_unit, name, unit_dir):
     """Remove the unit written by `service install`, and the links that enabled it at boot."""
-    from edgeflower.edge.service import uninstall
-
     ctl = "systemctl --user" if user_unit else "sudo systemctl"
-    for p in uninstall(name, user_unit=user_unit, directory=unit_dir):
+    for p in api.uninstall_service(name, user_unit=user_unit, directory=unit_dir):
         click.echo(f"removed {p}")
     click.echo(f"if it is running, stop it:  {ctl} stop {name} && {ctl} daemon-reload")
 
@@ -435,20 +395,19 @@ def service_uninstall(user_unit, name, unit_dir):
 @_handle_errors
 def bench(threads, no_accuracy, json_out, plot_out, **opts):
     """Measure latency, throughput, memory, size and accuracy of each exported ARTIFACT."""
-    from edgeflower.bench import BenchConfig, bench as run_bench, plot, render
     from edgeflower.errors import BenchError
 
     try:
         thr = tuple(int(t) for t in threads.split(",") if t.strip())
     except ValueError as exc:
         raise BenchError(f"--threads {threads!r}: expected comma-separated integers, e.g. 1,2,4") from exc
-    report = run_bench(BenchConfig(threads=thr, accuracy=not no_accuracy, **opts),
-                       progress=lambda m: click.echo(f"... {m}", err=True))
-    click.echo(render(report))
-    _output.save_bench(report, json_out, plot_out, plot, say=lambda m: click.echo(m, err=True))
-    failed = [r for r in report["results"] if "error" in r]
+    report = api.bench(opts.pop("artifacts"), threads=thr, accuracy=not no_accuracy,
+                       progress=lambda m: click.echo(f"... {m}", err=True), **opts)
+    click.echo(report.render())
+    report.save(json_out, plot_out, progress=_say)
+    failed = [r for r in report.results if r.error]
     for r in failed:
-        click.secho(f"error: {r['name']}: {r['error']}", fg="red", err=True)
+        click.secho(f"error: {r.name}: {r.error}", fg="red", err=True)
     if failed:
         sys.exit(1)
 

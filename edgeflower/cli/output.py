@@ -7,9 +7,6 @@ dataclasses; nothing here imports a subpackage.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
-
 
 def data_check(root, d: dict) -> str:
     """``CheckReport.to_dict()`` of ``root``: counts, unreadable files, conversions, duplicates, near-duplicates."""
@@ -24,6 +21,17 @@ def data_check(root, d: dict) -> str:
               for g in d["identical_duplicates"]]
     lines.append(f"near-duplicate pairs: {len(d['near_duplicates'])}")
     lines += [f"  {p['a']} ~ {p['b']} (similarity {p['similarity']:.3f})" for p in d["near_duplicates"]]
+    return "\n".join(lines)
+
+
+def data_split(r: dict) -> str:
+    """``api.split_data``'s result: the counts, and where it went or that it is the frozen split."""
+    lines = ["regenerated split: " + ", ".join(f"{k} {v}" for k, v in r["counts"].items())
+             + f"; excluded {r['excluded']}"]
+    if r["written"]:
+        lines.append(f"manifest written to {r['written']}")
+    else:
+        lines.append(f"identical to the frozen split (manifest sha256 {r['frozen_sha256'][:16]}...)")
     return "\n".join(lines)
 
 
@@ -58,7 +66,7 @@ def train(model: str, r) -> str:
     m = r.metrics
     o = r.config.get("outlier_photos")
     return (f"{model}: test accuracy {m['test']['accuracy'] * 100:.2f}% (val {m['val']['accuracy'] * 100:.2f}%, "
-            f"train {m['train']['accuracy'] * 100:.2f}%) in {r.config['train_seconds']:.0f} s -> {r.run_dir}"
+            f"train {m['train']['accuracy'] * 100:.2f}%) in {r.config['train_seconds']:.0f} s -> {r.path}"
             + (f"\noutlier photos in the background class: {o['train'] + o['val']} ({o['train']} train, {o['val']} "
                "val)" if o else ""))
 
@@ -69,17 +77,3 @@ def evaluation(m: dict, subset: str) -> str:
     lines += [f"  {c:<12} P {v['precision']:.3f}  R {v['recall']:.3f}  F1 {v['f1']:.3f}  n {v['support']}"
               for c, v in m["per_class"].items()]
     return "\n".join(lines)
-
-
-def save_bench(report: dict, json_out: str | None, plot_out: str | None, plot: Callable[[dict, str], bool],
-               say: Callable[[str], None]) -> None:
-    """Write the bench report as JSON and its plot (by default beside the JSON); ``plot`` is ``bench.plot``."""
-    from edgeflower.util.files import write_json
-
-    if json_out:
-        write_json(json_out, report)
-        say(f"results written to {json_out}")
-    png = plot_out or (str(Path(json_out).with_suffix(".png")) if json_out else None)
-    if png:
-        say(f"plot written to {png}" if plot(report, png) else
-            "no plot (needs matplotlib and at least one artifact with accuracy)")

@@ -174,6 +174,12 @@ class Classifier:
                                f"{float(np.min(p)):.3g} to {float(np.max(p)):.3g}, sum {float(np.sum(p)):.3g}); "
                                "export the classifier with a softmax as its last layer")
 
+    @classmethod
+    def load(cls, model: str | Path, **options) -> "Classifier":
+        """The artifact ``model`` (.tflite, .onnx, or the AI Camera's .rpk), ready to classify; ``options`` as for the
+        constructor (``threads``, ``backend``, ``threshold``, ``min_similarity``, ``top_k``)."""
+        return cls(model, **options)
+
     @property
     def has_metadata(self) -> bool:
         return bool(self.metadata)

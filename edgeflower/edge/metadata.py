@@ -2,7 +2,7 @@
 
 The metadata lives inside every artifact and, as a copy with the file's size and sha256, in a sidecar JSON beside
 it (``model_int8.tflite.json``):
-- ``.tflite``: standard TFLite Model Metadata (edgeflower.export.tflite_metadata) with edgeflower's fields as the
+- ``.tflite``: standard TFLite Model Metadata (edgeflower.exporting.tflite_metadata) with edgeflower's fields as the
   associated file ``edgeflower.json``. A populated ``.tflite`` is also a zip archive, so the standard library reads it;
 - ``.onnx``: ``metadata_props["edgeflower"]``.
 

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeflower.errors import EdgeflowerError
+from edgeflower.errors import ServiceError
 
 SYSTEM_DIR = Path("/etc/systemd/system")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,200}$")
@@ -19,10 +19,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,200}$")
 NETWORK_OPTIONS = ("--mqtt", "--post")
 # classify options whose value is a local path: made absolute, so that the unit does not depend on where it runs
 PATH_OPTIONS = ("--jsonl", "--save", "--images", "--video")
-
-
-class ServiceError(EdgeflowerError):
-    pass
 
 
 @dataclass(frozen=True)

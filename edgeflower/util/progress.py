@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import sys
 import time
 from typing import Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
+
+_OFF = contextvars.ContextVar("edgeflower_progress_off", default=False)
+
+
+@contextlib.contextmanager
+def bars_off() -> Iterator[None]:
+    """No progress output inside the block (the library's default: a script or a notebook asks for it)."""
+    token = _OFF.set(True)
+    try:
+        yield
+    finally:
+        _OFF.reset(token)
 
 LINE_EVERY_S = 15.0  # without a terminal: one progress line at most this often ($EDGEFLOWER_PROGRESS_EVERY)
 
@@ -17,7 +31,7 @@ def progress(it: Iterable[T], total: int | None = None, desc: str = "", disable:
     under nohup, a pipe, systemd or CI, a plain line every ``LINE_EVERY_S`` seconds (EDGEFLOWER_PROGRESS_EVERY)
     and one at the end.
     EDGEFLOWER_NO_PROGRESS=1 turns it off."""
-    if os.environ.get("EDGEFLOWER_NO_PROGRESS") == "1" or disable:
+    if os.environ.get("EDGEFLOWER_NO_PROGRESS") == "1" or disable or _OFF.get():
         return it
     if disable is None and not sys.stderr.isatty():
         return _line_progress(it, total, desc)

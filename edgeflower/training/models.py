@@ -108,7 +108,7 @@ def _applications(app: str) -> Callable[..., Any]:
 def _lite(variant: str) -> Callable[..., Any]:
     """An EfficientNet-Lite backbone; ImageNet weights from the installed package (edgeflower[lite]) or a .pth."""
     def make(keras, input_size: int, weights: str | None):
-        from edgeflower.train import efficientnet_lite
+        from edgeflower.training import efficientnet_lite
 
         return efficientnet_lite.backbone(variant, input_size, weights)
 
@@ -152,7 +152,7 @@ def _weights_hint(app: str, weights: Any, exc: Exception) -> str:
 
 def _scale_lite(keras, x):
     """EfficientNet-Lite's pixel scaling, (x - 127) / 128."""
-    from edgeflower.train.efficientnet_lite import scale_layer
+    from edgeflower.training.efficientnet_lite import scale_layer
 
     return scale_layer(keras)(x)
 

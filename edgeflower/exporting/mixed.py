@@ -28,8 +28,8 @@ from typing import Callable
 import numpy as np
 
 from edgeflower.errors import ExportError
-from edgeflower.export import convert
-from edgeflower.export.gate import judge
+from edgeflower.exporting import convert
+from edgeflower.exporting.gate import judge
 
 SKIP_OPS = {"QUANTIZE", "DEQUANTIZE"}
 

@@ -19,16 +19,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeflower import __version__
 from edgeflower.data.arrays import SplitArrays, load_split
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import auto_split, is_packaged_dataset, load_manifest, manifest_from_dict, write_manifest
 from edgeflower.errors import DataError, RunDirError
 from edgeflower.keras_io import load_keras_model, predict_probs, resolve_run  # noqa: F401 - also train's API
-from edgeflower.train.models import ModelSpec, count_params, get_spec
+from edgeflower.training.models import ModelSpec, count_params, get_spec
 from edgeflower.util.deps import require
 from edgeflower.util.files import atomic_path, atomic_write_text, write_json
 from edgeflower.util.metrics import classification_metrics
+from edgeflower.util.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -460,7 +460,7 @@ def _write_run(model, arrays: dict[str, SplitArrays], classes: list[str], config
     write_json(partial / "config.json", config)
     write_json(partial / "history.json", history)
     write_json(partial / "metrics.json", metrics)
-    from edgeflower.train.report import write_reports
+    from edgeflower.training.report import write_reports
 
     te = arrays["test"]
     cases = write_reports(partial, config, metrics, history, te.x, te.y, test_probs, te.paths)

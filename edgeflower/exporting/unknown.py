@@ -10,7 +10,7 @@ import numpy as np
 
 from edgeflower.data.arrays import SplitArrays
 from edgeflower.errors import ExportError
-from edgeflower.export.formats import Evaluation
+from edgeflower.exporting.formats import Evaluation
 from edgeflower.util.metrics import calibrate_scores, calibrate_threshold, holding_budget
 
 # below every cosine similarity: a flower that the background class takes is answered unknown at any threshold

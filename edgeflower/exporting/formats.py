@@ -83,7 +83,7 @@ class BuildContext:
         two agree to float32 rounding), else a float TFLite built here."""
         if self._float_val_probs is None:
             from edgeflower.edge.classifier import Classifier
-            from edgeflower.export import convert
+            from edgeflower.exporting import convert
 
             path = self.built.get(Format.TFLITE_FLOAT) or self.built.get(Format.ONNX_FLOAT)
             if path is None:
@@ -173,7 +173,7 @@ def _write_file(ctx: BuildContext, spec: FormatSpec, raw: Path, final: Path, met
     import shutil
 
     from edgeflower.edge.metadata import sidecar_path
-    from edgeflower.export import convert, tflite_metadata
+    from edgeflower.exporting import convert, tflite_metadata
     from edgeflower.util.files import atomic_path, sha256_file, write_json
 
     staged = ctx.tmp / ("meta_" + spec.filename)
@@ -192,7 +192,7 @@ def _write_file(ctx: BuildContext, spec: FormatSpec, raw: Path, final: Path, met
 
 # ------------------------------------------------------------------ builds
 def _tflite_float(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
-    from edgeflower.export import convert
+    from edgeflower.exporting import convert
 
     ctx.say("converting to float TFLite")
     path.write_bytes(convert.tflite_float(ctx.model))
@@ -200,7 +200,7 @@ def _tflite_float(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
 
 
 def _tflite_fp16(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
-    from edgeflower.export import convert
+    from edgeflower.exporting import convert
 
     ctx.say("converting to float16 TFLite")
     path.write_bytes(convert.tflite_fp16(ctx.model))
@@ -212,7 +212,7 @@ def _int8_options(cand: Candidate) -> dict:
 
 
 def _tflite_int8(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
-    from edgeflower.export import convert, mixed
+    from edgeflower.exporting import convert, mixed
 
     if isinstance(cand.options, mixed.MixedPrecisionOptions):  # the accuracy-controlled remedy
         res = mixed.search(ctx.model, cand.calib, cand.options, ctx.val_x, ctx.val_y, ctx.float_val_probs(),
@@ -224,8 +224,8 @@ def _tflite_int8(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
 
 
 def _tflite_int8_remedies(ctx: BuildContext) -> list[Candidate]:
-    from edgeflower.export.convert import TFLiteInt8Options
-    from edgeflower.export.mixed import MixedPrecisionOptions
+    from edgeflower.exporting.convert import TFLiteInt8Options
+    from edgeflower.exporting.mixed import MixedPrecisionOptions
 
     it = ctx.opts.input_type
     base = TFLiteInt8Options(input_type=it)
@@ -243,7 +243,7 @@ def _tflite_int8_remedies(ctx: BuildContext) -> list[Candidate]:
 
 
 def _onnx_float(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
-    from edgeflower.export import convert
+    from edgeflower.exporting import convert
 
     ctx.say("converting to float ONNX (tf2onnx, opset 17)")
     convert.onnx_float(ctx.model, path)
@@ -256,7 +256,7 @@ def _mixed_options(cand: Candidate, res) -> dict:
 
 
 def _onnx_int8(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
-    from edgeflower.export import convert, mixed
+    from edgeflower.exporting import convert, mixed
 
     if isinstance(cand.options, mixed.OnnxMixedPrecisionOptions):  # the accuracy-controlled remedy
         res = mixed.search_onnx(ctx.built[Format.ONNX_FLOAT], cand.calib, cand.options, ctx.val_x, ctx.val_y,
@@ -268,8 +268,8 @@ def _onnx_int8(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
 
 
 def _onnx_int8_remedies(ctx: BuildContext) -> list[Candidate]:
-    from edgeflower.export.convert import OnnxInt8Options
-    from edgeflower.export.mixed import OnnxMixedPrecisionOptions
+    from edgeflower.exporting.convert import OnnxInt8Options
+    from edgeflower.exporting.mixed import OnnxMixedPrecisionOptions
 
     act = ctx.opts.onnx_activation
     other = "int8" if act == "uint8" else "uint8"
@@ -294,7 +294,7 @@ def _onnx_int8_remedies(ctx: BuildContext) -> list[Candidate]:
 def _imx500(ctx: BuildContext, cand: Candidate, path: Path) -> dict:
     """Quantized by Sony's MCT and converted by the IMX500 converter in a side environment (export/imx500.py),
     in the folder of ``path``."""
-    from edgeflower.export import imx500
+    from edgeflower.exporting import imx500
 
     ctx.say(f"imx500: quantizing (MCT) and converting (Sony's converter) in {imx500.env_dir()}; minutes")
     res = imx500.run_worker(ctx.source_model, ctx.feature_layer, cand.calib, {"test": ctx.test_x, "val": ctx.val_x},
@@ -308,7 +308,7 @@ def _imx500_evaluation(ctx: BuildContext, path: Path) -> Evaluation:
     similarity is what the Pi computes from the sensor's pooled features and the bank."""
     from edgeflower.edge.backends import PROBS, SIMILARITY
     from edgeflower.edge.classifier import select_similarity
-    from edgeflower.export import imx500
+    from edgeflower.exporting import imx500
 
     res = imx500.read_result(path.parent, ("test", "val"))
     differ = int((res.rebuilt["test"][0].argmax(1) != ctx.reference_test_pred).sum())
@@ -343,7 +343,7 @@ def _write_imx500(ctx: BuildContext, spec: FormatSpec, raw: Path, final: Path, m
     export under the other name (passed / FAILED) is removed."""
     import shutil
 
-    from edgeflower.export import imx500
+    from edgeflower.exporting import imx500
     from edgeflower.util.files import sha256_file
 
     dest = final.parent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeflower.export import ood
+from edgeflower.exporting import ood
 
 
 def render_table(report: dict) -> str:

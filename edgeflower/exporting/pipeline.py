@@ -19,14 +19,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeflower import __version__
 from edgeflower.data.arrays import SplitArrays, load_split
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import Manifest, load_manifest
 from edgeflower.edge.preprocess import PREPROCESSING
 from edgeflower.errors import AccuracyDropError, ExportError
-from edgeflower.export import ood, tflite_metadata
-from edgeflower.export.formats import (
+from edgeflower.exporting import ood, tflite_metadata
+from edgeflower.exporting.formats import (
     FORMATS,
     BuildContext,
     BuildOptions,
@@ -37,11 +36,12 @@ from edgeflower.export.formats import (
     parse_formats,
     plan,
 )
-from edgeflower.export.gate import Verdict, judge
-from edgeflower.export.report import render_table
-from edgeflower.export.unknown import calibrate as calibrate_unknown
+from edgeflower.exporting.gate import Verdict, judge
+from edgeflower.exporting.report import render_table
+from edgeflower.exporting.unknown import calibrate as calibrate_unknown
 from edgeflower.util.files import atomic_write_text, sha256_file, write_json
 from edgeflower.util.metrics import per_class_accuracy
+from edgeflower.util.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ class ExportConfig:
     # at most this share of validation split-halves may cost new photos over 1 point (else the budget shrinks)
     unknown_max_share: float = 0.25
     require_float_agreement: bool = True
-    unknown: str = "similarity"  # "similarity": add the feature-similarity output (edgeflower.export.ood); "confidence"
+    # "similarity": add the feature-similarity output (edgeflower.exporting.ood); or "confidence"
+    unknown: str = "similarity"
     unknown_neighbours: int = ood.DEFAULT_NEIGHBOURS  # the similarity is to the k-th nearest training photo
     # ... of the predicted class (one similarity per class in the output); False: of any class (one value)
     unknown_per_class: bool = True
@@ -345,7 +346,7 @@ def _build_and_check(cfg: ExportConfig, run: _Run, data: _Data, ref: _Reference,
 def _speeds(results: list[ArtifactResult], say: Callable[[str], None]) -> None:
     """Each int8 artifact against its float sibling of this export, timed here at one thread (bench.speedup), with
     bench's warning when it is not MIN_INT8_SPEEDUP times faster: int8 that buys size and no speed is said."""
-    from edgeflower.bench import speed_warning, speedup
+    from edgeflower.benchmarking import speed_warning, speedup
 
     written = {r.format: r for r in results}
     for r in results:
@@ -372,7 +373,7 @@ def _write_report(cfg: ExportConfig, run: _Run, data: _Data, ref: _Reference, re
         "test_images": len(data.test),
         "max_drop_pts": cfg.max_drop,
         "validation_images": len(data.val),
-        "rule": "gate.judge on the validation split (see edgeflower/export/gate.py)",
+        "rule": "gate.judge on the validation split (see edgeflower/exporting/gate.py)",
         "config": asdict(cfg),
         "seconds": seconds,
         "artifacts": [asdict(r) for r in results],

@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -171,7 +172,7 @@ def run_isolated(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool,
     artifact cannot take the others down. Returns the :func:`measure` dict, or one with an ``error`` key."""
     payload = json.dumps({"path": path, "threads": threads, "cfg": asdict(cfg), "acc": with_accuracy,
                           "data_note": data_note})
-    proc = subprocess.Popen([sys.executable, "-m", "edgeflower.bench", payload], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "edgeflower.benchmarking", payload], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     err: list[str] = []
     out_parts: list[str] = []
@@ -370,6 +371,20 @@ def render(report: dict) -> str:
     notes = sorted({r["accuracy_note"] for r in report["results"] if r.get("accuracy_note")})
     warnings = [r["speed_warning"] for r in report["results"] if r.get("speed_warning")]
     return "\n".join(lines + [f"note: {n}" for n in notes] + [f"warning: {w}" for w in warnings]) + "\n"
+
+
+def save(report: dict, json_out: str | os.PathLike | None, plot_out: str | os.PathLike | None,
+         say: Callable[[str], None] = log.info) -> None:
+    """Write the report as JSON and its plot (by default beside the JSON)."""
+    from edgeflower.util.files import write_json
+
+    if json_out:
+        write_json(json_out, report)
+        say(f"results written to {json_out}")
+    png = plot_out or (str(Path(json_out).with_suffix(".png")) if json_out else None)
+    if png:
+        say(f"plot written to {png}" if plot(report, png) else
+            "no plot (needs matplotlib and at least one artifact with accuracy)")
 
 
 def plot(report: dict, path: str | Path) -> bool:

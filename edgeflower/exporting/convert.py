@@ -247,7 +247,7 @@ def always_float_nodes(model) -> list[str]:
     """Nodes that every int8 ONNX keeps in float. The unknown score's L2 normalization: quantizing x^2 and 1/|x|
     per tensor loses the small feature vectors (measured: similarities off by up to 0.4); it is a few vector
     ops, the bank MatMul after it is quantized as usual."""
-    from edgeflower.export.ood import NORMALIZE_LAYER
+    from edgeflower.exporting.ood import NORMALIZE_LAYER
 
     return [n.name for n in model.graph.node if NORMALIZE_LAYER in n.name]
 
