@@ -307,6 +307,17 @@ def review(saved: str | os.PathLike) -> dict:
     return run_review(saved)
 
 
+def serve_review(saved: str | os.PathLike, into: str | os.PathLike | None = None, host: str = "127.0.0.1",
+                 port: int = 8765, allow_remote: bool = False, ready: Progress | None = None) -> None:
+    """The sorting page for the frames in ``saved`` (``data review --serve``), until Ctrl-C: a click or a key files
+    a frame under a class (the dataset ``into``'s, else the classes the frames' answers name), as background, or
+    discards it; ``ready(url)`` is called once it listens."""
+    from edgeflower.data.review_server import serve
+    from edgeflower.data.sorting import frame_classes
+
+    serve(str(saved), frame_classes(saved, into), host=host, port=port, allow_remote=allow_remote, ready=ready)
+
+
 def add_photos(saved: str | os.PathLike, into: str | os.PathLike):
     """Copy the frames sorted into ``saved/<class>/`` into the dataset ``into`` (never overwriting); an
     ``AddReport``."""
@@ -348,4 +359,4 @@ def uninstall_service(name: str = "edgeflower", **options: Any) -> list[Path]:
 
 __all__ = ["Artifact", "BenchReport", "BenchResult", "ExportReport", "Run", "add_photos", "bench", "check_data",
            "check_device_options", "classify_stream", "clean_data", "evaluate", "export", "install_service",
-           "model_names", "review", "split_data", "train", "uninstall_service"]
+           "model_names", "review", "serve_review", "split_data", "train", "uninstall_service"]

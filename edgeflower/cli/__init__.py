@@ -116,10 +116,25 @@ def data_clean(out, **opts):
 
 @data.command("review")
 @click.argument("saved", type=click.Path(file_okay=False, exists=True))
+@click.option("--serve", "serve", is_flag=False, flag_value="127.0.0.1:8765", default=None, metavar="[HOST:PORT]",
+              help="Sort the frames in the browser instead (default 127.0.0.1:8765): a click or a key files a frame "
+                   "under a class, as background, or discards it; undo.")
+@click.option("--into", type=click.Path(file_okay=False, exists=True), default=None,
+              help="With --serve: the dataset whose classes to sort into (default: the classes the answers name).")
+@click.option("--allow-remote", is_flag=True, help="With --serve on a non-loopback address: answer other hosts too.")
 @_handle_errors
-def data_review(saved):
-    """Contact sheet (review.html and review.png) of the frames `classify --save SAVED` kept, grouped by answer."""
-    click.echo(_output.data_review(api.review(saved), saved))
+def data_review(saved, serve, into, allow_remote):
+    """Contact sheet (review.html and review.png) of the frames `classify --save SAVED` kept, grouped by answer;
+    with --serve, a page that sorts them with a click."""
+    if serve is None:
+        click.echo(_output.data_review(api.review(saved), saved))
+        return
+    host, _, port = serve.rpartition(":")
+    if not port.isdigit():
+        raise EdgeflowerError(f"--serve {serve!r}: expected HOST:PORT, e.g. 127.0.0.1:8765")
+    api.serve_review(saved, into=into, host=host or "127.0.0.1", port=int(port), allow_remote=allow_remote,
+                     ready=lambda url: click.echo(f"sorting page on {url} (Ctrl-C to stop); then: edgeflower data add "
+                                                  f"{saved} --into DATASET", err=True))
 
 
 @data.command("add")

@@ -127,8 +127,9 @@ def add(folder: str | os.PathLike, into: str | os.PathLike) -> AddReport:
     if not into.is_dir():
         raise DataError(f"--into {into}: not a dataset folder (one subfolder per class)")
     classes = class_folders(into)
-    sorted_dirs = [d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")] \
-        if folder.is_dir() else []
+    # background/ holds the photos of none of the classes (train --background), not a class of the dataset
+    sorted_dirs = [d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")
+                   and d.name != "background"] if folder.is_dir() else []
     if not sorted_dirs:
         raise DataError(f"nothing to add: move the frames you recognise into {folder}/<class>/ first "
                         f"(classes of {into}: {', '.join(classes)})")
