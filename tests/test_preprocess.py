@@ -37,6 +37,24 @@ def test_exif_rotation_is_applied(tmp_path):
     assert open_image(tmp_path / "r.jpg").size == (20, 40)
 
 
+@pytest.mark.parametrize("orientation", [None, 1, 2, 3, 4, 5, 6, 7, 8])
+def test_upright_gives_exif_transposes_pixels_and_copies_nothing_it_need_not(tmp_path, orientation):
+    from PIL import ImageOps
+
+    from edgeflower.edge.preprocess import upright
+
+    img = make_image((40, 180, 60), size=(40, 20), seed=orientation or 0)
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    img.save(tmp_path / "o.jpg", exif=exif)
+    with Image.open(tmp_path / "o.jpg") as im:
+        im.load()
+        got = upright(im)
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(ImageOps.exif_transpose(im)))
+        assert (got is im) == (orientation in (None, 1))  # an upright photo is not copied
+
+
 def test_transparent_pixels_become_white():
     rgba = np.zeros((8, 8, 4), np.uint8)
     out = preprocess(rgba, 8)

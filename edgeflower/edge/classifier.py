@@ -24,7 +24,7 @@ import numpy as np
 from edgeflower.edge.backends import Backend, TensorInfo, similarity_output
 from edgeflower.edge.loader import load_backend
 from edgeflower.edge.metadata import read_metadata
-from edgeflower.edge.preprocess import ImageLike, preprocess
+from edgeflower.edge.preprocess import ImageLike, preprocess, reuse_pillow_memory
 from edgeflower.errors import BackendError
 
 UNKNOWN = "unknown"
@@ -118,6 +118,7 @@ class Classifier:
                  min_similarity: float | None = None):
         self.path = Path(model)
         self.backend: Backend = load_backend(self.path, backend, threads)
+        reuse_pillow_memory()  # a frame's buffers come from freed ones (preprocess.py)
         self.metadata = read_metadata(self.path, getattr(self.backend, "session", None)) or {}
         shape = self.backend.input.shape
         if len(shape) != 4 or shape[-1] != 3:
