@@ -47,7 +47,7 @@ SUITES: dict[str, tuple[str, list[Step]]] = {
              "the IMX500 side environment (made on first use) and Java 17"),
     ]),
     "device": ("the edge runtime: latency targets, sinks, long runs", [
-        Step("edge", ("benchmarks.edge_bench", "{run}/export"), "3", "edge.json"),
+        Step("edge", ("benchmarks.edge_bench", "{run}/export"), "4", "edge.json"),
         Step("sinks", ("benchmarks.sinks", INT8), "5", "sinks.json", "mosquitto (apt install mosquitto)"),
         Step("soak-loop", ("benchmarks.soak", "loop"), "5", "soak_loop.json"),
         Step("soak-classify", ("benchmarks.soak", "classify", INT8), "30", "soak_classify.json"),
