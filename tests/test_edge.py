@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cdp import chromium
 
 from edgeflower.edge import UNKNOWN, Classifier, Smoother, load_backend
 from edgeflower.edge.backends import TensorInfo
@@ -301,14 +302,6 @@ def test_unreadable_still_is_reported_not_fatal(tiny_export, synth_data, tmp_pat
 
 
 # ---------------------------------------------------------------- live page
-def _chromium() -> str | None:
-    for c in ("chromium", "chromium-browser", "google-chrome"):
-        p = shutil.which(c)
-        if p:
-            return p
-    return None
-
-
 @pytest.fixture(scope="module")
 def live_page(tiny_export, tmp_path_factory):
     """`classify --serve` on a few stills, its page up until the module's tests are done: the port."""
@@ -351,7 +344,7 @@ def test_live_page_shows_a_label(live_page):
 
 
 def test_live_page_in_a_browser(live_page, tmp_path):
-    chrome = _chromium()
+    chrome = chromium()
     if chrome is None:
         pytest.skip("no Chromium installed (apt install chromium) for the browser check")
     port, _ = live_page
@@ -374,7 +367,7 @@ def test_live_page_in_a_browser(live_page, tmp_path):
 def test_live_page_explains_itself_at_phone_width(live_page, tmp_path):
     """The answer, the similarity against its threshold as a bar, the top 3 classes as bars, a timeline; at a
     phone's width nothing sticks out sideways (the page's script records that in data-overflow)."""
-    chrome = _chromium()
+    chrome = chromium()
     if chrome is None:
         pytest.skip("no Chromium installed (apt install chromium) for the browser check")
     import re
