@@ -527,3 +527,14 @@ def test_accuracy_controlled_int8_onnx_keeps_the_hurting_node_in_float(synth_dat
     convs = {n.name: all(i in deq_out for i in n.input[:2]) for n in graph.node if n.op_type == "Conv"}
     assert convs and all(not convs[f] for f in opts["float_nodes"] if f in convs), convs
     assert any(convs.values()), convs  # not everything went back to float
+
+
+def test_the_report_says_when_the_background_spends_the_whole_unknown_budget(tiny_export):
+    """A threshold at NEVER_KEPT means no similarity rule at all: said in words, not printed as -2.0000."""
+    from edgeflower.exporting.report import render_table
+    from edgeflower.exporting.unknown import NEVER_KEPT
+
+    rep = json.loads((tiny_export / "export_report.json").read_text())
+    rep["artifacts"][1]["unknown"]["similarity_threshold"] = NEVER_KEPT
+    line = next(ln for ln in render_table(rep).splitlines() if ln.startswith("- unknown, model_int8.tflite"))
+    assert "no similarity threshold" in line and "-2.0000" not in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeflower.exporting import ood
+from edgeflower.exporting.unknown import NEVER_KEPT
 
 
 def render_table(report: dict) -> str:
@@ -54,6 +55,9 @@ def _unknown_lines(a: dict) -> list[str]:
             f"{' of the predicted class' if u.get('per_class') else ''} "
             f">= {u['similarity_threshold']:.4f}"
             if "similarity_threshold" in u else f"confidence >= {u.get('confidence_threshold', 0):.4f}")
+    if u.get("similarity_threshold", 0) <= NEVER_KEPT:
+        rule = ("no similarity threshold: the flowers the background class takes spend the whole budget on val, so "
+                "only the background class answers unknown")
     lines = [f"- unknown, {Path(a['path']).name}: {rule} (calibrated on val); test photos answered unknown "
              f"{u['test']['answered_unknown'] * 100:.1f}%, test accuracy counting them wrong "
              f"{u['test']['accuracy_with_unknown'] * 100:.2f}%"
