@@ -46,25 +46,22 @@ class Sorter:
             raise DataError(f"class names {bad}: a class is a folder name (no '/', not starting with '.', not "
                             f"'{BACKGROUND}')")
         self.classes = list(classes)
+        # where each target's frames go: the classes, background and discard
+        self.places = {**{c: self.root / c for c in self.classes}, BACKGROUND: self.root / BACKGROUND,
+                       "discard": self.root / DISCARDED}
         self._lock = threading.Lock()
         self.reconcile()
 
     # ---- where things are
     def _place(self, target: str) -> Path:
-        if target == "discard":
-            return self.root / DISCARDED
-        if target == BACKGROUND or target in self.classes:
-            return self.root / target
-        raise SortError(f"{target!r} is not a class here ({', '.join(self.classes)}), '{BACKGROUND}' or 'discard'")
-
-    def _places(self) -> dict[str, Path]:
-        places = {c: self.root / c for c in self.classes}
-        places.update({BACKGROUND: self.root / BACKGROUND, "discard": self.root / DISCARDED})
-        return places
+        if target not in self.places:
+            raise SortError(f"{target!r} is not a class here ({', '.join(self.classes)}), '{BACKGROUND}' or "
+                            "'discard'")
+        return self.places[target]
 
     def reconcile(self) -> None:
         """Move every sidecar to where its JPEG is (what a kill between a move's two renames leaves)."""
-        places = [self.root, *self._places().values()]
+        places = [self.root, *self.places.values()]
         jpeg_at = {}
         for p in places:
             for j in p.glob("*.jpg") if p.is_dir() else []:
@@ -91,14 +88,14 @@ class Sorter:
                                "similarity": meta.get("similarity"), "top_k": (meta.get("top_k") or [])[:3],
                                "time": meta.get("time"), "reasons": meta.get("reasons") or []})
             frames.sort(key=lambda f: (f["time"] or "", f["name"]))
-            filed = {t: len(list(p.glob("*.jpg"))) if p.is_dir() else 0 for t, p in self._places().items()}
+            filed = {t: len(list(p.glob("*.jpg"))) if p.is_dir() else 0 for t, p in self.places.items()}
             return {"frames": frames, "classes": self.classes, "filed": filed, "undo": len(self._journal())}
 
     def image(self, name: str) -> Path:
         """The JPEG of a frame still to sort or already filed (never a path outside the folder)."""
         if not FRAME_NAME.match(name):
             raise SortError(f"{name!r} is not a frame name")
-        for p in (self.root, *self._places().values()):
+        for p in (self.root, *self.places.values()):
             if (p / name).is_file():
                 return p / name
         raise SortError(f"no frame {name!r}")
@@ -123,7 +120,7 @@ class Sorter:
             moves = self._journal()
             while moves:
                 last = moves.pop()
-                place = self._places().get(last["to"])
+                place = self.places.get(last["to"])
                 if place is not None and (place / last["frame"]).is_file():
                     self._move(place / last["frame"], self.root)
                     self._rewrite(moves)

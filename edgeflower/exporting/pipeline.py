@@ -466,9 +466,10 @@ def _finish(g: _Gate, ctx: BuildContext, spec: FormatSpec, raw: Path, t0: float,
     unknown, conf_thr = calibrate_unknown(ev, g.data.test, g.data.val, g.run.classes, g.base_meta["unknown"],
                                           g.base_meta.get("background_class"), g.cfg.unknown_budget_pts,
                                           g.cfg.unknown_max_share)
+    acc, drop = _accuracy(g, ev), _drop_pts(g, ev)
     meta = {**g.base_meta, "format": spec.fmt.value, "runtime": spec.runtime, **ev.tensors,
-            "quantized": spec.quantized, "quantization_options": options, "test_accuracy": _accuracy(g, ev),
-            "test_images": len(g.data.test), "drop_pts": _drop_pts(g, ev), "passed_gate": passed,
+            "quantized": spec.quantized, "quantization_options": options, "test_accuracy": acc,
+            "test_images": len(g.data.test), "drop_pts": drop, "passed_gate": passed,
             "gate": verdict.to_dict(), "confidence_threshold": conf_thr, "unknown": unknown}
     final = g.run.out / (spec.filename if passed else spec.failed_filename)
     size, digest = spec.write(ctx, spec, raw, final, meta)
@@ -478,7 +479,7 @@ def _finish(g: _Gate, ctx: BuildContext, spec: FormatSpec, raw: Path, t0: float,
     ref_pc, pc = per_class_accuracy(ref_pred, test.y, classes), per_class_accuracy(pred, test.y, classes)
     return ArtifactResult(
         name=spec.filename, format=spec.fmt.value, path=str(final), passed=passed, size_bytes=size, sha256=digest,
-        accuracy=_accuracy(g, ev), reference_accuracy=g.ref.accuracy, drop_pts=_drop_pts(g, ev),
+        accuracy=acc, reference_accuracy=g.ref.accuracy, drop_pts=drop,
         max_drop_pts=g.cfg.max_drop, argmax_agreement=float((pred == ref_pred).mean()),
         per_class_delta_pts={c: (pc[c] - ref_pc[c]) * 100 for c in classes},
         changed=[{"path": test.paths[i], "true": classes[test.y[i]], "keras": classes[ref_pred[i]],
