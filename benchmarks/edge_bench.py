@@ -8,7 +8,8 @@ Measured in one run, so the targets are ratios on the same noisy machine:
 - bench table: every artifact at 1 and 2 threads (300 timed invokes after 30 warm-up);
 - int8/float ratios for TFLite and ONNX at one thread, timed side by side in alternating rounds;
 - harness overhead: bench's per-call timing against a bare loop around interpreter.invoke() (interleaved rounds);
-- preprocessing: a 640x480 frame to the model input, and decode+resize of dataset JPEGs (medians);
+- preprocessing: 320x240 and 640x480 frames to the model input, and decode+resize of dataset JPEGs (medians), with
+  the artifact's resize and, alternating with it, every other one;
 - end-to-end latency of Classifier.classify against the invoke of the same calls (int8, 1 thread): 640x480 and
   320x240 (the camera's stream) frames, and the 360 test JPEGs;
 - peak RSS of an `edgeflower classify --images` process with the int8 model;
@@ -37,6 +38,7 @@ from edgeflower.data.split import load_manifest, split_items
 from edgeflower.edge import Classifier, preprocess
 from edgeflower.edge.classifier import quantize
 from edgeflower.edge.loader import load_backend
+from edgeflower.edge.preprocess import RESIZE_FILTERS
 from edgeflower.util import timing
 from edgeflower.util.env import environment
 from edgeflower.util.files import write_json
@@ -79,22 +81,30 @@ def harness_overhead(path: Path, rounds: int = 16, n: int = 300) -> dict:
             "ratio": st.median(h) / st.median(a), "rounds": rounds, "invokes_per_round": n}
 
 
-def preprocessing(root: Path, items: list, size: int) -> dict:
-    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    for _ in range(20):
-        preprocess(frame, size)
-    t_frame = []
-    for _ in range(300):
-        t = time.perf_counter_ns()
-        preprocess(frame, size)
-        t_frame.append((time.perf_counter_ns() - t) / 1e6)
-    t_jpeg = []
+def preprocessing(root: Path, items: list, size: int, resize: str) -> dict:
+    """Preprocessing alone (decode, reduction, resize): the artifact's ``resize`` at the top level, and every resize
+    under ``by_resize``, each on the same frames and photos, the resizes alternating frame by frame."""
+    rng = np.random.default_rng(0)
+    frames = {f"{w}x{h}": rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for w, h in ((320, 240), (640, 480))}
+    times: dict[str, dict[str, list[float]]] = {r: {} for r in RESIZE_FILTERS}
+    for name, frame in frames.items():
+        for _ in range(20):
+            for r in RESIZE_FILTERS:
+                preprocess(frame, size, r)
+        for _ in range(300):
+            for r in RESIZE_FILTERS:
+                t = time.perf_counter_ns()
+                preprocess(frame, size, r)
+                times[r].setdefault(name, []).append((time.perf_counter_ns() - t) / 1e6)
     for rel, _, _ in items:
-        t = time.perf_counter_ns()
-        preprocess(root / rel, size)
-        t_jpeg.append((time.perf_counter_ns() - t) / 1e6)
-    return {"frame_640x480_ms_p50": statistics.median(t_frame), "jpeg_decode_resize_ms_p50": statistics.median(t_jpeg),
-            "jpeg_decode_resize_ms_p90": float(np.percentile(t_jpeg, 90)), "jpegs": len(t_jpeg)}
+        for r in RESIZE_FILTERS:
+            t = time.perf_counter_ns()
+            preprocess(root / rel, size, r)
+            times[r].setdefault("jpeg", []).append((time.perf_counter_ns() - t) / 1e6)
+    by_resize = {r: {**{f"frame_{k}_ms_p50": statistics.median(v) for k, v in t.items() if k != "jpeg"},
+                     "jpeg_decode_resize_ms_p50": statistics.median(t["jpeg"]),
+                     "jpeg_decode_resize_ms_p90": float(np.percentile(t["jpeg"], 90))} for r, t in times.items()}
+    return {"resize": resize, **by_resize[resize], "jpegs": len(items), "by_resize": by_resize}
 
 
 def e2e_vs_invoke(path: Path, n: int = 300, frame: tuple[int, int] = (480, 640), files: list[Path] | None = None
@@ -186,7 +196,7 @@ def main() -> None:
     print("harness overhead", flush=True)
     overhead = harness_overhead(exp / "model_int8.tflite")
     print("preprocessing", flush=True)
-    pre = preprocessing(root, items, size)
+    pre = preprocessing(root, items, size, Classifier(exp / "model_int8.tflite").resize)
     e2e = e2e_vs_invoke(exp / "model_int8.tflite")
     e2e_small = e2e_vs_invoke(exp / "model_int8.tflite", frame=(240, 320))
     e2e_jpeg = e2e_vs_invoke(exp / "model_int8.tflite", files=[root / rel for rel, _, _ in items])

@@ -76,6 +76,7 @@ def pooled_predictions(run: Path) -> dict:
     from edgeflower.data.source import resolve_data_dir
     from edgeflower.data.split import load_manifest
     from edgeflower.edge.classifier import Classifier
+    from edgeflower.edge.preprocess import resize_of
     from edgeflower.keras_io import load_keras_model, predict_probs, resolve_run
 
     model_path, cfg = resolve_run(str(run))
@@ -83,7 +84,7 @@ def pooled_predictions(run: Path) -> dict:
     root = resolve_data_dir(cfg.get("data_dir"))
     model = load_keras_model(model_path)
     size = int(model.inputs[0].shape[1])
-    parts = [load_split(root, manifest, s, size) for s in ("val", "test")]
+    parts = [load_split(root, manifest, s, size, resize=resize_of(cfg)) for s in ("val", "test")]
     x = np.concatenate([p.x for p in parts])
     y = np.concatenate([p.y for p in parts])
     split = np.array(["val"] * len(parts[0]) + ["test"] * len(parts[1]))

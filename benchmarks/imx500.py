@@ -57,7 +57,7 @@ def rejection(run: Path, out: Path, debs: str | None) -> dict:
     from edgeflower.data.source import resolve_data_dir
     from edgeflower.data.split import load_manifest
     from edgeflower.edge.classifier import UNKNOWN, Classifier, select_similarity
-    from edgeflower.edge.preprocess import preprocess
+    from edgeflower.edge.preprocess import preprocess, resize_of
     from edgeflower.exporting import imx500, ood
     from edgeflower.exporting.pipeline import stratified_sample
     from edgeflower.keras_io import load_keras_model
@@ -66,9 +66,11 @@ def rejection(run: Path, out: Path, debs: str | None) -> dict:
     sets = {k: v for k, v in non_flower_sets(wallpapers=True, debs=debs, edu=True).items()}
     model = load_keras_model(run / "model.keras")
     size = int(model.inputs[0].shape[1])
-    photos = {k: np.stack([preprocess(o["path"], size) for o in v]) for k, v in sets.items()}
     cfg = json.loads((run / "config.json").read_text())
-    train = load_split(resolve_data_dir(cfg.get("data_dir")), load_manifest(cfg.get("split")), "train", size)
+    resize = resize_of(cfg)
+    photos = {k: np.stack([preprocess(o["path"], size, resize) for o in v]) for k, v in sets.items()}
+    train = load_split(resolve_data_dir(cfg.get("data_dir")), load_manifest(cfg.get("split")), "train", size,
+                       resize=resize)
     calib = stratified_sample(train, meta["quantization_options"]["calibration_images"], 0)
     with tempfile.TemporaryDirectory() as tmp:
         res = imx500.run_worker(model, ood.feature_layer(model).name, calib, photos, Path(tmp), convert=False,

@@ -36,7 +36,6 @@ from edgeflower.data.arrays import load_split
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import load_manifest
 from edgeflower.edge import UNKNOWN, Classifier
-from edgeflower.edge.preprocess import preprocess
 from edgeflower.util.env import environment
 from edgeflower.util.files import write_json
 
@@ -74,7 +73,7 @@ def flowers(clf: Classifier, test) -> dict:
 
 def outlier_rows(clf: Classifier, folder: Path, rows: list[od.Outlier]) -> list[dict]:
     size = clf.input_size
-    x = np.stack([preprocess(folder / r.file, size) for r in rows]) if rows else np.zeros((0, *size, 3), np.uint8)
+    x = np.stack([clf.preprocess(folder / r.file) for r in rows]) if rows else np.zeros((0, *size, 3), np.uint8)
     _, labels, why = decide_all(clf, x)
     return [{"file": r.file, "kind": r.kind, "category": r.category, "source": r.repo, "answer": lab,
              "unknown": lab == UNKNOWN, "by": w} for r, lab, w in zip(rows, labels, why)]
@@ -106,7 +105,7 @@ def measure(path: str, folder: Path, root: Path) -> dict:
     manifest = od.read_manifest(folder / od.MANIFEST)
     role = od.roles(manifest)
     seen = od.seen_species(manifest)
-    test = load_split(root, load_manifest(), "test", clf.input_size[0])
+    test = load_split(root, load_manifest(), "test", clf.input_size[0], resize=clf.resize)
     res = {"artifact": path, "background_class": clf.background, "similarity_threshold": clf.min_similarity,
            "flowers": flowers(clf, test)}
     for part in ("heldout", "val"):

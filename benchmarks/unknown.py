@@ -265,7 +265,8 @@ def main() -> None:
            "artifacts": []}
     for path in args.artifacts:
         clf = Classifier(path, threads=2)
-        test, val = (load_split(root, load_manifest(), s, clf.input_size[0]) for s in ("test", "val"))
+        test, val = (load_split(root, load_manifest(), s, clf.input_size[0], resize=clf.resize)
+                     for s in ("test", "val"))
         r = measure_artifact(clf, path, test, val, sets)
         res["artifacts"].append(r)
         print(f"{path}: rule {r['rule']}, non-flower rejected {r['non_flower_rejected'] * 100:.1f}% "

@@ -93,7 +93,6 @@ def measure(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool, data
     unavailable, if they are.
     """
     from edgeflower.edge.classifier import Classifier, quantize
-    from edgeflower.edge.preprocess import preprocess
 
     rss_before = _rss_mb()
     t = time.perf_counter_ns()
@@ -110,7 +109,7 @@ def measure(path: str, threads: int, cfg: BenchConfig, with_accuracy: bool, data
         root, manifest, items = _test_images(cfg.data, cfg.split, cfg.limit_per_class, verify=False)
     # a real image for the latency loop when we have one, else a deterministic synthetic one
     if items:
-        sample = preprocess(root / items[0][0], clf.input_size)
+        sample = clf.preprocess(root / items[0][0])
     else:
         sample = np.random.default_rng(0).integers(0, 256, (*clf.input_size, 3), dtype=np.uint8)
     x = quantize(sample[None], b.input)

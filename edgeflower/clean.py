@@ -165,7 +165,7 @@ def contact_sheet(root: Path, flags: list[dict], path: Path) -> Path | None:
     for ax in axes.flat:
         ax.axis("off")
     for ax, f in zip(axes.flat, flags):
-        ax.imshow(preprocess(root / f["path"], 160))
+        ax.imshow(preprocess(root / f["path"], 160, "bilinear"))  # for eyes: smooth
         ax.set_title(f"{f['label']} -> {f['predicted']}\n{f['confidence'] * 100:.0f}% {f['reason'].split()[1]}"
                      f"{' [test]' if f['split'] == 'test' else ''}", fontsize=6.5)
     with atomic_path(path, suffix=".png") as tmp:

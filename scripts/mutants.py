@@ -121,6 +121,13 @@ MUTANTS = {
                            ["tests/test_python_docs.py", "-k", "quiet"]),
     "export-never-timed": ("edgeflower/exporting/pipeline.py", "    _speeds(results, say)\n", "",
                            ["tests/test_export.py", "-k", "timed_against"]),
+    "frames-resized-as-new-runs": ("edgeflower/edge/classifier.py",
+                                   "return preprocess(frame, self.input_size, self.resize)",
+                                   "return preprocess(frame, self.input_size)",
+                                   ["tests/test_edge.py", "-k", "resizes_as_its_artifact"]),
+    "export-ignores-the-runs-resize": ("edgeflower/exporting/pipeline.py", "resize=resize_of(run_cfg), root=root,",
+                                       "resize=\"nearest\", root=root,",
+                                       ["tests/test_export.py", "-k", "before_the_resize_choice"]),
 }
 
 def run(name: str) -> bool:

@@ -192,3 +192,18 @@ def test_export_without_mediapipe_says_what_to_install(tiny_run, synth_data, syn
     with pytest.raises(MissingDependencyError, match=r'pip install "edgeflower\[export\]"'):
         export(ExportConfig(target=str(tiny_run), out=str(out), data=str(synth_data), split=str(synth_split)))
     assert list(out.iterdir()) == []  # it stopped before converting anything
+
+
+@pytest.mark.parametrize("size", [(500, 333), (640, 480), (320, 240), (40, 32)])
+def test_the_resize_recipe_of_the_client_examples_gives_edgeflowers_pixels(size):
+    """docs/clients.md's three lines (reduce by the whole factor, then Pillow's nearest) for an artifact whose
+    metadata names the nearest resize: the pixels edgeflower trains, checks and classifies with."""
+    from PIL import Image
+
+    from edgeflower.edge.preprocess import preprocess
+
+    img = Image.fromarray(np.random.default_rng(size[0]).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    side = 224 if size[0] > 100 else 16
+    recipe = img.reduce(max(1, min(img.size) // side))
+    recipe = np.asarray(recipe.resize((side, side), Image.NEAREST))
+    np.testing.assert_array_equal(recipe, preprocess(img, side, "nearest"))

@@ -547,3 +547,32 @@ def test_onnx_sessions_run_fast_kernels_only_where_int8_weights_cannot_saturate(
     assert weights_cannot_saturate({"quantized": True, "quantization_options": {"reduce_range": True}})
     assert not weights_cannot_saturate({"quantized": True, "quantization_options": {"reduce_range": False}})
     assert not weights_cannot_saturate(None) and weights_cannot_saturate({"quantized": False})
+
+
+def test_the_classifier_resizes_as_its_artifact_says(tiny_export, synth_data, tmp_path):
+    """The artifact's metadata names its run's resize; one without metadata is resized as runs were before the
+    choice (bilinear); a resize this version does not know is refused at load, in one line."""
+    import onnx
+
+    from edgeflower.edge.preprocess import preprocess
+
+    from conftest import without_metadata
+
+    photo = sorted(synth_data.rglob("*.jpg"))[0]
+    clf = Classifier(tiny_export / "model_float.tflite")
+    bare = Classifier(without_metadata(tiny_export / "model_float.tflite", tmp_path / "bare.tflite"))
+    assert (clf.resize, bare.resize) == ("nearest", "bilinear")
+    nearest, bilinear = preprocess(photo, 32, "nearest"), preprocess(photo, 32, "bilinear")
+    assert (nearest != bilinear).any()
+    np.testing.assert_array_equal(clf.preprocess(photo), nearest)
+    np.testing.assert_array_equal(bare.preprocess(photo), bilinear)
+    np.testing.assert_array_equal(clf.classify(photo).probs, clf.scores(nearest)[0][0])
+    m = onnx.load(str(tiny_export / "model.onnx"))
+    for prop in m.metadata_props:
+        if prop.key == "edgeflower":
+            meta = json.loads(prop.value)
+            meta["preprocessing"]["resize"] = "lanczos"
+            prop.value = json.dumps(meta)
+    onnx.save(m, str(tmp_path / "newer.onnx"))
+    with pytest.raises(BackendError, match=r"^newer.onnx: unknown resize 'lanczos'.*newer edgeflower"):
+        Classifier(tmp_path / "newer.onnx")

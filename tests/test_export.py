@@ -29,7 +29,7 @@ def test_every_artifact_is_written_and_described(tiny_export):
         assert p.is_file() and a["size_bytes"] == p.stat().st_size
         meta = json.loads(sidecar_path(p).read_text())
         assert meta["labels"] == ["blue", "green", "red"]
-        assert meta["input"]["size"] == [32, 32] and meta["preprocessing"]["resize"] == "bilinear"
+        assert meta["input"]["size"] == [32, 32] and meta["preprocessing"]["resize"] == "nearest"  # the run's
         assert meta["test_accuracy"] == pytest.approx(a["accuracy"])
         assert 0.0 <= meta["confidence_threshold"] <= 1.0 and "unknown_threshold" not in meta
         assert {"accuracy", "drop_pts", "argmax_agreement", "per_class_delta_pts", "changed", "sha256",
@@ -538,3 +538,32 @@ def test_the_report_says_when_the_background_spends_the_whole_unknown_budget(tin
     rep["artifacts"][1]["unknown"]["similarity_threshold"] = NEVER_KEPT
     line = next(ln for ln in render_table(rep).splitlines() if ln.startswith("- unknown, model_int8.tflite"))
     assert "no similarity threshold" in line and "-2.0000" not in line
+
+
+def test_a_run_from_before_the_resize_choice_exports_with_its_bilinear_pixels(tiny_run, synth_data, synth_split,
+                                                                               tmp_path, monkeypatch):
+    """A run whose config names no resize was trained on bilinear pixels: export reads its photos that way and says
+    so in the metadata, so the device resizes as training did."""
+    import shutil
+
+    from edgeflower.exporting import pipeline
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run, old, ignore=shutil.ignore_patterns("export"))
+    cfg = json.loads((old / "config.json").read_text())
+    assert cfg.pop("resize") == "nearest"
+    (old / "config.json").write_text(json.dumps(cfg))
+    seen = []
+    real = pipeline.load_split
+
+    def load_split(*args, **kwargs):
+        seen.append(kwargs.get("resize"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "load_split", load_split)
+    export(ExportConfig(target=str(old), formats=("tflite_float",), data=str(synth_data), split=str(synth_split),
+                        max_drop=100.0))
+    assert seen and set(seen) == {"bilinear"}
+    art = old / "export" / "model_float.tflite"
+    assert json.loads(sidecar_path(art).read_text())["preprocessing"]["resize"] == "bilinear"
+    assert Classifier(art).resize == "bilinear"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeflower.edge.preprocess import preprocess
+from edgeflower.edge.preprocess import preprocess, preprocessing, resize_of
 from edgeflower.errors import ImageError
 
 from conftest import make_image
@@ -93,3 +93,31 @@ def test_truncated_jpeg(tmp_path):
 def test_bad_array_shape():
     with pytest.raises(ImageError, match=r"shape \(4, 4, 5\)"):
         preprocess(np.zeros((4, 4, 5), np.uint8), 8)
+
+
+def test_the_resize_is_the_named_one_after_a_whole_factor_reduction():
+    """nearest and bilinear are Pillow's, on the frame or on its box reduction by the largest whole factor that keeps
+    the input's size; the two give different pixels, so an artifact must say which it was trained with."""
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)  # fine texture: the filters disagree
+    img = Image.fromarray(frame)
+    nearest, bilinear = preprocess(frame, 224, "nearest"), preprocess(frame, 224, "bilinear")
+    np.testing.assert_array_equal(nearest, np.asarray(img.resize((224, 224), Image.Resampling.NEAREST)))
+    np.testing.assert_array_equal(bilinear, np.asarray(img.resize((224, 224), Image.Resampling.BILINEAR)))
+    assert (nearest != bilinear).mean() > 0.5
+    np.testing.assert_array_equal(preprocess(frame, 224), nearest)  # new runs' default
+    big = np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1)  # 640x480: reduced by 2 to the frame first
+    np.testing.assert_array_equal(preprocess(big, 224, "nearest"),
+                                  np.asarray(Image.fromarray(big).reduce(2).resize((224, 224),
+                                                                                   Image.Resampling.NEAREST)))
+
+
+def test_a_resize_is_read_from_a_run_or_an_artifact_and_checked():
+    assert resize_of({"resize": "nearest"}) == "nearest"
+    assert resize_of({"preprocessing": preprocessing("nearest")}) == "nearest"
+    assert resize_of({}) == resize_of(None) == resize_of({"preprocessing": {}}) == "bilinear"  # before the choice
+    assert preprocessing("bilinear")["resize"] == "bilinear"
+    with pytest.raises(ImageError, match="unknown resize 'lanczos': expected one of nearest, bilinear"):
+        resize_of({"resize": "lanczos"})
+    with pytest.raises(ImageError, match="unknown resize"):
+        preprocess(np.zeros((8, 8, 3), np.uint8), 4, "area")

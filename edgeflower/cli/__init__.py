@@ -197,6 +197,10 @@ def _comma_list(value: str | None) -> tuple[str, ...] | None:
                    "the cache, else a verified download; docs/usage.md#outlier-photos).")
 @click.option("--no-outliers", "use_outliers", is_flag=True, flag_value=False, default=True,
               help="Train without outlier photos.")
+@click.option("--resize", default=None, metavar="NAME",
+              help="How photos and frames reach the input size, in training and on the device (the artifacts say "
+                   "which): nearest (the default) after a whole-factor box reduction, fast; or bilinear, Pillow's "
+                   "antialiased one, the resize of runs from before the choice.")
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @_handle_errors
 def train(**opts):

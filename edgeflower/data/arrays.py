@@ -13,7 +13,7 @@ import numpy as np
 
 from edgeflower.data.split import Manifest, split_items, verify_files
 from edgeflower.data.store import ImageStore, write_npy
-from edgeflower.edge.preprocess import PREPROCESSING, preprocess
+from edgeflower.edge.preprocess import RESIZE, preprocess, preprocessing
 from edgeflower.util.files import atomic_path, cache_dir
 from edgeflower.util.progress import progress
 
@@ -33,8 +33,9 @@ class SplitArrays:
 
 def load_split(root: str | os.PathLike, manifest: Manifest, split: str, size: int,
                limit_per_class: int | None = None, use_cache: bool = True, verify: bool = True,
-               exclude: set[str] | None = None) -> SplitArrays:
-    """Verify the split's files against the manifest, then decode them (or read the cached array)."""
+               exclude: set[str] | None = None, resize: str = RESIZE) -> SplitArrays:
+    """Verify the split's files against the manifest, then decode them with ``resize`` (the run's) or read the cached
+    array."""
     root = Path(root)
     items = split_items(manifest, split, limit_per_class)
     if exclude:
@@ -43,7 +44,8 @@ def load_split(root: str | os.PathLike, manifest: Manifest, split: str, size: in
         verify_files(root, items)
     paths = [rel for rel, _, _ in items]
     y = np.array([lab for _, lab, _ in items], dtype=np.int64)
-    key = hashlib.sha256(json.dumps([manifest.sha256, split, size, [it[2] for it in items], PREPROCESSING],
+    key = hashlib.sha256(json.dumps([manifest.sha256, split, size, [it[2] for it in items],
+                                     preprocessing(resize)],
                                     sort_keys=True).encode()).hexdigest()[:20]
     cache = cache_dir() / "arrays" / f"{split}-{size}-{key}.npy"
     shape = (len(items), size, size, 3)
@@ -54,7 +56,7 @@ def load_split(root: str | os.PathLike, manifest: Manifest, split: str, size: in
                 return SplitArrays(x, y, paths, list(manifest.classes))
         except (OSError, ValueError) as exc:
             log.warning("ignoring the unreadable image cache %s: %s", cache, exc)
-    rows = (preprocess(root / rel, size) for rel in progress(paths, total=len(paths), desc=f"decoding {split}"))
+    rows = (preprocess(root / rel, size, resize) for rel in progress(paths, total=len(paths), desc=f"decoding {split}"))
     if use_cache:
         try:
             # decoded straight into the file, a window at a time: memory does not grow with the dataset
@@ -63,7 +65,7 @@ def load_split(root: str | os.PathLike, manifest: Manifest, split: str, size: in
             return SplitArrays(ImageStore(cache), y, paths, list(manifest.classes))
         except OSError as exc:  # a read-only cache must not stop training
             log.warning("could not write the image cache %s: %s; decoding into memory", cache, exc)
-            rows = (preprocess(root / rel, size) for rel in paths)
+            rows = (preprocess(root / rel, size, resize) for rel in paths)
     x = np.empty(shape, dtype=np.uint8)
     for i, row in enumerate(rows):
         x[i] = row

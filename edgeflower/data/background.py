@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeflower.data.arrays import SplitArrays
 from edgeflower.data.store import join_rows
-from edgeflower.edge.preprocess import image_files, preprocess
+from edgeflower.edge.preprocess import RESIZE, image_files, preprocess
 from edgeflower.errors import DataError
 from edgeflower.util.files import sha256_file
 from edgeflower.util.progress import progress
@@ -44,7 +44,7 @@ def split_background(folder: str | os.PathLike, seed: int = 1337) -> dict[str, l
 
 
 def load_background(folder: str | os.PathLike, items: list[tuple[str, str]] | list[list[str]], size: int,
-                    label: int, classes: list[str], prefix: str = BACKGROUND) -> SplitArrays:
+                    label: int, classes: list[str], prefix: str = BACKGROUND, resize: str = RESIZE) -> SplitArrays:
     """Decode one split of the background photos as class ``label``; a changed or missing file is an error."""
     root = Path(folder)
     x = np.empty((len(items), size, size, 3), np.uint8)
@@ -53,7 +53,7 @@ def load_background(folder: str | os.PathLike, items: list[tuple[str, str]] | li
         p = root / rel
         if not p.is_file() or sha256_file(p) != digest:
             raise DataError(f"background photo {p} is missing or changed since training: restore it, or train again")
-        x[i] = preprocess(p, size)
+        x[i] = preprocess(p, size, resize)
     return SplitArrays(x, np.full(len(items), label, np.int64), [f"{prefix}:{rel}" for rel, _ in items], classes)
 
 
@@ -75,7 +75,8 @@ def part(background: dict | None, kind: str) -> dict | None:
     return next((p for p in parts(background) if p["kind"] == kind), None) if background else None
 
 
-def with_background(arrays: dict[str, SplitArrays], background: dict, size: int) -> dict[str, SplitArrays]:
+def with_background(arrays: dict[str, SplitArrays], background: dict, size: int,
+                    resize: str = RESIZE) -> dict[str, SplitArrays]:
     """Append the background photos of each split (every part's, in order) as one more class, after the
     dataset's classes."""
     classes = list(next(iter(arrays.values())).classes)
@@ -89,6 +90,7 @@ def with_background(arrays: dict[str, SplitArrays], background: dict, size: int)
             items = p["splits"].get(split) or []
             if items:
                 prefix = BACKGROUND if p["kind"] == "scene" else "outlier"
-                a = concat(a, load_background(p["dir"], items, size, len(classes) - 1, classes, prefix))
+                a = concat(a, load_background(p["dir"], items, size, len(classes) - 1, classes, prefix,
+                                                   resize))
         out[split] = a
     return out

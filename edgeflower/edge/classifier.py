@@ -24,8 +24,8 @@ import numpy as np
 from edgeflower.edge.backends import Backend, TensorInfo, similarity_output
 from edgeflower.edge.loader import load_backend
 from edgeflower.edge.metadata import read_metadata
-from edgeflower.edge.preprocess import ImageLike, preprocess, reuse_pillow_memory
-from edgeflower.errors import BackendError
+from edgeflower.edge.preprocess import ImageLike, preprocess, resize_of, reuse_pillow_memory
+from edgeflower.errors import BackendError, ImageError
 
 UNKNOWN = "unknown"
 
@@ -130,6 +130,10 @@ class Classifier:
                 raise BackendError(f"{self.path.name} has a dynamic input size and no metadata naming it")
             h, w = size
         self.input_size = (int(h), int(w))
+        try:  # the resize the model was trained with: bilinear for artifacts that name none
+            self.resize = resize_of(self.metadata)
+        except ImageError as exc:
+            raise BackendError(f"{self.path.name}: {exc}") from None
         n_out = _class_count(self.path.name, self.backend.output)
         meta_labels = self.metadata.get("labels")
         self.labels = list(labels or meta_labels or [f"class_{i}" for i in range(n_out)])
@@ -186,7 +190,8 @@ class Classifier:
         return bool(self.metadata)
 
     def preprocess(self, frame: ImageLike) -> np.ndarray:
-        return preprocess(frame, self.input_size)
+        """The frame as the model's input pixels: its size, the resize it was trained with."""
+        return preprocess(frame, self.input_size, self.resize)
 
     @property
     def has_similarity(self) -> bool:

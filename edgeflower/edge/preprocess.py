@@ -1,8 +1,14 @@
 """The one preprocessing function: training, export checks and the device all see the same pixels.
 
-Decode with Pillow, honour EXIF orientation, convert to RGB, resize (bilinear, no aspect preservation:
-the whole photo is squeezed into the model's square input, as the study did) and return uint8 HxWx3.
-Models take raw 0-255 pixels and scale them inside their own graph, so nothing else is needed.
+Decode with Pillow, honour EXIF orientation, convert to RGB, resize (no aspect preservation: the whole photo is
+squeezed into the model's square input, as the study did) and return uint8 HxWx3. Models take raw 0-255 pixels and
+scale them inside their own graph, so nothing else is needed.
+
+The resize is the run's (``RESIZE_FILTERS``): ``nearest`` for new runs, ``bilinear`` (Pillow's, antialiased) for runs
+trained before it was a choice. Both come after a box reduction by the largest whole factor that keeps the input's
+size, so nearest samples a photo shrunk by less than 2x on its short side: 0.03 ms for a 320x240 frame against
+0.6 ms, at the same validation accuracy (docs/studies/nearest-resize.md). A run records its resize in its config
+and an artifact in its metadata (``preprocessing.resize``); one that names none is ``bilinear``.
 """
 
 from __future__ import annotations
@@ -36,12 +42,39 @@ def image_files(root: str | os.PathLike) -> list[Path]:
 
 ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
-#: Written into every artifact so the device can check it applies the same steps.
-PREPROCESSING = {
+#: The resize of each name: Pillow's nearest neighbour (pixel centres), and its antialiased bilinear.
+RESIZE_FILTERS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR}
+#: The resize of new runs.
+RESIZE = "nearest"
+#: The resize of runs and artifacts that name none: everything trained before the choice existed.
+LEGACY_RESIZE = "bilinear"
+
+
+def check_resize(resize: str) -> str:
+    """``resize`` if edgeflower knows it, else a one-line error naming those it knows."""
+    if resize not in RESIZE_FILTERS:
+        raise ImageError(f"unknown resize {resize!r}: expected one of {', '.join(RESIZE_FILTERS)} (an artifact from a "
+                         "newer edgeflower needs that version on the device)")
+    return resize
+
+
+def resize_of(described: dict | None) -> str:
+    """The resize a run's config (``resize``) or an artifact's metadata (``preprocessing.resize``) names;
+    LEGACY_RESIZE for one that names none."""
+    described = described or {}
+    name = described.get("resize") or (described.get("preprocessing") or {}).get("resize") or LEGACY_RESIZE
+    return check_resize(name)
+
+
+def preprocessing(resize: str = RESIZE) -> dict:
+    """The steps, as written into every artifact so the device can check it applies the same ones."""
+    return {**_STEPS, "resize": check_resize(resize)}
+
+
+_STEPS = {
     "library": "Pillow",
     "color": "RGB",
     "exif_transpose": True,
-    "resize": "bilinear",
     "aspect": "stretch",
     "jpeg_draft": True,
     "reduce_large": True,  # an image of twice the input or more is box-reduced first (open_image)
@@ -49,9 +82,8 @@ PREPROCESSING = {
     "range": [0, 255],
     "layout": "HWC",
 }
-
-# Pillow's bilinear filter (antialiased when shrinking).
-_RESAMPLE = Image.Resampling.BILINEAR
+#: The steps of new runs.
+PREPROCESSING = preprocessing()
 
 # Pillow returns an image's memory to the system when the image goes, and asks for it again for the next frame: a
 # 320x240 frame's three buffers (the frame, the resize's two passes) cost 0.2-0.3 ms of page faults per frame here,
@@ -168,12 +200,14 @@ def _reduce(img: Image.Image, side: int) -> Image.Image:
         return img
 
 
-def preprocess(src: ImageLike, size: int | tuple[int, int]) -> np.ndarray:
-    """Any image (path, bytes, Pillow image, RGB array) -> uint8 array of shape (height, width, 3).
+def preprocess(src: ImageLike, size: int | tuple[int, int], resize: str = RESIZE) -> np.ndarray:
+    """Any image (path, bytes, Pillow image, RGB array) -> uint8 array of shape (height, width, 3), resized with
+    ``resize`` (a key of RESIZE_FILTERS: the run's or the artifact's, see ``resize_of``).
 
     Arrays are taken as RGB (convert OpenCV's BGR first); 2-D arrays as grayscale; 4-channel as RGBA.
     """
     h, w = _as_size(size)
+    resample = RESIZE_FILTERS[check_resize(resize)]
     if isinstance(src, np.ndarray):
         img = _array_to_image(src)
     elif isinstance(src, Image.Image):
@@ -182,7 +216,7 @@ def preprocess(src: ImageLike, size: int | tuple[int, int]) -> np.ndarray:
         img = open_image(src, draft_size=(h, w))
     img = _reduce(img, max(h, w))  # what open_image did for files, for frames and Pillow images too: same pixels
     if img.size != (w, h):
-        img = img.resize((w, h), _RESAMPLE)
+        img = img.resize((w, h), resample)
     return np.asarray(img, dtype=np.uint8)
 
 

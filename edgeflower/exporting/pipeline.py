@@ -22,7 +22,7 @@ import numpy as np
 from edgeflower.data.arrays import SplitArrays, load_split
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import Manifest, load_manifest
-from edgeflower.edge.preprocess import PREPROCESSING
+from edgeflower.edge.preprocess import preprocessing, resize_of
 from edgeflower.errors import AccuracyDropError, ExportError
 from edgeflower.exporting import ood, tflite_metadata
 from edgeflower.exporting.formats import (
@@ -152,6 +152,7 @@ class _Run:
     out: Path
     model: Any  # the Keras float model
     size: int  # input side in pixels
+    resize: str  # how the run's photos reached that size (edgeflower.edge.preprocess.RESIZE_FILTERS)
     root: Path  # the data folder
     split_file: str | None  # None: the packaged split
     manifest: Manifest
@@ -220,7 +221,8 @@ def _load_run(cfg: ExportConfig) -> _Run:
     n_out = int(model.outputs[0].shape[-1])
     if n_out != len(classes):
         raise ExportError(f"{model_path} has {n_out} outputs but the split has {len(classes)} classes {classes}")
-    return _Run(model_path=model_path, config=run_cfg, out=out, model=model, size=int(shape[1]), root=root,
+    return _Run(model_path=model_path, config=run_cfg, out=out, model=model, size=int(shape[1]),
+                resize=resize_of(run_cfg), root=root,
                 split_file=split_file, manifest=manifest, classes=classes)
 
 
@@ -229,19 +231,23 @@ def _load_data(cfg: ExportConfig, run: _Run, steps: list[tuple[FormatSpec, bool]
     """The test and validation photos; the training photos where a build needs calibration images or the unknown
     rule a bank of features; the run's background photos as the last class."""
     say(f"loading data ({run.root})")
-    test = load_split(run.root, run.manifest, "test", run.size, limit_per_class=cfg.limit_per_class)
-    val = load_split(run.root, run.manifest, "val", run.size, limit_per_class=cfg.limit_per_class)
+
+    def split(name: str) -> SplitArrays:
+        return load_split(run.root, run.manifest, name, run.size, limit_per_class=cfg.limit_per_class,
+                          resize=run.resize)
+
+    test, val = split("test"), split("val")
     unknown, feature_layer = _unknown_rule(cfg, run, say)
     calib, train = None, None
     needs_calibration = any(spec.calibration for spec, _ in steps)
     if needs_calibration or unknown == "similarity":
-        train = load_split(run.root, run.manifest, "train", run.size, limit_per_class=cfg.limit_per_class)
+        train = split("train")
     background = run.config.get("background")
     if background:  # the run's background photos, as the last class (edgeflower.data.background)
         from edgeflower.data.background import with_background
 
         parts = with_background({"test": test, "val": val, **({"train": train} if train is not None else {})},
-                                background, run.size)
+                                background, run.size, run.resize)
         test, val, train = parts["test"], parts["val"], parts.get("train")
     if needs_calibration:
         calib = stratified_sample(train, cfg.calibration, cfg.calibration_seed)
@@ -301,7 +307,7 @@ def _base_meta(cfg: ExportConfig, run: _Run, data: _Data, ref: _Reference, unkno
     return {
         "edgeflower_version": __version__,
         "labels": run.classes,
-        "preprocessing": PREPROCESSING,
+        "preprocessing": preprocessing(run.resize),
         "source_run": str(Path(cfg.target).resolve()),
         "source_model_sha256": sha256_file(run.model_path),
         "model": run.config.get("model"),

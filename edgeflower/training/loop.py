@@ -22,6 +22,7 @@ import numpy as np
 from edgeflower.data.arrays import SplitArrays, load_split
 from edgeflower.data.source import resolve_data_dir
 from edgeflower.data.split import auto_split, is_packaged_dataset, load_manifest, manifest_from_dict, write_manifest
+from edgeflower.edge.preprocess import RESIZE, RESIZE_FILTERS, resize_of
 from edgeflower.errors import DataError, RunDirError
 from edgeflower.keras_io import load_keras_model, predict_probs, resolve_run  # noqa: F401 - also train's API
 from edgeflower.training.models import ModelSpec, count_params, get_spec
@@ -61,6 +62,7 @@ class TrainConfig:
     # the default set ($EDGEFLOWER_OUTLIERS, the cache, else a download); use_outliers=False turns them off
     outliers: str | None = None
     use_outliers: bool = True
+    resize: str | None = None  # how photos reach the input size (edgeflower.edge.preprocess); None: RESIZE
     force: bool = False
     verbose: int | None = None
 
@@ -104,8 +106,8 @@ def versions() -> dict[str, str]:
     return out
 
 
-def load_data(cfg: TrainConfig, size: int,
-              say: Callable[[str], None] | None = None) -> tuple[Path, Any, dict[str, SplitArrays], dict | None]:
+def load_data(cfg: TrainConfig, size: int, say: Callable[[str], None] | None = None,
+              resize: str = RESIZE) -> tuple[Path, Any, dict[str, SplitArrays], dict | None]:
     """The dataset's train/val/test arrays. Without --split, flower_photos takes the frozen split; any other folder
     gets a split of its own (``auto_split``), marked ``automatic`` in ``manifest.raw`` so that train saves it in the
     run as split.json."""
@@ -128,7 +130,7 @@ def load_data(cfg: TrainConfig, size: int,
     for split in ("train", "val", "test"):
         limit = cfg.limit_per_class if split != "test" else (cfg.limit_per_class and max(2, cfg.limit_per_class // 2))
         arrays[split] = load_split(root, manifest, split, size, limit_per_class=limit,
-                                   exclude=exclude if split == "train" else None)
+                                   exclude=exclude if split == "train" else None, resize=resize)
         if len(arrays[split]) == 0:
             raise DataError(f"the {split} split is empty after --limit-per-class/--exclude; use a larger limit")
     background = _background(cfg, say)
@@ -158,7 +160,7 @@ def _background(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> d
 
 
 def _add_background(tf, built, arrays: dict[str, SplitArrays], background: dict, root: Path, size: int,
-                    say: Callable[[str], None]) -> dict[str, SplitArrays]:
+                    resize: str, say: Callable[[str], None]) -> dict[str, SplitArrays]:
     """The background photos appended to every split as the last class. For a dataset that is not flower_photos,
     outlier photos that the user's classes claim (edgeflower.data.claim) are listed and left out first: a generic
     set may hold photos of the user's own classes."""
@@ -174,7 +176,7 @@ def _add_background(tf, built, arrays: dict[str, SplitArrays], background: dict,
                 "(a transfer model has; or pass --no-outliers if the set may hold photos of your classes)")
         else:
             both = {s: load_background(out["dir"], out["splits"][s], size, n_classes, arrays["train"].classes,
-                                       "outliers") for s in ("train", "val")}
+                                       "outliers", resize) for s in ("train", "val")}
             claims = claimed_outliers(lambda x, desc: extract_features(tf, built.features, x, desc=desc),
                                       arrays["train"], both)
             if claims:
@@ -183,7 +185,7 @@ def _add_background(tf, built, arrays: dict[str, SplitArrays], background: dict,
                 out["splits"] = {s: [it for it in items if it[0] not in drop] for s, items in out["splits"].items()}
                 say(f"left out {len(claims)} outlier photos that your classes claim (as close to a class as its own "
                     "photos are to each other); they are listed in the run's config.json under background")
-    arrays = with_background(arrays, background, size)
+    arrays = with_background(arrays, background, size, resize)
     counts = _outlier_counts(background)
     if counts:
         say(f"outlier photos (answered unknown): {counts['train']} train, {counts['val']} val "
@@ -321,6 +323,7 @@ class _Settings:
     augment: bool
     epochs: int
     label_smoothing: float
+    resize: str = RESIZE
 
 
 def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResult:
@@ -331,7 +334,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResu
     if out.exists() and not cfg.force:
         raise RunDirError(f"run directory {out} already exists: choose another --out, or pass --force to replace it")
     # validate data before building anything heavy: a bad file must not end a long run halfway
-    root, manifest, arrays, background = load_data(cfg, st.size, say)
+    root, manifest, arrays, background = load_data(cfg, st.size, say, st.resize)
     tf = require("tensorflow", "training")
     import keras
 
@@ -340,7 +343,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResu
     weights = None if (cfg.weights in (None, "none", "None")) else cfg.weights
     built = st.spec.build(len(classes), input_size=st.size, **({} if not st.spec.transfer else {"weights": weights}))
     if background:
-        arrays = _add_background(tf, built, arrays, background, root, st.size, say)
+        arrays = _add_background(tf, built, arrays, background, root, st.size, st.resize, say)
     partial = prepare_run_dir(out, cfg.force)  # after the build: bad weights leave no half-written run
     split_path = _save_split(manifest, cfg.split, out, partial, say)
     _match_backup(resume_dir(out), cfg)
@@ -351,7 +354,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] | None = None) -> RunResu
         built.model.save(tmp)
     config = {
         **asdict(cfg), "out": str(out), "model": cfg.model, "input_size": st.size, "augment": st.augment,
-        "epochs": st.epochs, "label_smoothing": st.label_smoothing,
+        "epochs": st.epochs, "label_smoothing": st.label_smoothing, "resize": st.resize,
         "weights": weights, "data_dir": str(Path(root).resolve()), "classes": classes,
         "background": background,
         "outlier_photos": _outlier_counts(background),
@@ -369,7 +372,10 @@ def _settings(cfg: TrainConfig) -> _Settings:
     spec = get_spec(cfg.model)
     st = _Settings(spec=spec, size=cfg.input_size or spec.input_size,
                    augment=spec.augment if cfg.augment is None else cfg.augment, epochs=cfg.epochs or spec.epochs,
-                   label_smoothing=spec.label_smoothing if cfg.label_smoothing is None else cfg.label_smoothing)
+                   label_smoothing=spec.label_smoothing if cfg.label_smoothing is None else cfg.label_smoothing,
+                   resize=cfg.resize or RESIZE)
+    if st.resize not in RESIZE_FILTERS:
+        raise DataError(f"--resize must be one of {', '.join(RESIZE_FILTERS)} (got {st.resize!r})")
     if cfg.batch_size < 1 or st.epochs < 1:
         raise DataError(f"--batch-size and --epochs must be at least 1 (got {cfg.batch_size}, {st.epochs})")
     if cfg.fine_tune_schedule not in ("constant", "cosine"):
@@ -518,11 +524,12 @@ def evaluate(target: str, split: str = "test", data: str | None = None, manifest
     size = int(model.inputs[0].shape[1])
     root = resolve_data_dir(data or cfg.get("data_dir"))
     manifest = load_manifest(manifest_path or (cfg.get("split") if cfg.get("split") else None))
-    a = load_split(root, manifest, split, size, limit_per_class=limit_per_class)
+    resize = resize_of(cfg)  # runs from before the choice: bilinear
+    a = load_split(root, manifest, split, size, limit_per_class=limit_per_class, resize=resize)
     if cfg.get("background"):
         from edgeflower.data.background import with_background
 
-        a = with_background({split: a}, cfg["background"], size)[split]
+        a = with_background({split: a}, cfg["background"], size, resize)[split]
     probs = predict_probs(model, a.x)
     m = classification_metrics(probs, a.y, a.classes)
     m["model"] = str(model_path)
