@@ -63,6 +63,21 @@ def test_quantize_roundtrip():
     assert quantize(x, raw) is x or (quantize(x, raw) == x).all()
 
 
+@pytest.mark.parametrize("dtype, zero_point", [(np.int8, -10), (np.uint8, 3), (np.float32, 0)])
+def test_an_outputs_dequantizer_gives_dequantizes_values(dtype, zero_point):
+    """The classifier's per-output dequantizer (a table for 8-bit outputs) gives exactly dequantize's floats."""
+    from edgeflower.edge.classifier import dequantizer
+
+    scale = 0.0 if dtype == np.float32 else 0.0039
+    info = TensorInfo("y", (1, 256), np.dtype(dtype), scale=scale, zero_point=zero_point)
+    y = (np.arange(256, dtype=np.uint8).view(dtype) if dtype != np.float32 else
+         np.linspace(0, 1, 256, dtype=np.float32))[None]
+    got = dequantizer(info)(y)
+    assert got.dtype == np.float32 and got.shape == y.shape
+    np.testing.assert_array_equal(got, dequantize(y, info))
+    assert (np.diff(got[0][np.argsort(y[0])]) >= 0).all() and len(np.unique(got)) == 256
+
+
 @pytest.mark.parametrize("name", ["model_float.tflite", "model_int8.tflite", "model.onnx", "model_int8.onnx"])
 def test_classifier_on_frames_and_files(tiny_export, synth_data, name):
     clf = Classifier(tiny_export / name, top_k=2)

@@ -246,3 +246,24 @@ def test_the_answer_reads_the_predicted_class_similarity():
     one = Smoother(2)
     one.update(probs[0], 0.25)
     assert one.update(probs[0], 0.75)[1] == 0.5  # a single similarity stays a float
+
+
+def test_one_frames_similarity_and_order_agree_with_the_batch_rule():
+    """classify reads a frame's values in plain Python (top_similarity, decide): the same answers as the vectorized
+    select_similarity and a stable argsort, ties and the background column included."""
+    from edgeflower.edge.classifier import select_similarity, top_similarity
+
+    rng = np.random.default_rng(5)
+    clf = Classifier.__new__(Classifier)  # decide needs the labels and the rule's settings only
+    clf.labels, clf.top_k, clf.threshold, clf.min_similarity, clf.background = list("abcd"), 3, 0.0, 0.5, None
+    for _ in range(300):
+        probs = rng.integers(0, 4, (1, 4)).astype(np.float32) / 4  # coarse: many ties
+        width = int(rng.choice([1, 3, 4]))  # one value, a background column without one, one per class
+        sims = rng.random((1, width)).astype(np.float32)
+        want = float(select_similarity(probs, sims)[0])
+        assert top_similarity(probs[0].tolist(), sims[0].tolist()) == want
+        order = np.argsort(-probs[0], kind="stable")
+        label, score, top, topk = clf.decide(probs[0], want)
+        assert top == order[0] and score == float(probs[0, order[0]])
+        assert [lab for lab, _ in topk] == [clf.labels[i] for i in order[:3]]
+        assert (label == UNKNOWN) == (want < 0.5)

@@ -86,6 +86,18 @@ def dequantize(y: np.ndarray, info: TensorInfo) -> np.ndarray:
     return (y.astype(np.float32) - info.zero_point) * info.scale
 
 
+def dequantizer(info: TensorInfo):
+    """``dequantize`` for one output, made once: an 8-bit output reads a 256-entry table of dequantize's own values
+    (one numpy call per frame instead of three, the same floats)."""
+    if not info.quantized or info.dtype not in (np.uint8, np.int8):
+        return functools.partial(dequantize, info=info)
+    codes = np.arange(256, dtype=np.uint8)
+    table = dequantize(codes.view(info.dtype), info)  # entry i: the value of the byte i
+    if info.dtype == np.uint8:
+        return table.__getitem__
+    return lambda y: table[y.view(np.uint8)]
+
+
 def select_similarity(probs: np.ndarray, sims: np.ndarray) -> np.ndarray:
     """The similarity of each photo: (N,) from an output of one value per photo (N, 1), or from one value per class
     (N, W) the value of the top class of ``probs`` (N, C). The first W classes have values; a top class beyond them
@@ -97,6 +109,15 @@ def select_similarity(probs: np.ndarray, sims: np.ndarray) -> np.ndarray:
     inside = top < sims.shape[1]
     picked = sims[np.arange(len(sims)), np.minimum(top, sims.shape[1] - 1)]
     return np.where(inside, picked, sims.max(axis=1))
+
+
+def top_similarity(probs: list[float], sims: list[float]) -> float:
+    """``select_similarity`` for one photo, on plain lists: a frame's few values cost less in Python than in numpy
+    calls (tests/test_unknown.py checks that the two agree)."""
+    if len(sims) == 1:
+        return sims[0]
+    top = probs.index(max(probs))  # the first of tied classes, as np.argmax
+    return sims[top] if top < len(sims) else max(sims)
 
 
 def _class_count(name: str, out: TensorInfo) -> int:
@@ -146,6 +167,7 @@ class Classifier:
         self.top_k = max(1, min(top_k, len(self.labels)))
         # the feature-similarity output, when the artifact has one
         self._sim_index = similarity_output(self.backend.outputs, self.backend.main)
+        self._dequantize = [dequantizer(o) for o in self.backend.outputs]
         unknown = self.metadata.get("unknown") or {}
         # a background class (train --background: the camera's scene without flowers) is answered unknown
         self.background = self.metadata.get("background_class")
@@ -224,13 +246,12 @@ class Classifier:
         t = time.perf_counter_ns()
         self.backend.invoke()
         inf_ms = (time.perf_counter_ns() - t) / 1e6
+        main, n = self.backend.main, len(pixels)
         if self._sim_index is None:
-            probs = dequantize(self.backend.get_output(), self.backend.output)
-            return probs.reshape(len(pixels), -1), None, inf_ms
-        outs = self.backend.get_outputs()
-        probs = dequantize(outs[self.backend.main], self.backend.output)
-        sims = dequantize(outs[self._sim_index], self.similarity_output)
-        return probs.reshape(len(pixels), -1), sims.reshape(len(pixels), -1), inf_ms
+            return self._dequantize[main](self.backend.get_output()).reshape(n, -1), None, inf_ms
+        outs, sim = self.backend.get_outputs(), self._sim_index
+        return (self._dequantize[main](outs[main]).reshape(n, -1), self._dequantize[sim](outs[sim]).reshape(n, -1),
+                inf_ms)
 
     def predict_batch(self, images: np.ndarray, batch: int = 1) -> np.ndarray:
         """Probabilities of many preprocessed images (batch 1 by default: what the device runs)."""
@@ -257,14 +278,17 @@ class Classifier:
             return True
         return similarity is not None and self.min_similarity is not None and similarity < self.min_similarity
 
-    def decide(self, probs: np.ndarray,
+    def decide(self, probs: np.ndarray | list[float],
                similarity: float | None = None) -> tuple[str, float, int, list[tuple[str, float]]]:
-        order = np.argsort(-probs, kind="stable")  # of tied classes the first, as np.argmax (select_similarity)
-        top = int(order[0])
-        score = float(probs[top])
+        """(label or unknown, top probability, top class, the top k (label, probability)) of one photo."""
+        values = probs.tolist() if isinstance(probs, np.ndarray) else list(probs)
+        # of tied classes the first, as np.argmax (select_similarity): Python's sort is stable, reversed too
+        order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
+        top = order[0]
+        score = values[top]
         unknown = self.is_unknown(score, similarity) or self.labels[top] == self.background
         label = UNKNOWN if unknown else self.labels[top]
-        return label, score, top, [(self.labels[int(i)], float(probs[int(i)])) for i in order[: self.top_k]]
+        return label, score, top, [(self.labels[i], values[i]) for i in order[: self.top_k]]
 
     def classify(self, frame: ImageLike, smoother: "Smoother | None" = None) -> Prediction:
         t0 = time.perf_counter_ns()
@@ -274,11 +298,12 @@ class Classifier:
         raw = None if sims is None else sims[0]
         if smoother is not None:  # smooths every class's similarity, then reads the smoothed top class's
             p, raw = smoother.update(p, raw)
-        sim = None if raw is None else float(select_similarity(p[None], raw)[0])
-        label, score, top, topk = self.decide(p, sim)
+        values = p.tolist()  # a frame's few values: plain Python from here
+        sims = None if raw is None else np.ravel(raw).tolist()
+        sim = None if sims is None else top_similarity(values, sims)
+        label, score, top, topk = self.decide(values, sim)
         total = (time.perf_counter_ns() - t0) / 1e6
-        per_class = (None if raw is None or np.size(raw) == 1 else
-                     {lab: float(v) for lab, v in zip(self.labels, np.ravel(raw))})
+        per_class = None if sims is None or len(sims) == 1 else dict(zip(self.labels, sims))
         return Prediction(label, score, topk, p, top, inf_ms, total, sim, per_class)
 
 
