@@ -17,6 +17,7 @@ because a bank of training features would not fit in the sensor's 8 MB beside th
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -158,11 +159,28 @@ def _json_default(o):
 
 @dataclass
 class Imx500Result:
-    quantized: dict[str, list[np.ndarray]]  # per evaluation set: [probabilities (N, C), features (N, D)]
-    rebuilt: dict[str, list[np.ndarray]]  # the Keras 2 float rebuild's outputs on the same photos
+    """What the worker left: ``info`` and ``memory`` at once, the networks' outputs (tens of MB) when first asked."""
     info: dict  # step times, the converter's exit status
     memory: dict | None  # the converter's memory report, when converted
     files: Path  # the worker's output folder (packerOut.zip, dnnParams.xml, ...)
+    evals: tuple[str, ...]  # the evaluation sets' names
+
+    @functools.cached_property
+    def quantized(self) -> dict[str, list[np.ndarray]]:
+        """Per evaluation set: [probabilities (N, C), features (N, D)] of the quantized network."""
+        return self._outputs("quantized")
+
+    @functools.cached_property
+    def rebuilt(self) -> dict[str, list[np.ndarray]]:
+        """The Keras 2 float rebuild's outputs on the same photos."""
+        return self._outputs("float")
+
+    def _outputs(self, prefix: str) -> dict[str, list[np.ndarray]]:
+        res = {}
+        for name in self.evals:
+            with np.load(self.files / f"{prefix}_{name}.npz") as z:
+                res[name] = [z[f"arr_{i}"] for i in range(len(z.files))]
+        return res
 
 
 def run_worker(model, feature_layer: str | None, calibration: np.ndarray, evals: dict[str, np.ndarray], work: Path,
@@ -210,14 +228,6 @@ def read_result(work: Path, evals: tuple[str, ...], convert: bool = True) -> Imx
     step times, and the converter's memory report (a refused conversion raises, with the converter's first error)."""
     out = work / "out"
     info = json.loads((out / "info.json").read_text())
-
-    def outputs(prefix: str) -> dict[str, list[np.ndarray]]:
-        res = {}
-        for name in evals:
-            z = np.load(out / f"{prefix}_{name}.npz")
-            res[name] = [z[f"arr_{i}"] for i in range(len(z.files))]
-        return res
-
     memory = None
     if convert:
         if info.get("converter_exit") != 0:
@@ -227,8 +237,7 @@ def read_result(work: Path, evals: tuple[str, ...], convert: bool = True) -> Imx
                               + (errors[0].strip() if errors else f"exit {info.get('converter_exit')}"))
         reports = list((out / "converted").glob("*MemoryReport.json"))
         memory = json.loads(reports[0].read_text())["Memory Report"] if reports else None
-    return Imx500Result(quantized=outputs("quantized"), rebuilt=outputs("float"), info=info, memory=memory,
-                        files=out)
+    return Imx500Result(info=info, memory=memory, files=out, evals=tuple(evals))
 
 
 def memory_figures(memory: dict | None) -> dict:
