@@ -344,6 +344,20 @@ def latency(results: Results) -> str:
          "accuracy"], "llrrrrrrrrr", rows))
 
 
+def preprocessing(results: Results) -> str:
+    """edge.json's preprocessing alone, in every resize (the artifact's is the one it uses)."""
+    rows = []
+    for name in EDGE_RESULTS:
+        d = results(name)
+        pre = d["preprocessing"]
+        for resize, t in pre["by_resize"].items():
+            rows.append([_model_name(d), resize + (" (the artifact's)" if resize == pre["resize"] else ""),
+                         f"{t['frame_320x240_ms_p50']:.2f}", f"{t['frame_640x480_ms_p50']:.2f}",
+                         f"{t['jpeg_decode_resize_ms_p50']:.2f}", f"{t['jpeg_decode_resize_ms_p90']:.2f}"])
+    return table(["model", "resize", "320x240 frame ms", "640x480 frame ms", "test JPEG p50 ms", "test JPEG p90 ms"],
+                 "llrrrr", rows)
+
+
 def _latency_measured(d: Result) -> dict[str, str]:
     """edge.json's figure behind each of its targets."""
     r, pre, h = d["ratios"], d["preprocessing"], d["harness_overhead"]
@@ -598,7 +612,7 @@ SECTIONS: dict[str, Section] = {
     "summary": summary, "study": study, "memory": memory,
     "export": export, "gate": gate, "clients": clients, "backbones": backbones,
     "imx500": imx500, "imx500_unknown": imx500_unknown,
-    "latency": latency, "latency_targets": latency_targets, "sinks": sinks,
+    "latency": latency, "latency_targets": latency_targets, "preprocessing": preprocessing, "sinks": sinks,
     "soak_loop": soak_loop, "soak_classify": soak_classify, "soak_stills": soak_stills,
     "unknown": unknown, "unknown_sets": unknown_sets, "unknown_categories": unknown_categories,
     "outliers": outliers, "outliers_categories": outliers_categories, "outliers_species": outliers_species,
