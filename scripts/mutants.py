@@ -108,7 +108,7 @@ MUTANTS = {
     "format-problems-ignored": ("edgeflower/exporting/pipeline.py", '"; ".join(reasons + ev.problems)',
                                 '"; ".join(reasons)', ["tests/test_export.py", "-k", "own_evaluation"]),
     "int8-slowness-unsaid": ("edgeflower/benchmarking.py", "    if speedup >= MIN_INT8_SPEEDUP:\n        return None\n",
-                             "    return None\n", ["tests/test_export.py", "-k", "not_faster"]),
+                             "    return None\n", ["tests/test_export.py", "-k", "built_slower"]),
     "review-any-host": ("edgeflower/data/review_server.py", "        if self.allow_remote:\n            return True\n"
                         "        if not header:\n            return False\n", "        return True\n",
                         ["tests/test_review_page.py", "-k", "hostile"]),
