@@ -102,6 +102,33 @@ def without_metadata(src: Path, dst: Path) -> Path:
     return dst
 
 
+def slower_onnx(src: Path, dst: Path, side: int = 512) -> Path:
+    """A copy of the ONNX model ``src`` that computes the same outputs and more: a (32 x side) @ (side x side) float
+    product of the image, times zero, added to the probabilities. Genuinely slower on any CPU, with no timing stub."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load(str(src))
+    g = m.graph
+    image = g.input[0].name
+    producer = next(n for n in g.node if "probs" in n.output)
+    producer.output[list(producer.output).index("probs")] = "probs_before"
+    rng = np.random.default_rng(0)
+    g.initializer.extend([numpy_helper.from_array(np.array([32, -1], np.int64), "slow_shape"),
+                          numpy_helper.from_array(rng.normal(0, 1e-3, (96, side)).astype(np.float32), "slow_w1"),
+                          numpy_helper.from_array(rng.normal(0, 1e-3, (side, side)).astype(np.float32), "slow_w2"),
+                          numpy_helper.from_array(np.zeros((), np.float32), "slow_zero")])
+    g.node.extend([helper.make_node("Reshape", [image, "slow_shape"], ["slow_x"]),
+                   helper.make_node("MatMul", ["slow_x", "slow_w1"], ["slow_a"]),
+                   *[helper.make_node("MatMul", [f"slow_a{'' if i == 0 else i}", "slow_w2"], [f"slow_a{i + 1}"])
+                     for i in range(8)],
+                   helper.make_node("ReduceSum", ["slow_a8"], ["slow_sum"], keepdims=0),
+                   helper.make_node("Mul", ["slow_sum", "slow_zero"], ["slow_nothing"]),
+                   helper.make_node("Add", ["probs_before", "slow_nothing"], ["probs"])])
+    onnx.save(m, str(dst))
+    return dst
+
+
 def run_cli(*args, env=None, timeout=300):
     import subprocess
 

@@ -159,3 +159,20 @@ def test_bench_report_has_the_speedup_of_each_int8_artifact(report):
     assert len(int8) == 4 and all(r["speedup_vs_float"] > 0 for r in int8)
     assert {r["float_sibling"] for r in int8} == {"model_float.tflite", "model.onnx"}
     assert "x float" in render(report)
+
+
+def test_bench_warns_about_an_int8_artifact_built_slower(tiny_export, synth_data, synth_split, tmp_path):
+    """bench's own timings of a float ONNX and an int8 ONNX built to do more work (conftest.slower_onnx): the int8
+    row's speed-up is far under 1.3x and it carries the warning, in the report and in its text."""
+    import shutil
+
+    from conftest import slower_onnx
+
+    shutil.copy(tiny_export / "model.onnx", tmp_path / "model.onnx")
+    slow = slower_onnx(tiny_export / "model_int8.onnx", tmp_path / "model_int8.onnx")
+    rep = bench(BenchConfig(artifacts=(str(tmp_path / "model.onnx"), str(slow)), threads=(1,), runs=20, warmup=3,
+                            e2e_images=2, accuracy=False, data=str(synth_data), split=str(synth_split)))
+    row = next(r for r in rep["results"] if r["name"] == "model_int8.onnx")
+    assert row["float_sibling"] == "model.onnx" and row["speedup_vs_float"] < 0.5, row.get("speedup_vs_float")
+    assert row["speed_warning"].startswith(f"model_int8.onnx is {row['speedup_vs_float']:.2f}x as fast as model.onnx")
+    assert f"warning: {row['speed_warning']}" in render(rep)

@@ -16,7 +16,7 @@ from edgeflower.errors import AccuracyDropError, ExportError, ModelError
 from edgeflower.exporting import convert
 from edgeflower.exporting.pipeline import ExportConfig, export
 
-from conftest import run_cli
+from conftest import run_cli, slower_onnx
 
 ARTIFACTS = ["model_float.tflite", "model_int8.tflite", "model.onnx", "model_int8.onnx"]
 
@@ -411,33 +411,6 @@ def test_each_int8_artifact_is_timed_against_its_float_sibling(tiny_export):
     assert "| x float |" in md and f"| {by['model_int8.tflite']['speed']['speedup_vs_float']:.2f}x |" in md
 
 
-def _slower(src, dst, side: int = 512):
-    """A copy of the ONNX model ``src`` that computes the same outputs and more: a (32 x side) @ (side x side) float
-    product of the image, times zero, added to the probabilities. Genuinely slower on any CPU, with no timing stub."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    m = onnx.load(str(src))
-    g = m.graph
-    image = g.input[0].name
-    producer = next(n for n in g.node if "probs" in n.output)
-    producer.output[list(producer.output).index("probs")] = "probs_before"
-    rng = np.random.default_rng(0)
-    g.initializer.extend([numpy_helper.from_array(np.array([32, -1], np.int64), "slow_shape"),
-                          numpy_helper.from_array(rng.normal(0, 1e-3, (96, side)).astype(np.float32), "slow_w1"),
-                          numpy_helper.from_array(rng.normal(0, 1e-3, (side, side)).astype(np.float32), "slow_w2"),
-                          numpy_helper.from_array(np.zeros((), np.float32), "slow_zero")])
-    g.node.extend([helper.make_node("Reshape", [image, "slow_shape"], ["slow_x"]),
-                   helper.make_node("MatMul", ["slow_x", "slow_w1"], ["slow_a"]),
-                   *[helper.make_node("MatMul", [f"slow_a{'' if i == 0 else i}", "slow_w2"], [f"slow_a{i + 1}"])
-                     for i in range(8)],
-                   helper.make_node("ReduceSum", ["slow_a8"], ["slow_sum"], keepdims=0),
-                   helper.make_node("Mul", ["slow_sum", "slow_zero"], ["slow_nothing"]),
-                   helper.make_node("Add", ["probs_before", "slow_nothing"], ["probs"])])
-    onnx.save(m, str(dst))
-    return dst
-
-
 def test_an_int8_artifact_built_slower_than_float_is_warned_about(tiny_export, tmp_path):
     """An int8 ONNX that does more work than its float sibling (built so, not a stubbed timing): the export's timing
     finds it slower, and the result, the progress and the Markdown report carry bench's warning."""
@@ -450,7 +423,7 @@ def test_an_int8_artifact_built_slower_than_float_is_warned_about(tiny_export, t
     rep = json.loads((tiny_export / "export_report.json").read_text())
     for name in ("model_float.tflite", "model_int8.tflite", "model.onnx"):
         shutil.copy(tiny_export / name, tmp_path / name)
-    _slower(tiny_export / "model_int8.onnx", tmp_path / "model_int8.onnx")
+    slower_onnx(tiny_export / "model_int8.onnx", tmp_path / "model_int8.onnx")
     photo = np.full((32, 32, 3), 90, np.uint8)
     np.testing.assert_array_equal(Classifier(tmp_path / "model_int8.onnx").classify(photo).probs,
                                   Classifier(tiny_export / "model_int8.onnx").classify(photo).probs)
