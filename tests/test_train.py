@@ -25,6 +25,7 @@ def test_run_directory_is_complete(tiny_run):
     assert m["test"]["accuracy"] >= 0.9, "solid colours must be learnable"
     cfg = json.loads((tiny_run / "config.json").read_text())
     assert cfg["seed"] == 42 and len(cfg["split_manifest_sha256"]) == 64 and "tensorflow" in cfg["versions"]
+    assert cfg["resize"] == "nearest"  # the default, resolved: export and the device read it from here
     assert not tiny_run.with_name(tiny_run.name + ".partial").exists()
 
 
@@ -114,7 +115,8 @@ def test_mixup_blends_images_and_labels_alike():
 
 
 @pytest.mark.parametrize("kw, match", [({"fine_tune_schedule": "linear"}, "constant or cosine"),
-                                       ({"mixup": -1.0}, "--mixup")])
+                                       ({"mixup": -1.0}, "--mixup"),
+                                       ({"resize": "area"}, "--resize must be one of nearest, bilinear")])
 def test_bad_schedule_or_mixup_is_refused(synth_data, synth_split, tmp_path, kw, match):
     with pytest.raises(DataError, match=match):
         train(TrainConfig(model="cnn", data=str(synth_data), split=str(synth_split), out=str(tmp_path / "x"), **kw))
