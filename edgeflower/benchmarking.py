@@ -257,6 +257,7 @@ def bench(cfg: BenchConfig, progress=None) -> dict:
             results.append(r)
     _relative_accuracy(results)
     _speedups(results)
+    _confirm_slow(results, cfg.backend, say)
     return {"environment": environment(), "config": asdict(cfg), "results": results,
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
@@ -289,9 +290,27 @@ def _speedups(results: list[dict]) -> None:
             continue
         speedup = sib[0]["latency_ms"]["p50"] / r["latency_ms"]["p50"]
         r["float_sibling"], r["speedup_vs_float"] = sib[0]["name"], round(speedup, 3)
+        r["float_sibling_artifact"] = sib[0]["artifact"]
         warning = speed_warning(r["name"], sib[0]["name"], speedup, r["threads"])
         if warning:
             r["speed_warning"] = warning
+
+
+def _confirm_slow(results: list[dict], backend: str | None, say: Callable[[str], None]) -> None:
+    """A warning from two separate measurements (other processes, other moments of a shared machine) is checked side
+    by side before it is given: the int8 artifact and its float sibling timed in alternating rounds (``speedup``),
+    as export times them. That figure replaces the other; the warning stays only if it says so too."""
+    for r in results:
+        if not r.get("speed_warning"):
+            continue
+        say(f"checking {r['name']} against {r['float_sibling']} side by side (threads={r['threads']})")
+        sp = speedup(r["artifact"], r["float_sibling_artifact"], threads=r["threads"], backend=backend)
+        r["speedup_vs_float"], r["speedup_timing"] = sp["speedup_vs_float"], "side by side"
+        warning = speed_warning(r["name"], r["float_sibling"], sp["speedup_vs_float"], r["threads"])
+        if warning:
+            r["speed_warning"] = warning
+        else:
+            del r["speed_warning"]
 
 
 def speed_warning(name: str, sibling: str, speedup: float, threads: int) -> str | None:
@@ -302,7 +321,8 @@ def speed_warning(name: str, sibling: str, speedup: float, threads: int) -> str 
             "on this machine int8 buys size, not speed")
 
 
-def speedup(int8: str | Path, reference: str | Path, threads: int = 1, rounds: int = 9, invokes: int = 20) -> dict:
+def speedup(int8: str | Path, reference: str | Path, threads: int = 1, rounds: int = 9, invokes: int = 20,
+            backend: str | None = None) -> dict:
     """How much faster ``int8`` runs than its float ``reference`` on this machine: both loaded side by side, timed
     in alternating rounds of ``invokes`` calls each (edgeflower.util.timing), the median of the per-round ratios."""
     import statistics
@@ -311,7 +331,7 @@ def speedup(int8: str | Path, reference: str | Path, threads: int = 1, rounds: i
     from edgeflower.util import timing
 
     def timer(path):
-        clf = Classifier(path, threads=threads, threshold=0.0)
+        clf = Classifier(path, backend=backend, threads=threads, threshold=0.0)
         b = clf.backend
         b.set_input(quantize(np.full((1, *clf.input_size, 3), 128, np.uint8), b.input))
         for _ in range(5):

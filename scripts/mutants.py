@@ -127,6 +127,10 @@ MUTANTS = {
     "dequantize-table-off-by-one": ("edgeflower/edge/classifier.py", "codes = np.arange(256, dtype=np.uint8)",
                                     "codes = np.roll(np.arange(256, dtype=np.uint8), 1)",
                                     ["tests/test_edge.py", "-k", "dequantizer"]),
+    "slow-warning-never-withdrawn": ("edgeflower/benchmarking.py",
+                                     'warning = speed_warning(r["name"], r["float_sibling"], sp["speedup_vs_float"]',
+                                     'warning = r["speed_warning"] or speed_warning(r["name"], r["float_sibling"], '
+                                     'sp["speedup_vs_float"]', ["tests/test_bench.py", "-k", "checked_side_by_side"]),
     "frames-resized-as-new-runs": ("edgeflower/edge/classifier.py",
                                    "return preprocess(frame, self.input_size, self.resize)",
                                    "return preprocess(frame, self.input_size)",

@@ -176,3 +176,22 @@ def test_bench_warns_about_an_int8_artifact_built_slower(tiny_export, synth_data
     assert row["float_sibling"] == "model.onnx" and row["speedup_vs_float"] < 0.5, row.get("speedup_vs_float")
     assert row["speed_warning"].startswith(f"model_int8.onnx is {row['speedup_vs_float']:.2f}x as fast as model.onnx")
     assert f"warning: {row['speed_warning']}" in render(rep)
+
+
+def test_a_slow_figure_from_separate_runs_is_checked_side_by_side(tiny_export, tmp_path):
+    """bench's separate measurements (other processes, other moments) said an int8 artifact was no faster; timed side
+    by side it is far faster, so the figure is replaced and the warning withdrawn. The pair is real: the tiny int8
+    ONNX against a float sibling built to do more work (conftest.slower_onnx)."""
+    from edgeflower.benchmarking import _confirm_slow
+
+    from conftest import slower_onnx
+
+    slow_float = slower_onnx(tiny_export / "model.onnx", tmp_path / "model.onnx")
+    row = {"name": "model_int8.onnx", "artifact": str(tiny_export / "model_int8.onnx"), "threads": 1,
+           "float_sibling": "model.onnx", "float_sibling_artifact": str(slow_float), "speedup_vs_float": 1.02,
+           "speed_warning": "model_int8.onnx is 1.02x as fast as model.onnx at 1 thread(s)"}
+    said = []
+    _confirm_slow([row], None, said.append)
+    assert row["speedup_vs_float"] > 2 and row["speedup_timing"] == "side by side", row
+    assert "speed_warning" not in row
+    assert said == ["checking model_int8.onnx against model.onnx side by side (threads=1)"]
