@@ -192,11 +192,11 @@ def main() -> None:
             sp = speedup(exp / int8, exp / ref, threads=1, rounds=20, invokes=50)
             interleaved[key] = sp
             ratios[f"{key}_int8_over_float_p50_1thread"] = 1 / sp["speedup_vs_float"]
-    size = Classifier(exp / "model_int8.tflite").input_size[0]
+    int8 = Classifier(exp / "model_int8.tflite")
     print("harness overhead", flush=True)
     overhead = harness_overhead(exp / "model_int8.tflite")
     print("preprocessing", flush=True)
-    pre = preprocessing(root, items, size, Classifier(exp / "model_int8.tflite").resize)
+    pre = preprocessing(root, items, int8.input_size[0], int8.resize)
     e2e = e2e_vs_invoke(exp / "model_int8.tflite")
     e2e_small = e2e_vs_invoke(exp / "model_int8.tflite", frame=(240, 320))
     e2e_jpeg = e2e_vs_invoke(exp / "model_int8.tflite", files=[root / rel for rel, _, _ in items])

@@ -281,7 +281,7 @@ class Classifier:
     def decide(self, probs: np.ndarray | list[float],
                similarity: float | None = None) -> tuple[str, float, int, list[tuple[str, float]]]:
         """(label or unknown, top probability, top class, the top k (label, probability)) of one photo."""
-        values = probs.tolist() if isinstance(probs, np.ndarray) else list(probs)
+        values = probs.tolist() if isinstance(probs, np.ndarray) else probs  # read, never changed
         # of tied classes the first, as np.argmax (select_similarity): Python's sort is stable, reversed too
         order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
         top = order[0]
