@@ -138,6 +138,11 @@ MUTANTS = {
     "export-ignores-the-runs-resize": ("edgeflower/exporting/pipeline.py", "resize=resize_of(run_cfg), root=root,",
                                        "resize=\"nearest\", root=root,",
                                        ["tests/test_export.py", "-k", "before_the_resize_choice"]),
+    "jpeg-fast-path-ignores-orientation": ("edgeflower/edge/jpeg.py",
+                                           "return size if orientation in (None, 1) else None", "return size",
+                                           ["tests/test_jpeg.py", "-k", "only_pillow"]),
+    "jpeg-fast-path-ignores-the-draft": ("edgeflower/edge/jpeg.py", " or min(size) // max(1, side) >= 2:", ":",
+                                         ["tests/test_jpeg.py", "-k", "only_pillow"]),
 }
 
 def run(name: str) -> bool:

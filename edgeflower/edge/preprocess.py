@@ -2,7 +2,8 @@
 
 Decode with Pillow, honour EXIF orientation, convert to RGB, resize (no aspect preservation: the whole photo is
 squeezed into the model's square input, as the study did) and return uint8 HxWx3. Models take raw 0-255 pixels and
-scale them inside their own graph, so nothing else is needed.
+scale them inside their own graph, so nothing else is needed. Most JPEG photos are decoded by simplejpeg where it is
+installed, to Pillow's very pixels in less time (``edgeflower.edge.jpeg``).
 
 The resize is the run's (``RESIZE_FILTERS``): ``nearest`` for new runs, ``bilinear`` (Pillow's, antialiased) for runs
 trained before it was a choice. Both come after a box reduction by the largest whole factor that keeps the input's
@@ -22,6 +23,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from edgeflower.edge import jpeg
 from edgeflower.errors import ImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -137,13 +139,15 @@ def to_rgb(img: Image.Image) -> Image.Image:
 MAX_PIXELS = 64_000_000
 
 
-def open_image(src: str | os.PathLike | bytes, draft_size: tuple[int, int] | None = None) -> Image.Image:
+def open_image(src: str | os.PathLike | bytes, draft_size: tuple[int, int] | None = None,
+               name: str | None = None) -> Image.Image:
     """Decode an image file (or bytes) into an RGB Pillow image, EXIF orientation applied.
 
     ``draft_size`` (height, width) lets decoding skip detail that the resize would throw away: JPEG's DCT scaling
     by 1/2, 1/4 or 1/8, then for any format a box reduction by a whole factor, never below the requested size.
+    ``name`` is the file that bytes came from, for errors.
     """
-    name = "<bytes>" if isinstance(src, (bytes, bytearray)) else os.fspath(src)
+    name = name or ("<bytes>" if isinstance(src, (bytes, bytearray)) else os.fspath(src))
     try:
         fp = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else open(src, "rb")
     except OSError as exc:
@@ -175,6 +179,38 @@ def open_image(src: str | os.PathLike | bytes, draft_size: tuple[int, int] | Non
         # what Pillow's decoders raise on damaged files; one line, never a traceback
         raise ImageError(f"{name} is corrupt or truncated ({type(exc).__name__}: {str(exc)[:120]}): remove it or "
                          "re-download it") from exc
+
+
+# A file up to this size is read whole, once, for either decoder; a larger one Pillow reads as it decodes (so a huge
+# file that is no image costs its header, not its size in memory).
+READ_WHOLE_MAX = 32 << 20
+
+
+def _read(src: str | os.PathLike | bytes) -> tuple[str | os.PathLike | bytes, str | None]:
+    """(the file's bytes, or ``src`` itself for bytes and files over READ_WHOLE_MAX; the file's name)."""
+    if isinstance(src, (bytes, bytearray)):
+        return src, None
+    name = os.fspath(src)
+    try:
+        fd = os.open(name, os.O_RDONLY)
+    except OSError as exc:
+        raise ImageError(f"cannot open image {name}: {exc.strerror or exc}") from exc
+    try:
+        size = os.fstat(fd).st_size
+        if size > READ_WHOLE_MAX:
+            return src, name
+        chunks, left = [], size
+        while left > 0:  # one read for a regular file; a file still being written may give less
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), name
+    except OSError as exc:
+        raise ImageError(f"cannot open image {name}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
 
 
 def upright(img: Image.Image) -> Image.Image:
@@ -213,7 +249,12 @@ def preprocess(src: ImageLike, size: int | tuple[int, int], resize: str = RESIZE
     elif isinstance(src, Image.Image):
         img = to_rgb(upright(src))
     else:
-        img = open_image(src, draft_size=(h, w))
+        data, name = _read(src)
+        fast = jpeg.decode(data, max(h, w), MAX_PIXELS)  # Pillow's pixels in less time, where it applies (jpeg.py)
+        if fast is not None:
+            img = fast if fast.size == (w, h) else fast.resize((w, h), resample)
+            return np.frombuffer(img.tobytes("raw", "RGB"), np.uint8).reshape(h, w, 3)  # a copy: the buffer is reused
+        img = open_image(data, draft_size=(h, w), name=name)
     img = _reduce(img, max(h, w))  # what open_image did for files, for frames and Pillow images too: same pixels
     if img.size != (w, h):
         img = img.resize((w, h), resample)
