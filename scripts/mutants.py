@@ -143,6 +143,9 @@ MUTANTS = {
                                            ["tests/test_jpeg.py", "-k", "only_pillow"]),
     "jpeg-fast-path-ignores-the-draft": ("edgeflower/edge/jpeg.py", " or min(size) // max(1, side) >= 2:", ":",
                                          ["tests/test_jpeg.py", "-k", "only_pillow"]),
+    "jpeg-nearest-by-the-other-axis": ("edgeflower/edge/preprocess.py", "_nearest_index(pixels.shape[1], w), 1",
+                                       "_nearest_index(pixels.shape[0], w), 1",
+                                       ["tests/test_jpeg.py", "-k", "plain_jpegs"]),
 }
 
 def run(name: str) -> bool:

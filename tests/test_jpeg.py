@@ -76,7 +76,7 @@ PLAIN = {
 def test_plain_jpegs_give_pillows_pixels(monkeypatch, kind, resize):
     data = PLAIN[kind]()
     assert jpeg.decode(data, 224, pre.MAX_PIXELS) is not None  # simplejpeg decoded it
-    for size in (224, (48, 64), Image.open(io.BytesIO(data)).size[::-1]):  # the last: as it is, no resize
+    for size in (224, (48, 64), (300, 400), Image.open(io.BytesIO(data)).size[::-1]):  # the last: as it is
         got = pre.preprocess(data, size, resize)
         np.testing.assert_array_equal(got, with_pillow(monkeypatch, data, size, resize))
         assert got.dtype == np.uint8 and got.shape[2] == 3

@@ -18,7 +18,6 @@ import struct
 import threading
 
 import numpy as np
-from PIL import Image
 
 try:
     import simplejpeg
@@ -104,10 +103,11 @@ def _exif_orientation(tiff: bytes) -> int | None | bool:
     return None
 
 
-def decode(data: bytes, side: int, max_pixels: int) -> Image.Image | None:
-    """The JPEG ``data`` as an RGBX Pillow image over this thread's buffer, where Pillow would decode it whole for an
-    input of ``side`` pixels (its draft scales by 2 or more only from twice that size); None where Pillow decodes it
-    (see the module's note). The image lives until the thread's next decode: copy what is kept."""
+def decode(data: bytes, side: int, max_pixels: int, channels: str = "RGB") -> np.ndarray | None:
+    """The JPEG ``data`` as a uint8 array (height, width, 3 for ``channels`` RGB, 4 for RGBX) over this thread's
+    buffer, where Pillow would decode it whole for an input of ``side`` pixels (its draft scales by 2 or more only
+    from twice that size); None where Pillow decodes it (see the module's note). The array lives until the thread's
+    next decode: copy what is kept."""
     if simplejpeg is None or not isinstance(data, (bytes, bytearray)):
         return None
     size = plain_size(data)
@@ -115,12 +115,10 @@ def decode(data: bytes, side: int, max_pixels: int) -> Image.Image | None:
         return None
     width, height = size
     try:
-        pixels = simplejpeg.decode_jpeg(data, "RGBX", buffer=_buffer(width * height * 4), strict=True)
+        pixels = simplejpeg.decode_jpeg(data, channels, buffer=_buffer(width * height * len(channels)), strict=True)
     except ValueError:  # a damaged or unusual file (strict: libjpeg's warnings too): Pillow decides and words it
         return None
-    if pixels.shape[:2] != (height, width):
-        return None
-    return Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1)
+    return pixels if pixels.shape[:2] == (height, width) else None
 
 
 def _buffer(nbytes: int) -> np.ndarray:

@@ -14,6 +14,7 @@ and an artifact in its metadata (``preprocessing.resize``); one that names none 
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -250,15 +251,36 @@ def preprocess(src: ImageLike, size: int | tuple[int, int], resize: str = RESIZE
         img = to_rgb(upright(src))
     else:
         data, name = _read(src)
-        fast = jpeg.decode(data, max(h, w), MAX_PIXELS)  # Pillow's pixels in less time, where it applies (jpeg.py)
-        if fast is not None:
-            img = fast if fast.size == (w, h) else fast.resize((w, h), resample)
-            return np.frombuffer(img.tobytes("raw", "RGB"), np.uint8).reshape(h, w, 3)  # a copy: the buffer is reused
+        nearest = resample == Image.Resampling.NEAREST
+        fast = jpeg.decode(data, max(h, w), MAX_PIXELS, "RGB" if nearest else "RGBX")  # Pillow's pixels, sooner
+        if fast is not None:  # a copy either way: the decode's buffer is reused
+            return _nearest(fast, h, w) if nearest else _resized(fast, h, w, resample)
         img = open_image(data, draft_size=(h, w), name=name)
     img = _reduce(img, max(h, w))  # what open_image did for files, for frames and Pillow images too: same pixels
     if img.size != (w, h):
         img = img.resize((w, h), resample)
     return np.asarray(img, dtype=np.uint8)
+
+
+def _nearest(pixels: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Pillow's nearest resize of an (H, W, C) array, in numpy: the same source pixel for each output pixel (its
+    indices, per axis), columns then rows, into a new array; 0.1 ms less than through a Pillow image here."""
+    return pixels.take(_nearest_index(pixels.shape[1], w), 1).take(_nearest_index(pixels.shape[0], h), 0)
+
+
+@functools.lru_cache(maxsize=256)
+def _nearest_index(n: int, m: int) -> np.ndarray:
+    """The source index of each of ``m`` pixels that Pillow's nearest resize takes from ``n`` (asked of Pillow)."""
+    line = Image.frombuffer("I", (n, 1), np.arange(n, dtype=np.int32).tobytes(), "raw", "I", 0, 1)
+    return np.frombuffer(line.resize((m, 1), Image.Resampling.NEAREST).tobytes(), np.int32).astype(np.intp)
+
+
+def _resized(rgbx: np.ndarray, h: int, w: int, resample: Image.Resampling) -> np.ndarray:
+    """An RGBX array resized by Pillow's ``resample``, as a new RGB array."""
+    img = Image.frombuffer("RGBX", (rgbx.shape[1], rgbx.shape[0]), rgbx, "raw", "RGBX", 0, 1)
+    if img.size != (w, h):
+        img = img.resize((w, h), resample)
+    return np.frombuffer(img.tobytes("raw", "RGB"), np.uint8).reshape(h, w, 3)
 
 
 def _array_to_image(arr: np.ndarray) -> Image.Image:
