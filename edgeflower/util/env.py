@@ -43,8 +43,8 @@ def raspberry_pi() -> dict | None:
     return info
 
 
-def environment(packages: tuple[str, ...] = ("numpy", "pillow", "ai-edge-litert", "onnxruntime", "tensorflow",
-                                             "tf2onnx", "onnx", "edgeflower")) -> dict:
+def environment(packages: tuple[str, ...] = ("numpy", "pillow", "simplejpeg", "ai-edge-litert", "onnxruntime",
+                                             "tensorflow", "tf2onnx", "onnx", "edgeflower")) -> dict:
     versions = {}
     for p in packages:
         try:
