@@ -1,14 +1,15 @@
 """JPEG photos decoded by libjpeg-turbo straight into a reused buffer (simplejpeg, optional): Pillow's pixels, sooner.
 
-Around a 5 ms int8 invoke, Pillow's way with a dataset photo took 1.7 ms here, where its libjpeg-turbo decode alone
+Around a 5 ms int8 invoke, Pillow's way with a dataset photo took 1.3-1.5 ms here, where libjpeg-turbo's decode
 takes 0.6: the header parsed in Python, a new zeroed image for every photo, the pixels handed to numpy through one
-more copy, each slower with the caches cold after the invoke. simplejpeg calls libjpeg-turbo with Pillow's settings
-(accurate DCT, smooth chroma upsampling) and writes into a buffer kept per thread, so a photo costs its decode and
-the resize. The pixels are Pillow's: tests compare the two on every kind of JPEG, and ``preprocess`` takes this path
-only for a photo that Pillow would decode whole and keep as it is. One that needs a turn (EXIF or XMP orientation),
-a draft (twice the input size or more: Pillow's DCT scaling already makes it cheap), another colour space or depth,
-a multi-picture file, or a header this module does not read, is Pillow's; so is every decoding error, which Pillow
-words. Without simplejpeg (a platform it has no wheel for) Pillow decodes everything, to the same pixels.
+more copy, each slower with the caches cold after the invoke (docs/studies/jpeg-decode.md). simplejpeg calls
+libjpeg-turbo with Pillow's settings (accurate DCT, smooth chroma upsampling) and writes into a buffer kept per
+thread, so a photo costs its decode and the resize. The pixels are Pillow's: tests compare the two on every kind of
+JPEG, and ``preprocess`` takes this path only for a photo that Pillow would decode whole and keep as it is. One that
+needs a turn (EXIF or XMP orientation), a draft (twice the input size or more: Pillow's DCT scaling already makes it
+cheap), another colour space or depth, a multi-picture file, or a header this module does not read, is Pillow's; so
+is every decoding error, which Pillow words. Without simplejpeg (a platform it has no wheel for) Pillow decodes
+everything, to the same pixels.
 """
 
 from __future__ import annotations
@@ -32,10 +33,6 @@ _SOF_PLAIN = {0xC0, 0xC1, 0xC2}  # baseline, extended and progressive Huffman: w
 _SOF_OTHER = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # lossless, hierarchical, arithmetic
 _XMP = b"http://ns.adobe.com/xap/1.0/\x00"
 _XMP_ORIENTATION = re.compile(rb'tiff:Orientation(="|>)([0-9])')  # Pillow's own pattern (Image.getexif)
-
-
-def available() -> bool:
-    return simplejpeg is not None
 
 
 def plain_size(data: bytes) -> tuple[int, int] | None:
