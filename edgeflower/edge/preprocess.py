@@ -272,7 +272,9 @@ def _nearest(pixels: np.ndarray, h: int, w: int) -> np.ndarray:
 def _nearest_index(n: int, m: int) -> np.ndarray:
     """The source index of each of ``m`` pixels that Pillow's nearest resize takes from ``n`` (asked of Pillow)."""
     line = Image.frombuffer("I", (n, 1), np.arange(n, dtype=np.int32).tobytes(), "raw", "I", 0, 1)
-    return np.frombuffer(line.resize((m, 1), Image.Resampling.NEAREST).tobytes(), np.int32).astype(np.intp)
+    index = np.frombuffer(line.resize((m, 1), Image.Resampling.NEAREST).tobytes(), np.int32).astype(np.intp)
+    index.flags.writeable = False  # shared by every caller (the cache)
+    return index
 
 
 def _resized(rgbx: np.ndarray, h: int, w: int, resample: Image.Resampling) -> np.ndarray:
