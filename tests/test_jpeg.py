@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import sys
 import threading
 
 import numpy as np
@@ -175,3 +176,13 @@ def test_files_are_read_once_whole_and_large_ones_left_to_pillow(monkeypatch, tm
     for missing in (tmp_path / "nope.jpg", tmp_path):
         with pytest.raises(ImageError, match="cannot open image"):
             pre.preprocess(missing, 224)
+
+
+def test_without_simplejpeg_pillow_decodes_everything(monkeypatch):
+    """A platform without simplejpeg's wheel: the import fails at the first photo, and every photo is Pillow's."""
+    data = PLAIN["baseline 4:2:0"]()
+    expected = pre.preprocess(data, 224)
+    monkeypatch.setitem(sys.modules, "simplejpeg", None)  # import simplejpeg raises ImportError
+    monkeypatch.setattr(jpeg, "simplejpeg", jpeg._UNLOADED)
+    assert jpeg.decode(data, 224, pre.MAX_PIXELS) is None and jpeg.simplejpeg is None
+    np.testing.assert_array_equal(pre.preprocess(data, 224), expected)

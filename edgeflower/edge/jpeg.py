@@ -20,10 +20,9 @@ import threading
 
 import numpy as np
 
-try:
-    import simplejpeg
-except ImportError:  # pragma: no cover - depends on the platform
-    simplejpeg = None
+_UNLOADED = object()
+#: The simplejpeg module, None without it; imported at the first photo, so that importing edgeflower.edge stays light.
+simplejpeg = _UNLOADED
 
 #: A thread keeps a buffer for photos up to 1 megapixel (4 bytes a pixel); a larger photo gets one of its own.
 BUFFER_MAX = 1 << 22
@@ -105,17 +104,29 @@ def decode(data: bytes, side: int, max_pixels: int, channels: str = "RGB") -> np
     buffer, where Pillow would decode it whole for an input of ``side`` pixels (its draft scales by 2 or more only
     from twice that size); None where Pillow decodes it (see the module's note). The array lives until the thread's
     next decode: copy what is kept."""
-    if simplejpeg is None or not isinstance(data, (bytes, bytearray)):
+    decoder = _decoder()
+    if decoder is None or not isinstance(data, (bytes, bytearray)):
         return None
     size = plain_size(data)
     if size is None or size[0] * size[1] > max_pixels or min(size) // max(1, side) >= 2:
         return None
     width, height = size
     try:
-        pixels = simplejpeg.decode_jpeg(data, channels, buffer=_buffer(width * height * len(channels)), strict=True)
+        pixels = decoder.decode_jpeg(data, channels, buffer=_buffer(width * height * len(channels)), strict=True)
     except ValueError:  # a damaged or unusual file (strict: libjpeg's warnings too): Pillow decides and words it
         return None
     return pixels if pixels.shape[:2] == (height, width) else None
+
+
+def _decoder():
+    global simplejpeg
+    if simplejpeg is _UNLOADED:
+        try:
+            import simplejpeg as module
+        except ImportError:  # a platform without its wheel: Pillow decodes every photo
+            module = None
+        simplejpeg = module
+    return simplejpeg
 
 
 def _buffer(nbytes: int) -> np.ndarray:
