@@ -146,6 +146,8 @@ MUTANTS = {
     "jpeg-nearest-by-the-other-axis": ("edgeflower/edge/preprocess.py", "_nearest_index(pixels.shape[1], w), 1",
                                        "_nearest_index(pixels.shape[0], w), 1",
                                        ["tests/test_jpeg.py", "-k", "plain_jpegs"]),
+    "jpeg-photo-left-in-the-buffer": ("edgeflower/edge/preprocess.py", "return fast.copy()  # the decode's buffer",
+                                      "return fast  # the decode's buffer", ["tests/test_jpeg.py", "-k", "folder"]),
 }
 
 def run(name: str) -> bool:

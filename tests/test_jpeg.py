@@ -178,6 +178,22 @@ def test_files_are_read_once_whole_and_large_ones_left_to_pillow(monkeypatch, tm
             pre.preprocess(missing, 224)
 
 
+def test_a_folder_of_photos_gives_open_images_pixels_and_keeps_each(monkeypatch, tmp_path):
+    """`classify --images`: each photo as np.asarray(open_image(...)) gave it, and a photo read earlier (a saved frame
+    waiting for the disk) is not overwritten by the next decode."""
+    from edgeflower.edge.sources import ImageSource
+
+    kinds = {**PLAIN, **{k: PILLOWS[k] for k in ("EXIF orientation 6", "twice the input: a draft", "PNG")}}
+    for k, make in enumerate(kinds.values()):
+        (tmp_path / f"{k:02d}.jpg").write_bytes(make())
+    frames = list(ImageSource(str(tmp_path), size_hint=(224, 224)).frames())
+    assert len(frames) == len(kinds) and not any(f.error for f in frames)
+    for frame in frames:
+        expected = np.asarray(pre.open_image(tmp_path / frame.name, draft_size=(224, 224)))
+        np.testing.assert_array_equal(frame.image, expected)
+    assert sum(jpeg.decode((tmp_path / f.name).read_bytes(), 224, pre.MAX_PIXELS) is not None for f in frames) >= 12
+
+
 def test_without_simplejpeg_pillow_decodes_everything(monkeypatch):
     """A platform without simplejpeg's wheel: the import fails at the first photo, and every photo is Pillow's."""
     data = PLAIN["baseline 4:2:0"]()

@@ -214,6 +214,16 @@ def _read(src: str | os.PathLike | bytes) -> tuple[str | os.PathLike | bytes, st
         os.close(fd)
 
 
+def load_photo(src: str | os.PathLike | bytes, draft_size: tuple[int, int]) -> np.ndarray:
+    """A photo as an RGB array for a model of ``draft_size`` (height, width): the pixels of
+    ``np.asarray(open_image(src, draft_size))``, a JPEG through simplejpeg where that applies (jpeg.py)."""
+    data, name = _read(src)
+    fast = jpeg.decode(data, max(draft_size), MAX_PIXELS)
+    if fast is not None:
+        return fast.copy()  # the decode's buffer is reused
+    return np.asarray(open_image(data, draft_size=draft_size, name=name))
+
+
 def upright(img: Image.Image) -> Image.Image:
     """The image turned as its EXIF orientation says. Most photos need no turn: they are returned as they are, where
     ImageOps.exif_transpose would copy them (a full copy of the decoded photo per frame, for the same pixels)."""

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from edgeflower.edge.preprocess import image_files, open_image
+from edgeflower.edge.preprocess import image_files, load_photo, open_image
 from edgeflower.errors import ImageError, SourceError
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class ImageSource(Source):
             name = os.path.relpath(f, self.root) if self.root else f
             t, tn = time.time(), time.perf_counter_ns()
             try:
-                img = np.asarray(open_image(f, draft_size=self.size_hint))
+                img = load_photo(f, self.size_hint) if self.size_hint else np.asarray(open_image(f))
                 yield Frame(i, img, t, tn, name)
             except ImageError as exc:
                 yield Frame(i, None, t, tn, name, error=str(exc))
