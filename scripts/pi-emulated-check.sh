@@ -116,7 +116,8 @@ rm -rf "$WORK/wheel" && mkdir -p "$WORK/wheel"
 "$PYTHON" -m pip wheel -q --no-deps --no-build-isolation -w "$WORK/wheel" "$HERE" >/dev/null
 WHEEL=$(ls "$WORK/wheel"/edgeflower-*.whl | head -1)
 pin() { "$PYTHON" -c "import importlib.metadata as m; print('$1==' + m.version('$1'))"; }
-PINS="$(pin ai-edge-litert) $(pin onnxruntime) $(pin numpy) $(pin pillow) $(pin click) $(pin opencv-python-headless)"
+PINS="$(pin ai-edge-litert) $(pin onnxruntime) $(pin numpy) $(pin pillow) $(pin simplejpeg) $(pin click) \
+  $(pin opencv-python-headless)"
 mkdir -p "$ROOTFS/opt/ef"
 rm -rf "$ROOTFS/opt/ef/wheel" && cp -r "$WORK/wheel" "$ROOTFS/opt/ef/wheel"
 if [ ! -x "$ROOTFS/opt/ef/venv/bin/pip" ]; then
@@ -172,6 +173,23 @@ for x in r["results"]:
     assert x["latency_ms"]["p50"] > 0
 print("bench on arm64: ok (" + ", ".join(x["name"] for x in r["results"]) + ")")
 PY
+
+say "JPEG decode on arm64: simplejpeg gives Pillow's pixels (edgeflower/edge/jpeg.py)"
+run_pi /opt/ef/venv/bin/python -c "
+import glob, importlib
+import numpy as np
+from edgeflower.edge import jpeg
+pre = importlib.import_module('edgeflower.edge.preprocess')
+files = sorted(glob.glob('/opt/ef/work/images/*.jpg'))
+sizes = (32, 64, 224)
+fast = [[pre.preprocess(f, s) for s in sizes] for f in files]
+used = sum(jpeg.decode(open(f, 'rb').read(), 224, pre.MAX_PIXELS) is not None for f in files)
+jpeg.simplejpeg = None
+same = sum(np.array_equal(a, pre.preprocess(f, s)) for f, row in zip(files, fast) for a, s in zip(row, sizes))
+assert files and used == len(files) and same == len(files) * len(sizes), (len(files), used, same)
+print(f'{len(files)} photos decoded by simplejpeg, the same pixels as Pillow at {sizes}')
+" >"$WORK/pi-jpeg.log" 2>&1 || { tail -5 "$WORK/pi-jpeg.log"; die "simplejpeg and Pillow disagree on arm64"; }
+say "$(tail -1 "$WORK/pi-jpeg.log")"
 
 # 6. compare
 "$PYTHON" "$HERE/scripts/pi_compare.py" "$WORK/host" "$ROOTFS/opt/ef/work/out" --models "$FIX/export" \
