@@ -68,7 +68,7 @@ PLAIN = {
     "XMP without orientation": lambda: encode(photo(), xmp=b"<x:xmpmeta/>"),
     "EXIF 1 over XMP 6": lambda: encode(photo(), exif=exif(1), xmp=xmp(6)),  # Pillow reads XMP only without EXIF's
     "ICC profile": lambda: encode(photo(), icc_profile=b"\x00" * 300),
-    "restart markers, 4x the input": lambda: encode(photo((224 * 2 - 1, 230)), quality=90, restart_marker_blocks=2),
+    "restart markers, a wide photo": lambda: encode(photo((224 * 2 - 1, 230)), quality=90, restart_marker_blocks=2),
 }
 
 
