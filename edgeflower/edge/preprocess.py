@@ -193,25 +193,11 @@ def _read(src: str | os.PathLike | bytes) -> tuple[str | os.PathLike | bytes, st
         return src, None
     name = os.fspath(src)
     try:
-        fd = os.open(name, os.O_RDONLY)
+        with open(name, "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            return (src, name) if size > READ_WHOLE_MAX else (f.read(size), name)  # one read: a regular file
     except OSError as exc:
         raise ImageError(f"cannot open image {name}: {exc.strerror or exc}") from exc
-    try:
-        size = os.fstat(fd).st_size
-        if size > READ_WHOLE_MAX:
-            return src, name
-        chunks, left = [], size
-        while left > 0:  # one read for a regular file; a file still being written may give less
-            chunk = os.read(fd, left)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), name
-    except OSError as exc:
-        raise ImageError(f"cannot open image {name}: {exc.strerror or exc}") from exc
-    finally:
-        os.close(fd)
 
 
 def load_photo(src: str | os.PathLike | bytes, draft_size: tuple[int, int]) -> np.ndarray:
